@@ -1,0 +1,20 @@
+"""Typed registry of corpus sources and recipes (the DeMix Corpora recipe and a demo recipe)."""
+from __future__ import annotations
+
+from corpus.recipe import (
+    FORMATS,
+    TIERS,
+    Recipe,
+    RecipeError,
+    Source,
+    Stage,
+    TokenizerSpec,
+    load_recipe,
+    parse_recipe,
+)
+from corpus.tokens import format_tokens, parse_tokens
+
+__all__ = [
+    "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
+    "format_tokens", "load_recipe", "parse_recipe", "parse_tokens",
+]

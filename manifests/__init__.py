@@ -1,0 +1,31 @@
+"""The DuckDB manifest of every shard: sources, shards, step stats, mixtures and plans."""
+from __future__ import annotations
+
+from manifests.manifest import (
+    MANIFEST_NAME,
+    ManifestError,
+    ShardRecord,
+    corpus_root,
+    file_sha256,
+    get_meta,
+    list_shards,
+    list_sources,
+    manifest_path,
+    open_manifest,
+    read_shard_record,
+    register_mixture,
+    register_plan,
+    register_shards,
+    register_sources,
+    register_step_stats,
+    set_meta,
+)
+from manifests.schema import SHARD_METADATA_KEYS
+from manifests.shardfile import SHARD_SCHEMA, shard_path, shard_table, write_shard_atomic
+
+__all__ = [
+    "MANIFEST_NAME", "ManifestError", "SHARD_METADATA_KEYS", "ShardRecord", "corpus_root", "file_sha256",
+    "get_meta", "list_shards", "list_sources", "manifest_path", "open_manifest", "read_shard_record",
+    "register_mixture", "register_plan", "register_shards", "register_sources", "register_step_stats", "set_meta",
+    "SHARD_SCHEMA", "shard_path", "shard_table", "write_shard_atomic",
+]

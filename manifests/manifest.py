@@ -1,0 +1,221 @@
+"""Open, register into and read the DuckDB manifest. Registration is bulk (Arrow) and idempotent."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import duckdb
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from corpus import Recipe
+from manifests.schema import create_schema
+
+MANIFEST_NAME = "manifest.duckdb"
+
+
+class ManifestError(RuntimeError):
+    """A manifest that is missing, unreadable or inconsistent; the message names the file."""
+
+
+def manifest_path(db: str | os.PathLike) -> Path:
+    """Accept either the .duckdb file or the corpus folder that holds it."""
+    p = Path(db)
+    return p / MANIFEST_NAME if p.is_dir() else p
+
+
+def corpus_root(db: str | os.PathLike) -> Path:
+    """The folder that shard paths in the manifest are relative to."""
+    return manifest_path(db).resolve().parent
+
+
+def open_manifest(db: str | os.PathLike, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the manifest; read-only connections never create or change anything.
+
+    Raises ManifestError when a read-only open finds no file.
+    """
+    path = manifest_path(db)
+    if read_only:
+        if not path.exists():
+            raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
+        return duckdb.connect(str(path), read_only=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect(str(path))
+    create_schema(con)
+    return con
+
+
+def _upsert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
+    if rows.num_rows == 0:
+        return 0
+    con.register("_incoming", rows)
+    try:
+        cols = ", ".join(rows.column_names)
+        con.execute(f"INSERT OR REPLACE INTO {table} ({cols}) SELECT {cols} FROM _incoming")
+    finally:
+        con.unregister("_incoming")
+    return rows.num_rows
+
+
+def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, Any]) -> None:
+    """Store build-wide facts (tokenizer path and hash, eos id, recipe) as strings."""
+    rows = pa.table({"key": list(values), "value": [v if isinstance(v, str) else json.dumps(v) for v in values.values()]})
+    _upsert(con, "meta", rows)
+
+
+def get_meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """Every meta key and its string value."""
+    return dict(con.execute("SELECT key, value FROM meta").fetchall())
+
+
+def register_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> int:
+    """Upsert the recipe's sources (domain, tier, candidate, location, license, weight)."""
+    s = recipe.sources
+    rows = pa.table({
+        "source": [x.name for x in s],
+        "domain": [x.domain for x in s],
+        "tier": [x.tier for x in s],
+        "candidate": [x.candidate for x in s],
+        "uri": [";".join(x.locations) for x in s],
+        "license": [x.license for x in s],
+        "weight": pa.array([x.weight for x in s], pa.float64()),
+        "title": [x.title or x.name for x in s],
+    })
+    return _upsert(con, "sources", rows)
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    """One row of the `shards` table."""
+
+    path: str
+    source: str
+    split: str
+    n_docs: int
+    n_tokens: int
+    n_bytes: int
+    sha256: str
+    tokenizer: str | None
+    config_hash: str | None
+    created_at: datetime
+
+
+def file_sha256(path: str | os.PathLike, fs: fsspec.AbstractFileSystem | None = None) -> str:
+    """Hex sha256 of a file's bytes, read in 8 MiB blocks."""
+    fs = fs or fsspec.filesystem("file")
+    h = hashlib.sha256()
+    with fs.open(str(path), "rb") as f:
+        for block in iter(lambda: f.read(8 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_shard_record(path: str | os.PathLike, root: str | os.PathLike, sha256: str | None = None) -> ShardRecord:
+    """Build a shard row from a Parquet file's footer metadata and bytes.
+
+    Raises ManifestError naming the file if it is not a DeMix token shard.
+    """
+    path = Path(path)
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad footer
+        raise ManifestError(f"{path}: not a readable Parquet file ({e})") from None
+    meta = {k.decode(): v.decode() for k, v in (pf.schema_arrow.metadata or {}).items()}
+    if "demix.source" not in meta:
+        raise ManifestError(f"{path}: no demix.source key in the Parquet metadata; not a token shard")
+    n_tokens = 0
+    if "n_tokens" in pf.schema_arrow.names:
+        col = pq.read_table(path, columns=["n_tokens"]).column("n_tokens")
+        n_tokens = int(pa.compute.sum(col).as_py() or 0)
+    stat = path.stat()
+    return ShardRecord(
+        path=Path(os.path.relpath(path.resolve(), Path(root).resolve())).as_posix(),
+        source=meta["demix.source"],
+        split=meta.get("demix.split", "train"),
+        n_docs=pf.metadata.num_rows,
+        n_tokens=n_tokens,
+        n_bytes=stat.st_size,
+        sha256=sha256 or file_sha256(path),
+        tokenizer=meta.get("demix.tokenizer"),
+        config_hash=meta.get("demix.config_hash"),
+        created_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None),
+    )
+
+
+def register_shards(con: duckdb.DuckDBPyConnection, records: Sequence[ShardRecord]) -> int:
+    """Bulk upsert shard rows through Arrow; a shard registered twice stays one row."""
+    if not records:
+        return 0
+    cols = {name: [getattr(r, name) for r in records] for name in ShardRecord.__dataclass_fields__}
+    table = pa.table({
+        **{k: v for k, v in cols.items() if k != "created_at"},
+        "created_at": pa.array(cols["created_at"], pa.timestamp("us")),
+    })
+    return _upsert(con, "shards", table)
+
+
+def register_step_stats(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str, Any]]) -> int:
+    """Upsert (source, step, docs_in, docs_out, reason, count) rows; a rerun replaces its rows."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    table = pa.table({k: [r.get(k) for r in rows] for k in ("source", "step", "docs_in", "docs_out", "reason", "count")})
+    return _upsert(con, "step_stats", table)
+
+
+def register_mixture(con: duckdb.DuckDBPyConnection, name: str, level: str, ratios: dict[str, float],
+                     method: str, score: float | None = None) -> None:
+    """Record a mixture (name is the key: re-registering replaces it)."""
+    con.execute(
+        "INSERT OR REPLACE INTO mixtures VALUES (?, ?, ?, ?, ?, ?)",
+        [name, level, json.dumps(ratios, sort_keys=True), method, score, datetime.now(timezone.utc).replace(tzinfo=None)],
+    )
+
+
+def register_plan(con: duckdb.DuckDBPyConnection, plan_id: str, rows: Iterable[dict[str, Any]]) -> int:
+    """Record a plan's per-source allotments: (source, allotted_tokens, available_tokens, epochs)."""
+    rows = list(rows)
+    table = pa.table({
+        "plan_id": [plan_id] * len(rows),
+        "source": [r["source"] for r in rows],
+        "allotted_tokens": pa.array([int(r["allotted_tokens"]) for r in rows], pa.int64()),
+        "available_tokens": pa.array([int(r["available_tokens"]) for r in rows], pa.int64()),
+        "epochs": pa.array([float(r["epochs"]) for r in rows], pa.float64()),
+    })
+    return _upsert(con, "plans", table)
+
+
+def list_shards(db: str | os.PathLike, split: str = "train", sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Shard rows (absolute path included as `abs_path`) for a split, optionally for some sources."""
+    root = corpus_root(db)
+    with open_manifest(db, read_only=True) as con:
+        sql = "SELECT * FROM shards WHERE split = ?"
+        args: list[Any] = [split]
+        if sources is not None:
+            sql += " AND source IN (SELECT unnest(?))"
+            args.append(list(sources))
+        rel = con.execute(sql + " ORDER BY source, path", args)
+        names = [d[0] for d in rel.description]
+        out = [dict(zip(names, row)) for row in rel.fetchall()]
+    for row in out:
+        row["abs_path"] = str(root / row["path"])
+    return out
+
+
+def list_sources(db: str | os.PathLike) -> list[dict[str, Any]]:
+    """Source rows joined with their train-split token and doc counts (0 where nothing was built)."""
+    with open_manifest(db, read_only=True) as con:
+        rel = con.execute("""
+            SELECT src.*, coalesce(t.n_tokens, 0) AS n_tokens, coalesce(t.n_docs, 0) AS n_docs
+            FROM sources src LEFT JOIN (
+                SELECT source, sum(n_tokens) AS n_tokens, sum(n_docs) AS n_docs
+                FROM shards WHERE split = 'train' GROUP BY source) t USING (source)
+            ORDER BY src.source""")
+        names = [d[0] for d in rel.description]
+        return [dict(zip(names, row)) for row in rel.fetchall()]
