@@ -1,0 +1,5 @@
+import sys
+
+from manifests.cli import main
+
+sys.exit(main())
