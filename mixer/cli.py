@@ -1,0 +1,243 @@
+"""`mixer`: resolve mixtures into plans, print sampled sequences, release a plan as a Hugging Face dataset."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from corpus import RecipeError, format_tokens, parse_tokens
+
+EXAMPLES = """examples:
+  mixer resolve --recipe corpus/recipes/demix_corpora.yaml --target 22T --out plan.json
+  mixer resolve --recipe corpus/recipes/demix_corpora.yaml --stage 3 --target 2T --json
+  mixer resolve --mixture best.json --db out/demo/manifest.duckdb --target 50M --max-epochs 4 --out plan.json
+  mixer sample --plan plan.json --n 3 --decode
+  mixer release --plan plan.json --out release/ [--push ORG/NAME --private --revision main --dry-run]
+"""
+
+
+def _tokens(value: str) -> int:
+    try:
+        return parse_tokens(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every `mixer` subcommand."""
+    p = argparse.ArgumentParser(prog="mixer", description=__doc__, epilog=EXAMPLES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("resolve", help="mixture or recipe + token target -> plan.json", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--recipe", help="recipe YAML (its own stage shares; no corpus needed)")
+    src.add_argument("--mixture", help="mixture JSON (candidate, domain or source level); needs --db")
+    r.add_argument("--db", help="built corpus folder or its manifest.duckdb")
+    r.add_argument("--target", type=_tokens, required=True, help="tokens, e.g. 22T, 22383B, 50M")
+    r.add_argument("--stage", help="resolve one stage of the recipe")
+    r.add_argument("--seq-len", type=int, default=2048)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-epochs", type=float, help="fail if any source would repeat more often")
+    r.add_argument("--out", help="plan JSON path (any fsspec URL)")
+    r.add_argument("--overwrite", action="store_true", help="replace a different plan at --out")
+    r.add_argument("--json", action="store_true", help="print the plan as JSON")
+    r.set_defaults(func=cmd_resolve)
+
+    s = sub.add_parser("sample", help="print sequences of a plan's stream", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--plan", required=True)
+    s.add_argument("--n", type=int, default=3, help="sequences to print")
+    s.add_argument("--start", type=int, default=0, help="skip this many sequences first")
+    s.add_argument("--seq-len", type=int)
+    s.add_argument("--seed", type=int)
+    s.add_argument("--decode", action="store_true", help="decode with the corpus tokenizer")
+    s.add_argument("--verify", action="store_true", help="check shard sha256 against the plan")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_sample)
+
+    rel = sub.add_parser("release", help="write a Hugging Face dataset folder; optionally push it", epilog=EXAMPLES,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rel.add_argument("--plan", required=True)
+    rel.add_argument("--out", required=True, help="folder or fsspec URL (file://, memory://, s3://, ...)")
+    rel.add_argument("--mixture-max-tokens", type=_tokens, default=None,
+                     help="cap on the mixture config's stream tokens (default 100M; 'all' is --mixture-max-tokens 0)")
+    rel.add_argument("--overwrite", action="store_true")
+    rel.add_argument("--push", metavar="ORG/NAME", help="create this dataset repo and upload the folder")
+    rel.add_argument("--private", action="store_true")
+    rel.add_argument("--revision", help="branch to upload to (created if missing)")
+    rel.add_argument("--dry-run", action="store_true", help="list what would be uploaded; contact nothing")
+    rel.add_argument("--json", action="store_true")
+    rel.set_defaults(func=cmd_release)
+    return p
+
+
+def _console() -> Console:
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def _fmt_b(n: int) -> str:
+    return f"{n / 1e9:,.3f}B" if n >= 10**9 else f"{n:,}"
+
+
+def plan_table(plan) -> Table:
+    """A rich table of a plan: one row per source, per-stage columns when the plan has stages."""
+    stage_names = [st["name"] for st in plan.stages]
+    t = Table(title=f"plan {plan.plan_id}: {format_tokens(plan.target_tokens)} tokens ({plan.target_tokens:,})")
+    for col in ("source", "domain", "tier", "candidate", "share", "available", "allotted",
+                *[f"stage {n}" for n in stage_names], "epochs"):
+        t.add_column(col, justify="left" if col in ("source", "domain", "tier", "candidate") else "right")
+    for s in plan.sources:
+        t.add_row(s.source, s.domain, s.tier, s.candidate or "", f"{s.share:.4%}", _fmt_b(s.available_tokens),
+                  _fmt_b(s.allotted_tokens), *[_fmt_b(s.stages.get(n, 0)) for n in stage_names], f"{s.epochs:.3f}")
+    t.add_row("total", "", "", "", f"{sum(s.share for s in plan.sources):.4%}",
+              _fmt_b(sum(s.available_tokens for s in plan.sources)), _fmt_b(sum(s.allotted_tokens for s in plan.sources)),
+              *[_fmt_b(st["target_tokens"]) for st in plan.stages], "", style="bold")
+    return t
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    """Resolve a recipe or mixture into a plan; write it, record it in the manifest, print it."""
+    from mixer.plan import Plan
+    from mixer.resolve import record_plan, resolve_mixture, resolve_recipe
+
+    if args.mixture and not args.db:
+        raise _Usage("--mixture needs --db (the built corpus)")
+    if args.recipe:
+        plan = resolve_recipe(args.recipe, args.target, stage=args.stage, seq_len=args.seq_len, seed=args.seed,
+                              max_epochs=args.max_epochs)
+    else:
+        if args.stage:
+            raise _Usage("--stage applies to --recipe only")
+        plan = resolve_mixture(args.mixture, args.db, args.target, seq_len=args.seq_len, seed=args.seed,
+                               max_epochs=args.max_epochs)
+    if args.out:
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(args.out)
+        if fs.exists(path) and not args.overwrite:
+            try:
+                same = Plan.load(args.out).plan_id == plan.plan_id
+            except ValueError:
+                same = False
+            if not same:
+                raise _Failure(f"{args.out}: holds a different plan; pass --overwrite to replace it")
+        plan.save(args.out)
+    if args.db:
+        record_plan(plan, args.db)
+    if args.json:
+        print(json.dumps(plan.to_dict(), indent=2))
+    else:
+        _console().print(plan_table(plan))
+        if args.out:
+            print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Print the first sequences of a plan's stream (token ids, or text with --decode)."""
+    from mixer.sampler import Sampler
+
+    if args.n < 0 or args.start < 0:
+        raise _Usage("--n and --start must be >= 0")
+    sampler = Sampler(args.plan, seq_len=args.seq_len, seed=args.seed, verify=args.verify, prefetch=0)
+    if args.start:
+        sampler.load_state_dict({"position": min(args.start, len(sampler))})
+    tok = None
+    if args.decode:
+        from corpus.tokenizer import load_tokenizer
+        from mixer.stream import join_url
+
+        if not sampler.plan.tokenizer_path:
+            raise _Failure(f"{args.plan}: tokenizer_path: the plan names no tokenizer folder to decode with")
+        tok = load_tokenizer(join_url(sampler.plan.corpus_root, sampler.plan.tokenizer_path))
+    out = []
+    for i, (slot, source, k, seq) in enumerate(sampler.items()):
+        if i >= args.n:
+            break
+        ids = seq.tolist()
+        row: dict[str, Any] = {"position": slot, "source": source, "k": k, "tokens": ids}
+        if tok is not None:
+            row["text"] = tok.decode(ids, skip_special_tokens=False)
+        out.append(row)
+    if args.json:
+        print(json.dumps(out))
+        return 0
+    for row in out:
+        print(f"--- position {row['position']} source {row['source']} (its sequence {row['k']}) ---")
+        print(row["text"] if tok is not None else " ".join(map(str, row["tokens"])))
+    return 0
+
+
+def cmd_release(args: argparse.Namespace) -> int:
+    """Write the release folder; list it with --dry-run, or push it to the Hub with --push."""
+    from mixer.release import DEFAULT_MIXTURE_MAX_TOKENS, push_release, write_release
+
+    cap = DEFAULT_MIXTURE_MAX_TOKENS if args.mixture_max_tokens is None else (args.mixture_max_tokens or None)
+    files = write_release(args.plan, args.out, mixture_max_tokens=cap, overwrite=args.overwrite,
+                          progress=not args.json)
+    total = sum(f.n_bytes for f in files)
+    result: dict[str, Any] = {"out": args.out, "files": [{"path": f.path, "bytes": f.n_bytes} for f in files],
+                              "bytes": total, "pushed": None}
+    if args.push and not args.dry_run:
+        result["pushed"] = push_release(args.out, args.push, private=args.private, revision=args.revision)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    t = Table(title=f"{args.out}" + (f" -> {args.push} (dry run: nothing uploaded)" if args.push and args.dry_run else ""))
+    t.add_column("file")
+    t.add_column("bytes", justify="right")
+    for f in files:
+        t.add_row(f.path, f"{f.n_bytes:,}")
+    t.add_row("total", f"{total:,}", style="bold")
+    _console().print(t)
+    if result["pushed"]:
+        print(f"pushed to {result['pushed']}")
+    return 0
+
+
+class _Usage(Exception):
+    """Bad combination of arguments (exit 2)."""
+
+
+class _Failure(Exception):
+    """A run that failed for a reason the message explains (exit 1)."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: exit 0 ok, 1 failed, 2 usage; errors on stderr, tracebacks only with --debug."""
+    from manifests import ManifestError
+    from mixer.mixture import MixtureError
+    from mixer.plan import PlanError
+    from mixer.release import ReleaseError
+    from mixer.resolve import ResolveError
+    from mixer.sampler import SamplerError
+    from mixer.stream import StreamError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except _Usage as e:
+        parser.print_usage(sys.stderr)
+        print(f"mixer: error: {e}", file=sys.stderr)
+        return 2
+    except (_Failure, MixtureError, PlanError, ResolveError, SamplerError, StreamError, ReleaseError, RecipeError,
+            ManifestError, KeyError, FileNotFoundError) as e:
+        if args.debug:
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"mixer: error: {msg}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

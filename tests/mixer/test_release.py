@@ -1,0 +1,131 @@
+"""Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; push with HfApi mocked."""
+from __future__ import annotations
+
+from collections import Counter
+
+import fsspec
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from mixer import Sampler
+from mixer.cli import main
+from mixer.release import ReleaseError, list_release, push_release, write_release
+
+
+@pytest.fixture(scope="module")
+def release_dir(tiny_plan, tmp_path_factory):
+    out = tmp_path_factory.mktemp("release") / "ds"
+    write_release(tiny_plan, str(out))
+    return out
+
+
+def test_release_loads_with_datasets(release_dir, tiny_plan, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import datasets
+
+    sampler = Sampler(tiny_plan)
+    for s, n_seq in zip(tiny_plan.sources, sampler.sequence_counts):
+        ds = datasets.load_dataset(str(release_dir), s.source, split="train")
+        assert set(ds.column_names) >= {"id", "text", "tokens", "n_tokens"}
+        assert len(set(ds["id"])) == len(ds)  # each document once, however many epochs
+        if s.epochs >= 1.02:  # the stream (with one EOS per document) covers a whole epoch
+            assert len(ds) == s.n_docs
+        else:
+            assert 0 < len(ds) < s.n_docs
+            assert abs(sum(ds["n_tokens"]) + len(ds) - n_seq * tiny_plan.seq_len) <= max(ds["n_tokens"]) + 1
+    mix = datasets.load_dataset(str(release_dir), "mixture", split="train")
+    by_source = Counter(mix["source"])
+    assert set(by_source) == {s.source for s in tiny_plan.sources}
+    tokens = Counter()
+    for src, n in zip(mix["source"], mix["n_tokens"]):
+        tokens[src] += n + 1
+    for s in tiny_plan.sources:  # the mixture config follows the plan's token split
+        assert abs(tokens[s.source] - s.allotted_tokens) < 0.05 * s.allotted_tokens + 200
+    default = datasets.load_dataset(str(release_dir), split="train")
+    assert len(default) == len(mix)
+
+
+def test_card_has_configs_and_ratio_table(release_dir, tiny_plan):
+    text = (release_dir / "README.md").read_text()
+    header = yaml.safe_load(text.split("---")[1])
+    names = {c["config_name"] for c in header["configs"]}
+    assert names == {"mixture", *(s.source for s in tiny_plan.sources)}
+    assert header["license"] and header["language"] == ["en"] and header["size_categories"]
+    assert tiny_plan.plan_id in text and tiny_plan.config_hash in text and "epochs" in text
+    for s in tiny_plan.sources:
+        assert f"| {s.source} | {s.domain} |" in text and f"{s.allotted_tokens:,}" in text
+    assert (release_dir / "tokenizer" / "tokenizer.json").exists()
+
+
+def test_release_to_memory_url(tiny_plan):
+    out = "memory://releases/tiny"
+    files = write_release(tiny_plan, out, mixture_max_tokens=10_000)
+    paths = {f.path for f in files}
+    assert "README.md" in paths and "data/mixture/train-00000.parquet" in paths
+    fs = fsspec.filesystem("memory")
+    with fs.open("/releases/tiny/data/mixture/train-00000.parquet", "rb") as f:
+        table = pq.read_table(f)
+    assert 0 < sum(table.column("n_tokens").to_pylist()) + table.num_rows <= 10_000 + 4 * 200  # whole documents: each source may run one document past the cap
+    assert "a prefix" in fs.cat("/releases/tiny/README.md").decode()
+    with pytest.raises(ReleaseError, match="not empty"):
+        write_release(tiny_plan, out)
+    fs.rm("/releases", recursive=True)
+
+
+class FakeApi:
+    calls: list = []
+
+    def __init__(self, *a, **k):
+        FakeApi.calls.append(("init", a, k))
+
+    def create_repo(self, **k):
+        FakeApi.calls.append(("create_repo", k))
+        return f"https://huggingface.co/datasets/{k['repo_id']}"
+
+    def create_branch(self, **k):
+        FakeApi.calls.append(("create_branch", k))
+
+    def upload_folder(self, **k):
+        FakeApi.calls.append(("upload", k))
+
+
+class FakeOldApi(FakeApi):
+    def upload_large_folder(self, **k):
+        FakeApi.calls.append(("upload_large_folder", k))
+
+
+@pytest.mark.parametrize("api, upload", [(FakeApi, "upload"), (FakeOldApi, "upload_large_folder")])
+def test_push_uses_hfapi_with_the_right_arguments(release_dir, monkeypatch, api, upload):
+    import huggingface_hub
+
+    FakeApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", api)
+    url = push_release(str(release_dir), "org/tiny-mix", private=True, revision="v1")
+    assert url.endswith("org/tiny-mix")
+    calls = {c[0]: c[-1] for c in FakeApi.calls}
+    assert calls["init"] == {}  # token from the HF login / environment, never passed or printed
+    assert calls["create_repo"] == {"repo_id": "org/tiny-mix", "repo_type": "dataset", "private": True, "exist_ok": True}
+    assert calls["create_branch"]["branch"] == "v1"
+    up = calls[upload]
+    assert up["repo_id"] == "org/tiny-mix" and up["repo_type"] == "dataset" and up["revision"] == "v1"
+    assert up["folder_path"] == str(release_dir)
+    assert "upload" not in calls or upload == "upload"  # exactly one uploader is used
+
+
+def test_cli_dry_run_contacts_nothing(tiny_plan, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    class Forbidden:
+        def __init__(self, *a, **k):
+            raise AssertionError("--dry-run must not touch the Hub")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Forbidden)
+    tiny_plan.save(tmp_path / "plan.json")
+    out = tmp_path / "rel"
+    rc = main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--push", "org/x", "--dry-run"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "dry run" in printed and "README.md" in printed
+    assert {f.path for f in list_release(str(out))} >= {"README.md", "data/mixture/train-00000.parquet"}

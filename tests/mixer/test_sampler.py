@@ -1,0 +1,193 @@
+"""Sampler: determinism, resume identity, prefix proportions, rank/worker slices, epochs, bounded state."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections import Counter
+
+import fsspec
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from manifests import list_shards
+from mixer import Sampler, Schedule
+from mixer.stream import StreamError
+
+
+def _all(sampler) -> list[torch.Tensor]:
+    return list(sampler)
+
+
+def test_shape_dtype_count_and_determinism(tiny_plan):
+    a = _all(Sampler(tiny_plan))
+    b = _all(Sampler(tiny_plan, prefetch=0))
+    assert len(a) == Sampler(tiny_plan).num_sequences == tiny_plan.target_tokens // 32
+    assert all(x.dtype == torch.long and x.shape == (32,) for x in a)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    c = _all(Sampler(tiny_plan, seed=8))
+    assert not all(torch.equal(x, y) for x, y in zip(a, c))
+
+
+def test_resume_is_bit_identical_at_random_positions(tiny_plan):
+    full = _all(Sampler(tiny_plan))
+    rng = random.Random(0)
+    for p in [0, 1, *rng.sample(range(2, len(full)), 3), len(full)]:
+        s = Sampler(tiny_plan)
+        it = iter(s)
+        for _ in range(p):
+            next(it)
+        state = json.loads(json.dumps(s.state_dict()))
+        assert state["position"] == p
+        fresh = Sampler(tiny_plan)
+        fresh.load_state_dict(state)
+        rest = _all(fresh)
+        assert len(rest) == len(full) - p
+        assert all(torch.equal(x, y) for x, y in zip(rest, full[p:]))
+    done = Sampler(tiny_plan)
+    _all(done)
+    finished = Sampler(tiny_plan)
+    finished.load_state_dict(done.state_dict())
+    assert _all(finished) == []
+    # a state that carries only the position replays the schedule, not the data
+    pos_only = Sampler(tiny_plan)
+    pos_only.load_state_dict({"position": 777})
+    assert all(torch.equal(x, y) for x, y in zip(_all(pos_only), full[777:]))
+
+
+def test_state_is_small_and_checked(tiny_plan):
+    s = Sampler(tiny_plan)
+    it = iter(s)
+    for _ in range(1000):
+        next(it)
+    state = s.state_dict()
+    assert set(state["counts"]) == {src.source for src in tiny_plan.sources}
+    assert len(json.dumps(state)) < 400  # O(sources), whatever the position
+    other = Sampler(tiny_plan, seed=1)
+    with pytest.raises(ValueError, match="seed"):
+        other.load_state_dict(state)
+
+
+def test_prefix_proportions_within_one_sequence(tiny_plan):
+    s = Sampler(tiny_plan)
+    shares, counts = s.shares, [0] * len(s.shares)
+    worst = 0.0
+    for n, (src, _) in enumerate(s.schedule.iter_slots(), start=1):
+        counts[src] += 1
+        worst = max(worst, max(abs(c - sh * n) for c, sh in zip(counts, shares)))
+    assert worst < 1
+    assert counts == s.sequence_counts
+    for src, n_seq in zip(tiny_plan.sources, s.sequence_counts):
+        assert abs(n_seq * 32 - src.allotted_tokens) <= 32  # each source gives its tokens, +- one sequence
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_schedule_discrepancy_below_one_for_skewed_mixtures(seed):
+    rng = random.Random(seed)
+    n = [rng.randint(300, 900)] + [rng.randint(1, 40) for _ in range(rng.randint(3, 30))]
+    sch, counts, total = Schedule(n), [0] * len(n), sum(n)
+    for t, (s, k) in enumerate(sch.iter_slots(), start=1):
+        assert k == counts[s]
+        counts[s] += 1
+        assert max(abs(c - t * m / total) for c, m in zip(counts, n)) < 1
+    assert counts == n
+    mid = total // 2
+    resumed = list(sch.iter_slots(mid, sch.counts_at(mid)))
+    assert resumed == list(sch.iter_slots())[mid:]
+
+
+def test_ranks_are_disjoint_and_cover_the_stream(tiny_plan):
+    full = list(Sampler(tiny_plan).items())
+    ws = 3
+    seen = {}
+    for r in range(ws):
+        for slot, src, k, seq in Sampler(tiny_plan, rank=r, world_size=ws).items():
+            assert slot % ws == r and slot not in seen
+            seen[slot] = seq
+    assert sorted(seen) == list(range(len(full)))
+    assert all(torch.equal(seen[slot], seq) for slot, _, _, seq in full)
+
+
+def test_dataloader_workers_reproduce_the_rank_stream(tiny_plan):
+    rank_stream = _all(Sampler(tiny_plan, rank=1, world_size=2))
+    loader = DataLoader(Sampler(tiny_plan, rank=1, world_size=2), batch_size=None, num_workers=2)
+    got = list(loader)
+    assert len(got) == len(rank_stream)
+    assert all(torch.equal(x, y) for x, y in zip(got, rank_stream))
+    resumed = Sampler(tiny_plan, rank=1, world_size=2)
+    resumed.load_state_dict({"position": 51})  # workers pick the resume point up from the pickled dataset
+    got = list(DataLoader(resumed, batch_size=None, num_workers=2))
+    assert all(torch.equal(x, y) for x, y in zip(got, rank_stream[51:], strict=True))
+
+
+def _docs(shards_root, source):
+    import pyarrow.parquet as pq
+    rows = list_shards(shards_root, "train", [source])
+    return Counter(tuple(t) for r in rows for t in pq.read_table(r["abs_path"], columns=["tokens"]).column("tokens").to_pylist())
+
+
+def test_epoch_accounting_and_fresh_order_each_epoch(epoch_plan, tiny_corpus):
+    s = Sampler(epoch_plan)
+    src = next(x for x in epoch_plan.sources if x.source == "math_a")
+    idx = s.source_names.index("math_a")
+    seqs = sorted((k, seq) for _, name, k, seq in s.items() if name == "math_a")
+    assert [k for k, _ in seqs] == list(range(s.sequence_counts[idx]))
+    stream = torch.cat([seq for _, seq in seqs]).numpy()
+    assert len(stream) == s.sequence_counts[idx] * 64 and abs(len(stream) - src.allotted_tokens) <= 64
+    cuts = np.flatnonzero(stream == epoch_plan.eos_id)
+    docs = [tuple(x.tolist()) for x in np.split(stream, cuts + 1)[:-1]]
+    docs = [d[:-1] for d in docs]  # drop the EOS
+    shard_docs = _docs(tiny_corpus, "math_a")
+    n_docs = sum(shard_docs.values())
+    epochs = len(stream) / (src.available_tokens + n_docs)  # the stream counts one EOS per document
+    assert 2 < epochs < 3
+    seen = Counter(docs[1:])  # the first document is whole; a cut one can only be the last
+    for doc, times in shard_docs.items():
+        got = seen[doc] + (docs[0] == doc)
+        assert int(epochs) * times <= got <= (int(epochs) + 1) * times
+    first, second = docs[:n_docs], docs[n_docs:2 * n_docs]
+    assert Counter(first) == Counter(second) == shard_docs  # each epoch is every document once...
+    assert first != second  # ...in a fresh order
+
+
+def test_verify_checks_sha256_and_validation_is_refused(tiny_plan):
+    src = tiny_plan.sources[0]
+    bad_shards = tuple({**sh, "sha256": "0" * 64} for sh in src.shards)
+    bad = dataclasses.replace(tiny_plan, sources=(dataclasses.replace(src, shards=bad_shards),) + tiny_plan.sources[1:])
+    assert len(_all(Sampler(bad))) > 0  # lazily: no check unless asked
+    with pytest.raises(StreamError, match="sha256"):
+        _all(Sampler(bad, verify=True))
+    val = ({**src.shards[0], "path": "validation/" + src.shards[0]["path"].split("/", 1)[1]},)
+    sneaky = dataclasses.replace(tiny_plan, sources=(dataclasses.replace(src, shards=val),) + tiny_plan.sources[1:])
+    with pytest.raises(StreamError, match="validation"):
+        _all(Sampler(sneaky))
+
+
+def test_rank_resume_continues_its_slice(tiny_plan):
+    full = _all(Sampler(tiny_plan, rank=2, world_size=3))
+    s = Sampler(tiny_plan, rank=2, world_size=3)
+    it = iter(s)
+    for _ in range(101):
+        next(it)
+    state = json.loads(json.dumps(s.state_dict()))
+    fresh = Sampler(tiny_plan, rank=2, world_size=3)
+    fresh.load_state_dict(state)
+    assert all(torch.equal(x, y) for x, y in zip(_all(fresh), full[101:], strict=True))
+    with pytest.raises(ValueError, match="rank"):
+        Sampler(tiny_plan, rank=0, world_size=3).load_state_dict(state)
+
+
+def test_reads_shards_through_fsspec_urls(tiny_plan):
+    fs = fsspec.filesystem("memory")
+    for src in tiny_plan.sources:
+        for sh in src.shards:
+            with open(f"{tiny_plan.corpus_root}/{sh['path']}", "rb") as f:
+                fs.pipe(f"/corpus-copy/{sh['path']}", f.read())
+    remote = dataclasses.replace(tiny_plan, corpus_root="memory://corpus-copy")
+    try:
+        got = _all(Sampler(remote, verify=True))
+    finally:
+        fs.rm("/corpus-copy", recursive=True)
+    assert all(torch.equal(x, y) for x, y in zip(got, _all(Sampler(tiny_plan)), strict=True))
