@@ -1,0 +1,114 @@
+"""Training-state checkpoints for exact resume: safetensors tensors + one JSON file, never pickle.
+
+A state folder holds
+  model.safetensors      the weights (fp32, shared/tied tensors stored once)
+  optimizer.safetensors  every optimizer state tensor, flattened as "<param name>/<state key>"
+  rng.safetensors        torch CPU (and CUDA) generator states
+  trainer.json           step, tokens, sampler state(s), config, plan id and param names
+It is written to a temporary folder and swapped in, so a kill leaves the previous state intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, load_model, save_file, save_model
+
+TRAINER_FILE = "trainer.json"
+
+
+class TrainingStateError(RuntimeError):
+    """A training-state folder that is unreadable or does not match the model/optimizer."""
+
+
+def _param_names(model: torch.nn.Module) -> list[str]:
+    # Optimizer param indices follow model.parameters() order, which named_parameters() shares.
+    return [name for name, _ in model.named_parameters()]
+
+
+def save_training_state(folder: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                        meta: dict[str, Any]) -> Path:
+    """Write model, optimizer, RNG and `meta` (JSON-serialisable) to `folder`, atomically."""
+    folder = Path(folder)
+    tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model = getattr(model, "module", model)
+    save_model(model, str(tmp / "model.safetensors"))
+    names = _param_names(model)
+    flat: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for idx, state in optimizer.state_dict()["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                flat[f"{names[idx]}/{key}"] = value.detach().contiguous().cpu()
+            else:
+                scalars[f"{names[idx]}/{key}"] = value
+    save_file(flat, str(tmp / "optimizer.safetensors"))
+    rng = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    save_file(rng, str(tmp / "rng.safetensors"))
+    payload = dict(meta, param_names=names, optimizer_scalars=scalars)
+    (tmp / TRAINER_FILE).write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(tmp, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def find_training_state(folder: str | os.PathLike) -> Path | None:
+    """The complete state folder at `folder` (or its `.old` twin after a kill mid-swap), else None."""
+    folder = Path(folder)
+    for cand in (folder, folder.with_name(folder.name + ".old")):
+        if (cand / TRAINER_FILE).exists():
+            return cand
+    return None
+
+
+def read_training_meta(folder: str | os.PathLike) -> dict[str, Any]:
+    """The trainer.json of a state folder. Raises TrainingStateError when missing."""
+    path = Path(folder) / TRAINER_FILE
+    if not path.exists():
+        raise TrainingStateError(f"{path}: no training state here")
+    return json.loads(path.read_text())
+
+
+def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model, optimizer and RNG in place from `folder`; return its trainer.json meta.
+
+    Raises TrainingStateError when the saved parameter names differ from the model's.
+    """
+    folder = Path(folder)
+    meta = read_training_meta(folder)
+    model = getattr(model, "module", model)
+    names = _param_names(model)
+    if meta["param_names"] != names:
+        diff = next((f"{a!r} vs {b!r}" for a, b in zip(meta["param_names"], names) if a != b),
+                    f"{len(meta['param_names'])} vs {len(names)} parameters")
+        raise TrainingStateError(f"{folder}: saved parameters do not match the model ({diff})")
+    load_model(model, str(folder / "model.safetensors"), strict=True)
+    device = next(model.parameters()).device
+    flat = load_file(str(folder / "optimizer.safetensors"), device=str(device))
+    index = {name: i for i, name in enumerate(names)}
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in list(flat.items()) + list(meta["optimizer_scalars"].items()):
+        pname, skey = key.rsplit("/", 1)
+        if skey == "step" and isinstance(value, torch.Tensor):
+            value = value.cpu()  # AdamW keeps `step` on CPU unless capturable/fused
+        state.setdefault(index[pname], {})[skey] = value
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    rng = load_file(str(folder / "rng.safetensors"))
+    torch.set_rng_state(rng["cpu"])
+    cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    return meta
