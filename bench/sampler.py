@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 # Run from a checkout without installing; drop bench/ itself from the path, where a module could
-# shadow the standard library (bench/tokenize.py shadows `tokenize`).
+# shadow an installed module.
 sys.path = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path[1:] if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, bench/ comes first on sys.path and its sibling scripts (bench/tokenize.py)
+# Run as a script, bench/ comes first on sys.path and its sibling scripts (any of them may share a name with a module)
 # would shadow stdlib modules of the same name.
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
     sys.path.pop(0)

@@ -1,0 +1,115 @@
+"""build-corpus: build a recipe's sources into token shards and a DuckDB manifest with datatrove.
+
+Run as ``build-corpus``, ``python -m pipelines.build_corpus`` or ``python pipelines/build_corpus.py``.
+Exit codes: 0 ok, 1 build failed, 2 usage or recipe error (nothing was done).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+if __package__ in (None, ""):  # `python pipelines/build_corpus.py`: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+EXAMPLES = """examples:
+  build-corpus --recipe corpus/recipes/demo.yaml --out out/demo
+  build-corpus --recipe demo --out out/quick --limit 2000 --tasks 2
+  build-corpus --recipe demo --out out/code --sources python_stdlib,python_tests --json
+  build-corpus --recipe my.yaml --out /shared/corpus --executor slurm --partition cpu --tasks 512
+  build-corpus --recipe my.yaml --out /shared/corpus --executor ray --ray-address auto --tasks 64
+
+A rerun of the same command resumes: finished tasks are skipped, shards are rewritten identically.
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="build-corpus", description=__doc__.split("\n")[0],
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--recipe", required=True, help="recipe YAML path, or a built-in name (demo)")
+    p.add_argument("--out", required=True, help="output corpus folder (shards, manifest.duckdb, tokenizer, logs)")
+    p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
+    p.add_argument("--tasks", type=int, default=None, help="datatrove tasks per stage (default: 2 x workers)")
+    p.add_argument("--workers", type=int, default=None, help="tasks run at once (default: CPU count; slurm: no limit)")
+    p.add_argument("--limit", type=int, default=None, help="about DOCS documents per source (quick runs)")
+    p.add_argument("--sources", default=None, help="comma-separated source names to build (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out with other settings")
+    p.add_argument("--partition", default="cpu", help="slurm partition")
+    p.add_argument("--time", default="12:00:00", help="slurm time limit per task")
+    p.add_argument("--cpus-per-task", type=int, default=2, help="slurm CPUs per task")
+    p.add_argument("--dry-run", action="store_true", help="slurm: write the sbatch scripts without submitting")
+    p.add_argument("--ray-address", default=None, help="ray cluster address (default: start a local one)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--verbose", action="store_true", help="show datatrove's task logs instead of <out>/logs/build.log")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parser().parse_args(argv)
+    from rich.console import Console
+
+    # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log
+    console = Console(file=os.fdopen(os.dup(2), "w", buffering=1), stderr=True)
+    try:
+        from corpus import RecipeError, load_recipe
+        from pipelines.build import BuildConfig
+
+        if args.tasks is not None and args.tasks < 1 or args.workers is not None and args.workers < 1:
+            raise RecipeError("--tasks and --workers must be >= 1")
+        if args.limit is not None and args.limit < 1:
+            raise RecipeError(f"--limit must be >= 1, got {args.limit}")
+        recipe = load_recipe(args.recipe)
+        cpus = os.cpu_count() or 1
+        workers = args.workers or (0 if args.executor == "slurm" else cpus)  # slurm: no array throttle by default
+        cfg = BuildConfig(
+            out=args.out, executor=args.executor, tasks=args.tasks or 2 * (workers or cpus), workers=workers, limit=args.limit,
+            sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else None,
+            overwrite=args.overwrite, slurm_partition=args.partition, slurm_time=args.time,
+            slurm_cpus_per_task=args.cpus_per_task, slurm_dry_run=args.dry_run, ray_address=args.ray_address,
+            quiet_logs=not args.verbose)
+        summary = _run(recipe, cfg, console, show_progress=not args.json)
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 1
+    except Exception as e:  # noqa: BLE001 - map to exit codes, traceback only with --debug
+        from corpus import RecipeError
+
+        if args.debug:
+            console.print_exception()
+        print(f"error: {e}", file=sys.stderr)
+        return 2 if isinstance(e, RecipeError) else 1
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    elif summary.get("executor") == "slurm":
+        console.print(f"slurm jobs {'written (dry run)' if summary['dry_run'] else 'submitted'}: {summary['scripts']}")
+    else:
+        from pipelines.summary import render
+
+        render(summary, Console())
+    return 0
+
+
+def _run(recipe, cfg, console, show_progress: bool) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from pipelines.build import build
+
+    if not show_progress:
+        return build(recipe, cfg)
+    bars: dict[str, int] = {}
+    with Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
+                  TimeElapsedColumn(), console=console, transient=False) as prog:
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = prog.add_task(stage, total=total)
+            prog.update(bars[stage], completed=done)
+
+        return build(recipe, cfg, progress=progress)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
