@@ -6,6 +6,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.demix-installed
 DEMO_OUT ?= out/demo
 DEMO_RUNS ?= runs/demo
+DB = $(DEMO_OUT)/manifest.duckdb
+BIN = $(VENV)/bin
+# Demo budgets sized for ~30 minutes on 2 CPU cores; every step skips finished work on rerun.
+DEMO_BASE_TOKENS ?= 1M
+DEMO_COMPONENT_TOKENS ?= 400K
+DEMO_TARGET ?= 20M
 
 .PHONY: install demo test bench clean
 
@@ -20,9 +26,20 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)
 
+# build -> manifest -> base -> components -> search (merged proxies) -> resolve -> release -> summary
 demo: install
 	$(PY) -m pipelines.build_corpus --recipe corpus/recipes/demo.yaml --out $(DEMO_OUT)
-	$(VENV)/bin/manifests summary --db $(DEMO_OUT)/manifest.duckdb
+	$(BIN)/manifests summary --db $(DB)
+	$(BIN)/proxy base --db $(DB) --config tiny --tokens $(DEMO_BASE_TOKENS) --seq-len 256 --batch-size 16 \
+		--lr 3e-3 --out $(DEMO_RUNS)/base
+	$(BIN)/proxy components --base $(DEMO_RUNS)/base --db $(DB) --general-share 0.5 \
+		--tokens $(DEMO_COMPONENT_TOKENS) --seq-len 256 --batch-size 16 --lr 3e-3 --out $(DEMO_RUNS)/components
+	$(BIN)/proxy search --components $(DEMO_RUNS)/components --db $(DB) --iterations 3 --per-iteration 32 \
+		--pool 20000 --top-k 128 --seed 0 --out $(DEMO_RUNS)/search --overwrite
+	$(BIN)/mixer resolve --mixture $(DEMO_RUNS)/search/best_mixture.json --db $(DB) --target $(DEMO_TARGET) \
+		--seq-len 256 --out $(DEMO_RUNS)/plan.json --overwrite
+	$(BIN)/mixer release --plan $(DEMO_RUNS)/plan.json --out $(DEMO_RUNS)/release --overwrite
+	$(PY) scripts/demo_summary.py --corpus $(DEMO_OUT) --runs $(DEMO_RUNS)
 
 test: install
 	$(PY) -m pytest tests

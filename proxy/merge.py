@@ -1,0 +1,372 @@
+"""Merge component models into a proxy checkpoint: linear (DeMix), task arithmetic, TIES; streamed tensor by tensor.
+
+The streaming merge never holds a whole model: it reads one tensor from each component (memory-mapped
+safetensors), combines them into a reused float32 buffer, and appends the result to the output file,
+whose safetensors header is computed up front from the inputs' shapes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import struct
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from proxy.weights import (
+    WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
+    read_config,
+)
+
+METHODS = ("linear", "task_arithmetic", "ties")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ST_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
+ST_TO_TORCH = {v: k for k, v in ST_DTYPES.items()}
+
+
+class MergeError(ValueError):
+    """A merge request that cannot be honoured (mixture keys, method, base); the message names the input."""
+
+
+@dataclass(frozen=True)
+class MergeSettings:
+    """How to merge: method, output dtype (None = the components' dtype), TIES density, task-vector scale."""
+
+    method: str = "linear"
+    dtype: str | None = None
+    density: float = 0.5
+    scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise MergeError(f"method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            raise MergeError(f"dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if not 0.0 < self.density <= 1.0:
+            raise MergeError(f"density: {self.density!r} must be in (0, 1]")
+
+
+def load_mixture_ratios(path: str | os.PathLike) -> tuple[str, dict[str, float]]:
+    """(name, ratios) of a Mixture JSON file (mixer.Mixture when available, else the same JSON read directly)."""
+    try:
+        from mixer import Mixture  # noqa: PLC0415 - optional until the mixer package lands
+    except ImportError:
+        Mixture = None  # noqa: N806
+    if Mixture is not None:
+        m = Mixture.load(path)
+        return m.name, dict(m.ratios)
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise MergeError(f"{path}: cannot read mixture ({e})") from None
+    ratios = data.get("ratios") if isinstance(data, dict) else None
+    if not isinstance(ratios, dict):
+        raise MergeError(f"{path}: ratios: missing or not a mapping")
+    return str(data.get("name", Path(path).stem)), {str(k): float(v) for k, v in ratios.items()}
+
+
+def ratio_vector(ratios: Mapping[str, float] | Sequence[float], names: Sequence[str]) -> np.ndarray:
+    """Ratios as a float64 vector in component order, normalized to sum 1.
+
+    Raises MergeError listing unknown and missing keys, negative values, or an all-zero mixture.
+    """
+    if isinstance(ratios, Mapping):
+        unknown = sorted(set(ratios) - set(names))
+        missing = sorted(set(names) - set(ratios))
+        if unknown or missing:
+            raise MergeError(f"mixture keys do not match the components {list(names)}: "
+                             f"unknown {unknown}, missing {missing}")
+        vec = np.array([float(ratios[n]) for n in names], dtype=np.float64)
+    else:
+        vec = np.asarray(ratios, dtype=np.float64)
+        if vec.shape != (len(names),):
+            raise MergeError(f"ratios: expected {len(names)} values for {list(names)}, got shape {vec.shape}")
+    if not np.all(np.isfinite(vec)) or np.any(vec < 0):
+        raise MergeError(f"ratios: values must be finite and >= 0, got {vec.tolist()}")
+    total = vec.sum()
+    if total <= 0:
+        raise MergeError("ratios: all zero")
+    return vec / total
+
+
+def ties_combine(deltas: torch.Tensor, weights: torch.Tensor, density: float) -> torch.Tensor:
+    """TIES over task vectors [K, ...]: trim to the top `density` by magnitude, elect sign, disjoint weighted mean."""
+    k = deltas.shape[0]
+    flat = deltas.reshape(k, -1)
+    keep = max(1, int(math.ceil(density * flat.shape[1])))
+    if keep < flat.shape[1]:
+        mag = flat.abs()
+        thresh = torch.topk(mag, keep, dim=1, sorted=False).values.min(dim=1, keepdim=True).values
+        flat = torch.where(mag >= thresh, flat, torch.zeros((), dtype=flat.dtype))
+    weighted = flat * weights.view(k, 1)
+    sign = torch.sign(weighted.sum(dim=0, keepdim=True))
+    agree = (torch.sign(flat) == sign) & (flat != 0)
+    num = (weighted * agree).sum(dim=0)
+    den = (weights.view(k, 1) * agree).sum(dim=0)
+    return torch.where(den > 0, num / den.clamp_min(1e-12), torch.zeros((), dtype=flat.dtype)).view(deltas.shape[1:])
+
+
+class _Buffers:
+    """Reused float32 work buffers keyed by shape (a model has few distinct tensor shapes)."""
+
+    def __init__(self) -> None:
+        self._by_shape: dict[tuple, torch.Tensor] = {}
+
+    def get(self, shape: tuple[int, ...], dtype: torch.dtype = torch.float32, slot: tuple = ()) -> torch.Tensor:
+        buf = self._by_shape.get((shape, dtype, slot))
+        if buf is None:
+            buf = self._by_shape[(shape, dtype, slot)] = torch.empty(shape, dtype=dtype)
+        return buf
+
+
+class _Reader:
+    """Reads tensors into reused buffers (one per shape and dtype), converting to float32 when needed."""
+
+    def __init__(self) -> None:
+        self._raw = _Buffers()
+        self._f32 = _Buffers()
+
+    def raw(self, f: TensorFiles, name: str, shape: tuple[int, ...], slot: tuple[int, int]) -> torch.Tensor:
+        """The tensor in its stored dtype, read into the buffer of `slot` (component index, double-buffer parity)."""
+        dtype = ST_TO_TORCH.get(f.dtype(name))
+        if dtype is None:
+            return f.get(name).to(torch.float32)
+        return f.read_into(name, self._raw.get(shape, dtype, slot))
+
+    def f32(self, f: TensorFiles, name: str, shape: tuple[int, ...]) -> torch.Tensor:
+        dtype = ST_TO_TORCH.get(f.dtype(name))
+        if dtype is None:  # an unusual dtype: let safetensors convert it
+            return f.get(name).to(torch.float32)
+        if dtype == torch.float32:
+            return f.read_into(name, self._f32.get(shape))
+        # pread into a raw buffer, then one conversion pass: no mmap page faults, no mixed-dtype arithmetic.
+        return self._f32.get(shape).copy_(f.read_into(name, self._raw.get(shape, dtype)))
+
+
+def linear_combine(tensors: Sequence[torch.Tensor], weights: Sequence[float], out: torch.Tensor,
+                   scratch: torch.Tensor) -> torch.Tensor:
+    """out = sum_i w_i * tensors_i in float32 (inputs of any float dtype, converted through scratch); returns out."""
+    out.copy_(tensors[0]).mul_(float(weights[0]))
+    for t, w in zip(tensors[1:], weights[1:]):
+        # A float32 copy first is ~5x faster on CPU than a mixed-dtype add_.
+        out.add_(t if t.dtype == torch.float32 else scratch.copy_(t), alpha=float(w))
+    return out
+
+
+def merge_tensor(name: str, files: Sequence[TensorFiles], weights: np.ndarray, settings: MergeSettings,
+                 base: TensorFiles | None, out: torch.Tensor, reader: _Reader | None = None) -> torch.Tensor:
+    """Merge one named tensor of K components into `out` (float32, preallocated); returns `out`."""
+    reader = reader or _Reader()
+    shape = tuple(out.shape)
+    if settings.method == "linear":
+        first = True
+        for f, w in zip(files, weights):
+            if w == 0.0:
+                continue
+            if first:
+                out.copy_(reader.f32(f, name, shape)).mul_(float(w))
+                first = False
+            else:
+                out.add_(reader.f32(f, name, shape), alpha=float(w))
+        return out
+    assert base is not None
+    base_t = base.get(name).to(torch.float32)
+    if settings.method == "task_arithmetic":
+        out.zero_()
+        for f, w in zip(files, weights):
+            if w != 0.0:
+                out.add_(reader.f32(f, name, shape), alpha=float(w)).sub_(base_t, alpha=float(w))
+    else:
+        deltas = torch.stack([f.get(name).to(torch.float32) - base_t for f in files])
+        out.copy_(ties_combine(deltas, torch.as_tensor(weights, dtype=torch.float32), settings.density))
+    out.mul_(settings.scale).add_(base_t)
+    return out
+
+
+def _safetensors_header(entries: list[tuple[str, str, tuple[int, ...]]], metadata: dict[str, str]) -> bytes:
+    """The length-prefixed, 8-byte-aligned JSON header of a safetensors file for (name, dtype, shape) entries."""
+    header: dict[str, Any] = {"__metadata__": metadata}
+    offset = 0
+    for name, st_dtype, shape in entries:
+        nbytes = math.prod(shape) * torch.tensor([], dtype=ST_TO_TORCH[st_dtype]).element_size()
+        header[name] = {"dtype": st_dtype, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write_merged_weights(components: Components, weights: np.ndarray, path: str | os.PathLike,
+                         settings: MergeSettings) -> dict[str, Any]:
+    """Stream the merged tensors of `components` into one safetensors file at `path`; returns stats.
+
+    Raises CheckpointError when components (or the base, for task arithmetic / TIES) are incompatible.
+    """
+    files = [TensorFiles(p) for p in components.paths]
+    check_compatible(components.paths, files)
+    base = None
+    if settings.method != "linear":
+        if components.base is None:
+            raise MergeError(f"method {settings.method} needs the base checkpoint: no 'base' in components.json "
+                             f"or demix.json of {components.paths[0]}")
+        base = TensorFiles(components.base)
+        check_compatible([components.paths[0], components.base], [files[0], base])
+    names = files[0].names
+    entries = []
+    for name in names:
+        st = ST_DTYPES[DTYPES[settings.dtype]] if settings.dtype else files[0].dtype(name)
+        entries.append((name, st, files[0].shape(name)))
+    buffers, reader, cast = _Buffers(), _Reader(), {}
+    active = [(i, f, float(w)) for i, (f, w) in enumerate(zip(files, weights)) if w != 0.0]
+
+    def fetch(idx: int) -> list[torch.Tensor]:
+        # Runs in a helper thread: pread releases the GIL, so reading tensor idx+1 overlaps merging tensor idx.
+        name, _, shape = entries[idx]
+        return [reader.raw(f, name, shape, (i, idx % 2)) for i, f, _ in active]
+
+    n_params = 0
+    with open(path, "wb") as fh, ThreadPoolExecutor(max_workers=1) as prefetch:
+        fh.write(_safetensors_header(entries, {"format": "pt"}))
+        pending = prefetch.submit(fetch, 0) if settings.method == "linear" else None
+        for idx, (name, st, shape) in enumerate(entries):
+            if pending is not None:
+                raws = pending.result()
+                pending = prefetch.submit(fetch, idx + 1) if idx + 1 < len(entries) else None
+                acc = linear_combine(raws, [w for _, _, w in active], buffers.get(shape), buffers.get(shape, slot=("s",)))
+            else:
+                acc = merge_tensor(name, files, weights, settings, base, buffers.get(shape), reader)
+            if st != "F32":
+                key = (shape, st)
+                if key not in cast:
+                    cast[key] = torch.empty(shape, dtype=ST_TO_TORCH[st])
+                acc = cast[key].copy_(acc)
+            fh.write(acc.reshape(-1).view(torch.uint8).numpy().data)
+            n_params += acc.numel()
+    for f in files + ([base] if base is not None else []):
+        f.close()
+    return {"tensors": len(names), "parameters": n_params}
+
+
+def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[str, float], out: str | os.PathLike,
+                    settings: MergeSettings = MergeSettings(), *, mixture_name: str = "mixture",
+                    overwrite: bool = False) -> Path:
+    """Write the merged Hugging Face folder for `ratios` (config, safetensors, tokenizer files, demix.json).
+
+    A finished folder with the same mixture and settings is kept as is; a different finished one is an error
+    unless overwrite. Raises MergeError / CheckpointError naming the bad input.
+    """
+    if not isinstance(components, Components):
+        components = load_components(components)
+    weights = ratio_vector(ratios, components.names)
+    mixture = {n: float(w) for n, w in zip(components.names, weights)}
+    out = Path(out)
+    first = components.paths[0]
+    src_demix = json.loads((first / "demix.json").read_text()) if (first / "demix.json").exists() else {}
+    demix = {"kind": "merged", "mixture": mixture, "mixture_name": mixture_name, "merge": asdict(settings),
+             "components": {n: str(p.resolve()) for n, p in zip(components.names, components.paths)},
+             "tokens": src_demix.get("tokens"), "db": components.db or src_demix.get("db"),
+             "base": str(components.base) if components.base else src_demix.get("base")}
+    if (out / "demix.json").exists():
+        old = json.loads((out / "demix.json").read_text())
+        if old.get("mixture") == mixture and old.get("merge") == demix["merge"] and old.get("components") == demix["components"]:
+            return out
+        if not overwrite:
+            raise MergeError(f"{out}: already holds a different merged model (pass --overwrite to replace it)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
+    tmp.mkdir()
+    try:
+        write_merged_weights(components, weights, tmp / WEIGHT_FILE, settings)
+        config = read_config(first)
+        if settings.dtype:
+            config["dtype"] = settings.dtype
+            if "torch_dtype" in config:
+                config["torch_dtype"] = settings.dtype
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        copy_side_files(first, tmp)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "demix.json").unlink(missing_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    (out / ".demix.json.tmp").write_text(json.dumps(demix, indent=2, sort_keys=True) + "\n")
+    os.replace(out / ".demix.json.tmp", out / "demix.json")
+    return out
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    comps = load_components(args.components, budget=args.budget)
+    name, ratios = load_mixture_ratios(args.mixture)
+    settings = MergeSettings(method=args.method, dtype=args.dtype, density=args.density, scale=args.scale)
+    t0 = time.perf_counter()
+    out = merge_to_folder(comps, ratios, args.out, settings, mixture_name=name, overwrite=args.overwrite)
+    seconds = time.perf_counter() - t0
+    weights = json.loads((out / "demix.json").read_text())["mixture"]
+    if args.json:
+        print(json.dumps({"out": str(out), "mixture": weights, "method": args.method, "seconds": seconds}))
+    else:
+        from rich.console import Console  # noqa: PLC0415
+        from rich.table import Table  # noqa: PLC0415
+        table = Table(title=f"merged {name} ({args.method}) -> {out}")
+        table.add_column("component")
+        table.add_column("weight", justify="right")
+        for n, w in weights.items():
+            table.add_row(n, f"{w:.4f}")
+        Console(file=sys.stdout).print(table)
+        print(f"{seconds:.2f}s")
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `proxy merge`."""
+    p = subparsers.add_parser(
+        "merge", help="merge component models with a mixture's ratios into a proxy checkpoint",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  proxy merge --components runs/components --mixture mix.json --out runs/merged/mix\n"
+               "  proxy merge --components runs/components --mixture mix.json --out runs/merged/ties "
+               "--method ties --density 0.3 --dtype bfloat16\n")
+    p.add_argument("--components", required=True, help="components dir (components.json) or a component folder")
+    p.add_argument("--mixture", required=True, help="Mixture JSON with ratios over the component names")
+    p.add_argument("--out", required=True, help="output model folder")
+    p.add_argument("--method", choices=METHODS, default="linear")
+    p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="output dtype (default: the components')")
+    p.add_argument("--budget", type=int, default=None, help="use each component's checkpoint at this many tokens")
+    p.add_argument("--density", type=float, default=0.5, help="TIES: fraction of each task vector kept")
+    p.add_argument("--scale", type=float, default=1.0, help="task arithmetic / TIES: scale of the merged task vector")
+    p.add_argument("--overwrite", action="store_true", help="replace a different merged model at --out")
+    p.add_argument("--json", action="store_true", help="print a JSON result")
+    p.set_defaults(func=_cmd_merge)
+
+
+def __getattr__(name: str) -> Any:
+    # ProxyFactory lives in proxy.proxies; re-exported lazily so `from proxy.merge import ProxyFactory` works.
+    if name == "ProxyFactory":
+        from proxy.proxies import ProxyFactory  # noqa: PLC0415
+        return ProxyFactory
+    raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    # `python -m proxy.merge ...` runs the merge alone, without importing the other subcommands' modules.
+    _parser = argparse.ArgumentParser(prog="python -m proxy.merge")
+    _parser.add_argument("--debug", action="store_true")
+    add_cli(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args(["merge", *sys.argv[1:]])
+    try:
+        sys.exit(int(_args.func(_args) or 0))
+    except Exception as _e:  # noqa: BLE001
+        if _args.debug:
+            raise
+        print(f"error: {_e}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,169 @@
+"""Rank consistency of proxies against reference models trained on the same mixtures (PAPER.md step 7).
+
+Reports Spearman rho between proxy and reference scores on the objective and per metric (their mean is the
+macro rho), Spearman within the best 25% of mixtures by reference objective, and the maintain ratio
+(sum of proxy objective / sum of reference objective). Metrics named like bpb/loss/ppl are lower-is-better.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+NAME_COLUMNS = ("name", "mixture")
+SKIP_COLUMNS = ("iteration", "objective", "predicted_objective")
+LOWER_IS_BETTER = ("bpb", "loss", "ppl", "perplexity")
+
+
+@dataclass(frozen=True)
+class RankConsistency:
+    """Rank-consistency metrics of one proxy table against one reference table."""
+
+    n_mixtures: int
+    objective_metrics: tuple[str, ...]
+    lower_is_better: bool
+    spearman: float
+    spearman_top25: float
+    n_top25: int
+    maintain: float
+    per_metric: dict[str, float]
+    macro_spearman: float
+
+
+def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """{mixture name: {metric: value}} from a Parquet/CSV/JSON file or a folder of them; raises ValueError."""
+    import polars as pl  # noqa: PLC0415
+
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path}: no such score table or folder")
+    files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv", ".json")) if path.is_dir() else [path]
+    if not files:
+        raise ValueError(f"{path}: no .parquet, .csv or .json score tables")
+    out: dict[str, dict[str, float]] = {}
+    for f in files:
+        if f.suffix == ".json":
+            data = json.loads(f.read_text())
+            if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+                data = [{"name": k, **v} for k, v in data.items()]
+            frame = pl.DataFrame(data if isinstance(data, list) else data)
+        elif f.suffix == ".csv":
+            frame = pl.read_csv(f)
+        else:
+            frame = pl.read_parquet(f)
+        name_col = next((c for c in NAME_COLUMNS if c in frame.columns), None)
+        if name_col is None:
+            raise ValueError(f"{f}: no mixture name column (one of {', '.join(NAME_COLUMNS)})")
+        numeric = [c for c, t in frame.schema.items() if c != name_col and t.is_numeric()]
+        for row in frame.select([name_col, *numeric]).to_dicts():
+            name = str(row.pop(name_col))
+            if name in out:
+                raise ValueError(f"{f}: mixture {name!r} appears twice")
+            out[name] = {k: float(v) for k, v in row.items() if v is not None}
+    return out
+
+
+def is_lower_better(metric: str) -> bool:
+    """Whether a metric name denotes a loss-like score (bpb, loss, ppl)."""
+    return any(tok in metric.lower() for tok in LOWER_IS_BETTER)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant side."""
+    from scipy.stats import spearmanr  # noqa: PLC0415
+
+    if len(a) < 3:
+        return float("nan")
+    if np.ptp(np.asarray(a, float)) == 0 or np.ptp(np.asarray(b, float)) == 0:
+        return float("nan")
+    return float(spearmanr(a, b).statistic)
+
+
+def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str, dict[str, float]],
+                     metrics: Sequence[str] | None = None, lower_is_better: bool | None = None) -> RankConsistency:
+    """Compare proxy to reference scores on the mixtures both have; raises ValueError when too little overlaps."""
+    names = sorted(set(references) & set(proxies))
+    if len(names) < 3:
+        raise ValueError(f"only {len(names)} mixtures appear in both tables (need >= 3): {names}")
+    common = set.intersection(*(set(references[n]) & set(proxies[n]) for n in names))
+    if metrics is None:
+        metrics = sorted(m for m in common if m not in SKIP_COLUMNS and not m.startswith("ratio/"))
+        bpb = [m for m in metrics if m.startswith("bpb/")]
+        metrics = bpb or metrics
+    missing = [m for m in metrics if m not in common]
+    if missing or not metrics:
+        raise ValueError(f"metrics {missing or list(metrics)} are not in both tables (common: {sorted(common)})")
+    lower = all(is_lower_better(m) for m in metrics) if lower_is_better is None else lower_is_better
+    ref = np.array([[references[n][m] for m in metrics] for n in names])
+    prx = np.array([[proxies[n][m] for m in metrics] for n in names])
+    ref_obj, prx_obj = ref.mean(axis=1), prx.mean(axis=1)
+    per_metric = {m: spearman(ref[:, j], prx[:, j]) for j, m in enumerate(metrics)}
+    n_top = max(3, int(math.ceil(len(names) / 4)))
+    order = np.argsort(ref_obj if lower else -ref_obj, kind="stable")[:n_top]
+    finite = [v for v in per_metric.values() if not math.isnan(v)]
+    return RankConsistency(
+        n_mixtures=len(names), objective_metrics=tuple(metrics), lower_is_better=lower,
+        spearman=spearman(ref_obj, prx_obj), spearman_top25=spearman(ref_obj[order], prx_obj[order]),
+        n_top25=len(order), maintain=float(prx_obj.sum() / ref_obj.sum()) if ref_obj.sum() != 0 else float("nan"),
+        per_metric=per_metric, macro_spearman=float(np.mean(finite)) if finite else float("nan"))
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    refs, prox = read_scores(args.references), read_scores(args.proxies)
+    metrics = args.metrics.split(",") if args.metrics else None
+    lower = True if args.lower_is_better else False if args.higher_is_better else None
+    rc = rank_consistency(refs, prox, metrics, lower)
+    report = asdict(rc)
+    if args.out:
+        from proxy.plots import plot_rank_scatter  # noqa: PLC0415
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        names = sorted(set(refs) & set(prox))
+        plot_rank_scatter([float(np.mean([refs[n][m] for m in rc.objective_metrics])) for n in names],
+                          [float(np.mean([prox[n][m] for m in rc.objective_metrics])) for n in names],
+                          out / "rank_scatter.png", f"proxy vs reference (rho={rc.spearman:.3f})")
+        tmp = out / ".rank_consistency.json.tmp"
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out / "rank_consistency.json")
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+    table = Table(title=f"rank consistency over {rc.n_mixtures} mixtures "
+                        f"({'lower' if rc.lower_is_better else 'higher'} is better)")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("Spearman (objective)", f"{rc.spearman:.4f}")
+    table.add_row(f"Spearman top 25% ({rc.n_top25})", f"{rc.spearman_top25:.4f}")
+    table.add_row("macro Spearman", f"{rc.macro_spearman:.4f}")
+    table.add_row("maintain (sum proxy / sum ref)", f"{rc.maintain:.4f}")
+    for m, v in rc.per_metric.items():
+        table.add_row(f"Spearman {m}", f"{v:.4f}")
+    Console(file=sys.stdout).print(table)
+    return 0
+
+
+def add_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add `proxy validate`."""
+    p = subparsers.add_parser(
+        "validate", help="rank consistency of proxy scores against reference models (Spearman, top-25%%, maintain)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  proxy validate --references runs/refs/scores.parquet --proxies runs/search/evaluated.parquet\n"
+               "  proxy validate --references refs.csv --proxies proxies.json --metrics bpb/code,bpb/math --out runs/val\n")
+    p.add_argument("--references", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
+    p.add_argument("--proxies", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
+    p.add_argument("--metrics", default=None, help="comma-separated metric columns (default: bpb/* or all common)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lower-is-better", action="store_true")
+    g.add_argument("--higher-is-better", action="store_true")
+    p.add_argument("--out", default=None, help="folder for rank_consistency.json and rank_scatter.png")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_validate)

@@ -1,0 +1,67 @@
+"""The last screen of `make demo`: what the flow found and where each output is."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from corpus import format_tokens
+from manifests import list_sources
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--corpus", type=Path, required=True)
+    p.add_argument("--runs", type=Path, required=True)
+    args = p.parse_args(argv)
+    console = Console()
+    sources = list_sources(args.corpus)
+    best = json.loads((args.runs / "search" / "best_mixture.json").read_text())
+    plan = json.loads((args.runs / "plan.json").read_text())
+
+    t = Table(title="DeMix demo: the searched mixture and its plan")
+    for col in ("candidate", "ratio", "corpus tokens", "source", "allotted", "epochs"):
+        t.add_column(col, justify="left" if col in ("candidate", "source") else "right")
+    by_candidate: dict[str, list[dict]] = {}
+    for s in plan["sources"]:
+        by_candidate.setdefault(s.get("candidate") or s["domain"], []).append(s)
+    corpus_tokens = {}
+    for s in sources:
+        if s["candidate"]:
+            corpus_tokens[s["candidate"]] = corpus_tokens.get(s["candidate"], 0) + int(s["n_tokens"])
+    for cand, ratio in sorted(best["ratios"].items(), key=lambda kv: -kv[1]):
+        rows = by_candidate.get(cand, [])
+        first = True
+        for s in rows or [{}]:
+            t.add_row(cand if first else "", f"{ratio:.3f}" if first else "",
+                      format_tokens(corpus_tokens.get(cand, 0)) if first else "", s.get("source", "-"),
+                      format_tokens(int(s["allotted_tokens"])) if s else "-", f"{s['epochs']:.2f}" if s else "-")
+            first = False
+    console.print(t)
+    prov = best.get("provenance", {})
+    if "measured_objective" in prov:
+        console.print(f"best mixture: measured objective {prov['measured_objective']:.4f} "
+                      f"(predicted {prov.get('predicted_objective', float('nan')):.4f}) over "
+                      f"{prov.get('n_evaluated', '?')} merged proxies")
+    where = Table(title="outputs")
+    where.add_column("what")
+    where.add_column("where")
+    for what, path in (("corpus shards + manifest", args.corpus / "manifest.duckdb"),
+                       ("base model", args.runs / "base"), ("components", args.runs / "components"),
+                       ("search (evaluated mixtures, plots)", args.runs / "search"),
+                       ("best mixture", args.runs / "search" / "best_mixture.json"),
+                       (f"plan ({format_tokens(int(plan['target_tokens']))} tokens)", args.runs / "plan.json"),
+                       ("Hugging Face dataset release", args.runs / "release")):
+        where.add_row(what, str(path))
+    console.print(where)
+    console.print("next: `manifests summary --db %s`, `mixer sample --plan %s --n 2 --decode`"
+                  % (args.corpus / "manifest.duckdb", args.runs / "plan.json"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
