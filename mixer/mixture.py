@@ -48,14 +48,7 @@ class Mixture:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Mixture":
         """Read a mixture JSON file (any fsspec URL); raises MixtureError naming the file and field."""
-        try:
-            with fsspec.open(str(path), "r") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise MixtureError(f"{path}: mixture file not found") from None
-        except json.JSONDecodeError as e:
-            raise MixtureError(f"{path}: invalid JSON: {e}") from None
-        return cls.from_dict(data, file=str(path))
+        return cls.from_dict(read_json(path, MixtureError, "mixture"), file=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: {name, level, ratios, provenance}."""
@@ -84,6 +77,17 @@ def _validate(name: Any, level: Any, ratios: Any, provenance: Any, file: str) ->
         raise MixtureError(f"{file}: ratios: must sum to 1 within {RATIO_TOLERANCE:g}, they sum to {total!r}")
     if not isinstance(provenance, dict):
         raise MixtureError(f"{file}: provenance: expected an object, got {provenance!r}")
+
+
+def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any:
+    """Parse a JSON file at a path or fsspec URL; raises `error` naming the file (missing or invalid)."""
+    try:
+        with fsspec.open(str(path), "r") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise error(f"{path}: {what} file not found") from None
+    except json.JSONDecodeError as e:
+        raise error(f"{path}: invalid JSON: {e}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

@@ -7,9 +7,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import fsspec
-
-from mixer.mixture import write_json_atomic
+from mixer.mixture import read_json, write_json_atomic
 
 PLAN_VERSION = 1
 
@@ -93,14 +91,7 @@ class Plan:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Plan":
         """Read a plan JSON file (any fsspec URL); raises PlanError naming the file and field."""
-        try:
-            with fsspec.open(str(path), "r") as f:
-                data = json.load(f)
-        except FileNotFoundError:
-            raise PlanError(f"{path}: plan file not found") from None
-        except json.JSONDecodeError as e:
-            raise PlanError(f"{path}: invalid JSON: {e}") from None
-        return cls.from_dict(data, file=str(path))
+        return cls.from_dict(read_json(path, PlanError, "plan"), file=str(path))
 
     @classmethod
     def from_dict(cls, d: Any, file: str = "<dict>") -> "Plan":
