@@ -35,9 +35,9 @@ demo: install
 	$(BIN)/proxy components --base $(DEMO_RUNS)/base --db $(DB) --general-share 0.5 \
 		--tokens $(DEMO_COMPONENT_TOKENS) --seq-len 256 --batch-size 16 --lr 3e-3 --out $(DEMO_RUNS)/components
 	$(BIN)/proxy search --components $(DEMO_RUNS)/components --db $(DB) --iterations 3 --per-iteration 32 \
-		--pool 20000 --top-k 128 --seed 0 --out $(DEMO_RUNS)/search --overwrite
+		--pool 20000 --top-k 128 --seed 0 --out $(DEMO_RUNS)/search
 	$(BIN)/mixer resolve --mixture $(DEMO_RUNS)/search/best_mixture.json --db $(DB) --target $(DEMO_TARGET) \
-		--seq-len 256 --out $(DEMO_RUNS)/plan.json --overwrite
+		--seq-len 256 --out $(DEMO_RUNS)/plan.json
 	$(BIN)/mixer release --plan $(DEMO_RUNS)/plan.json --out $(DEMO_RUNS)/release --overwrite
 	$(PY) scripts/demo_summary.py --corpus $(DEMO_OUT) --runs $(DEMO_RUNS)
 

@@ -139,7 +139,8 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
                       seed=setup.seed, save_every=50)
 
     t = time.perf_counter()
-    base = work / "base"
+    # The base depends only on model, budget and seed: runs that move another knob share it.
+    base = work.parent / f"base-{setup.preset}-{setup.base_tokens}-seed{setup.seed}"
     base_mix = Mixture(name="base-general", level="domain", ratios={"general": 1.0}, provenance={"method": "demix-base"})
     train_on_mixture(base_mix, db, base, replace(cfg, tokens=setup.base_tokens), kind="base",
                      init=model_init(setup.preset, work, db), progress=True)
