@@ -139,8 +139,11 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
                       seed=setup.seed, save_every=50)
 
     t = time.perf_counter()
-    # The base depends only on model, budget and seed: runs that move another knob share it.
-    base = work.parent / f"base-{setup.preset}-{setup.base_tokens}-seed{setup.seed}"
+    # Runs that move a knob the base, references and baseline do not depend on (general share)
+    # reuse them from a shared folder keyed by what they do depend on.
+    shared = work.parent / f"shared-{setup.preset}-b{setup.base_tokens}-c{setup.component_tokens}-seed{setup.seed}"
+    base = shared / "base"
+    refs_dir, bl_dir = shared / f"references-{setup.references}", shared / f"regmix-{setup.baseline}-{setup.references}"
     base_mix = Mixture(name="base-general", level="domain", ratios={"general": 1.0}, provenance={"method": "demix-base"})
     train_on_mixture(base_mix, db, base, replace(cfg, tokens=setup.base_tokens), kind="base",
                      init=model_init(setup.preset, work, db), progress=True)
@@ -157,7 +160,7 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     t = time.perf_counter()
     for name, ratios in named.items():
         mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-reference"})
-        train_on_mixture(mix, db, work / "references" / name, cfg, kind="trained", init=str(base), base=str(base),
+        train_on_mixture(mix, db, refs_dir / name, cfg, kind="trained", init=str(base), base=str(base),
                          progress=True)
     timings["references"] = time.perf_counter() - t
 
@@ -172,7 +175,7 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     t = time.perf_counter()
     for name, ratios in named.items():
         mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-regmix"})
-        train_on_mixture(mix, db, work / "regmix" / name, bl_cfg, kind="trained", init=bl_init, progress=True)
+        train_on_mixture(mix, db, bl_dir / name, bl_cfg, kind="trained", init=bl_init, progress=True)
     timings["regmix"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -180,8 +183,8 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     domains = vset.domain_names
     factory = ProxyFactory(work / "components", device="cpu")
     proxy_scores = {name: scores_of(factory.proxy(ratios), vset) for name, ratios in named.items()}
-    ref_scores = {name: scores_of(load_model(work / "references" / name), vset) for name in named}
-    bl_scores = {name: scores_of(load_model(work / "regmix" / name), vset) for name in named}
+    ref_scores = {name: scores_of(load_model(refs_dir / name), vset) for name in named}
+    bl_scores = {name: scores_of(load_model(bl_dir / name), vset) for name in named}
     timings["evaluate"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -190,9 +193,9 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
                                                 pool=setup.search_pool, seed=setup.seed,
                                                 top_k=max(8, setup.search_pool // 156)), progress=True)
     best = Mixture(name="search-best", level="candidate", ratios=result.best_ratios, provenance=result.provenance())
-    train_on_mixture(best, db, work / "references" / "search-best", cfg, kind="trained", init=str(base),
+    train_on_mixture(best, db, work / "search-best", cfg, kind="trained", init=str(base),
                      base=str(base), progress=True)
-    best_trained = scores_of(load_model(work / "references" / "search-best"), vset)
+    best_trained = scores_of(load_model(work / "search-best"), vset)
     timings["search"] = time.perf_counter() - t
 
     best_ref = min(ref_scores, key=lambda n: ref_scores[n]["bpb/mean"])
