@@ -6,15 +6,23 @@ order of the EDF-Pfair schedule (``mixer.schedule``): after any prefix every sou
 sequence of its share. The ``k``-th sequence of source ``s`` is tokens ``[k L, (k+1) L)`` of that
 source's stream (``mixer.stream``: seeded document order per epoch, EOS-joined), so a document cut
 at a sequence end continues in the source's next sequence. Rank ``r`` of ``world_size`` takes slots
-``r, r + world_size, ...``; DataLoader workers split a rank's slots the same way, and a DataLoader
-that reads workers round-robin (the default) yields the rank's slots in order.
+``origin + r, origin + r + world_size, ...`` (``origin`` is 0 until an elastic resume, below);
+DataLoader workers split a rank's slots the same way, and a DataLoader that reads workers
+round-robin (the default) yields the rank's slots in order.
 
 State (``state_dict``) is O(sources): the position, the next schedule slot and the per-source
 counts at that slot; resuming seeks each source's stream arithmetically, never replaying data.
 The live state is exact when the training loop iterates in its own process. With DataLoader
 workers, count the sequences consumed and restore ``{"position": n}`` before building the loader:
 each worker resumes from it (replaying the schedule only, about half a million slots per second here).
-A state resumes under the same plan, seed, seq_len, rank and world_size (other values are refused).
+A state resumes under the same plan, seed and seq_len (other values are refused).
+
+Elastic resume: a state saved by any rank under another world_size (or by another rank) resumes
+at the global slot ``consumed = origin + position * world_size`` it records, which is where every
+rank stands when ranks advance in lockstep (DDP does: one batch per rank per step). The loading
+sampler sets ``origin = consumed`` and splits the remaining slots over its own world_size, so the
+union of the new ranks' streams is exactly the rest of the single-rank stream: nothing is read
+twice or skipped, and a global batch of the same size holds the same sequences as before.
 """
 from __future__ import annotations
 
@@ -31,7 +39,7 @@ from mixer.resolve import largest_remainder
 from mixer.schedule import Schedule
 from mixer.stream import SourceStream
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 class SamplerError(ValueError):
@@ -67,6 +75,7 @@ class Sampler(IterableDataset):
                 raise SamplerError(f"plan: sources.{s.source}.shards: empty, but the source is allotted {n} sequences")
         self.schedule = Schedule(self.sequence_counts)
         self._resume: dict[str, Any] | None = None
+        self._origin = 0  # first global slot of this sampler's share (moved by an elastic resume)
         self._position = 0
         self._slot = self.rank
         self._counts: list[int] | None = None
@@ -77,7 +86,7 @@ class Sampler(IterableDataset):
         return [n / self.num_sequences if self.num_sequences else 0.0 for n in self.sequence_counts]
 
     def __len__(self) -> int:
-        return len(range(self.rank, self.num_sequences, self.world_size))
+        return len(range(self._origin + self.rank, self.num_sequences, self.world_size))
 
     def streams(self, executor: ThreadPoolExecutor | None = None) -> list[SourceStream | None]:
         """A fresh SourceStream per plan source (None for sources given no sequences)."""
@@ -99,7 +108,8 @@ class Sampler(IterableDataset):
             if counts0 is None:
                 slot0 = 0
         stride = self.world_size * n_workers
-        first = self.rank + (q0 + worker) * self.world_size
+        origin = self._origin
+        first = origin + self.rank + (q0 + worker) * self.world_size
         self._position = q0
         L = self.seq_len
         executor = ThreadPoolExecutor(self.prefetch, thread_name_prefix="mixer-prefetch") if self.prefetch else None
@@ -113,7 +123,7 @@ class Sampler(IterableDataset):
                 if slot < first or (slot - first) % stride:
                     continue
                 tokens = streams[s].read(k * L, L, limits[s])
-                self._position = (slot - self.rank) // self.world_size + 1
+                self._position = (slot - origin - self.rank) // self.world_size + 1
                 self._slot = slot + 1
                 yield slot, self.source_names[s], k, torch.from_numpy(tokens.astype(np.int64))
             self._slot = self.num_sequences  # exhausted: the counts now cover every slot
@@ -127,27 +137,39 @@ class Sampler(IterableDataset):
 
     # -- state ----------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """JSON-serialisable state: position (sequences yielded), next slot, per-source counts, identity."""
+        """JSON-serialisable state: position (sequences yielded), next slot, per-source counts, identity.
+
+        ``consumed`` is the global slot every rank has reached when all advanced in lockstep; it is
+        what an elastic resume (another world_size or rank) continues from.
+        """
         counts = self._counts if self._counts is not None else [0] * len(self.source_names)
         slot = self._slot if self._counts is not None else 0
+        consumed = min(self.num_sequences, self._origin + self._position * self.world_size)
         return {
             "version": STATE_VERSION, "plan_id": self.plan.plan_id, "seed": self.seed, "seq_len": self.seq_len,
-            "rank": self.rank, "world_size": self.world_size, "position": self._position, "slot": slot,
-            "counts": dict(zip(self.source_names, (int(c) for c in counts))),
+            "rank": self.rank, "world_size": self.world_size, "origin": self._origin, "position": self._position,
+            "consumed": consumed, "slot": slot, "counts": dict(zip(self.source_names, (int(c) for c in counts))),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next iteration continue right after ``state['position']`` sequences, bit-identically.
 
-        A state without ``counts`` replays the schedule (not the data). Raises SamplerError naming the
-        field that does not match this sampler (plan_id, seed, seq_len, rank, world_size).
+        A state without ``counts`` replays the schedule (not the data). A state saved under another
+        world_size or rank resumes elastically from its ``consumed`` slot (module docstring). Raises
+        SamplerError naming the field that does not fit (plan_id, seed, seq_len, position, counts).
         """
         if not isinstance(state, dict) or "position" not in state:
             raise SamplerError(f"state: expected a dict with 'position', got {state!r}")
-        for key, mine in (("plan_id", self.plan.plan_id), ("seed", self.seed), ("seq_len", self.seq_len),
-                          ("rank", self.rank), ("world_size", self.world_size)):
+        for key, mine in (("plan_id", self.plan.plan_id), ("seed", self.seed), ("seq_len", self.seq_len)):
             if key in state and state[key] != mine:
                 raise SamplerError(f"state: {key}: {state[key]!r} does not match this sampler's {mine!r}")
+        if state.get("world_size", self.world_size) != self.world_size or state.get("rank", self.rank) != self.rank:
+            self._load_elastic(state)
+            return
+        origin = state.get("origin", self._origin)
+        if isinstance(origin, bool) or not isinstance(origin, int) or not 0 <= origin <= self.num_sequences:
+            raise SamplerError(f"state: origin: expected an integer in [0, {self.num_sequences}], got {origin!r}")
+        self._origin = origin
         position = state["position"]
         if isinstance(position, bool) or not isinstance(position, int) or not 0 <= position <= len(self):
             raise SamplerError(f"state: position: expected an integer in [0, {len(self)}], got {position!r}")
@@ -161,3 +183,17 @@ class Sampler(IterableDataset):
         self._position = position
         self._slot = int(state.get("slot", 0))
         self._counts = [int(state["counts"][n]) for n in self.source_names] if "counts" in state else None
+
+    def _load_elastic(self, state: dict[str, Any]) -> None:
+        # Continue from the global slot the saving run reached; this sampler's share starts there.
+        consumed = state.get("consumed")
+        if consumed is None:  # a version-1 state: position counted from slot 0
+            consumed = int(state["position"]) * int(state.get("world_size", 1))
+        if isinstance(consumed, bool) or not isinstance(consumed, int) or not 0 <= consumed <= self.num_sequences:
+            raise SamplerError(f"state: consumed: expected an integer in [0, {self.num_sequences}], got {consumed!r}")
+        counts = self.schedule.counts_at(consumed)
+        self._origin = consumed
+        self._position = 0
+        self._slot = consumed
+        self._counts = counts
+        self._resume = {"position": 0, "slot": consumed, "counts": dict(zip(self.source_names, counts))}

@@ -133,8 +133,16 @@ def _check_resume(meta: dict[str, Any], config: TrainConfig, world_size: int, pl
         saved.pop(key, None), now.pop(key, None)
     diffs = [f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(saved) | set(now))
              if saved.get(k) != now.get(k)]
-    if meta.get("world_size") != world_size:
-        diffs.append(f"world_size: saved {meta.get('world_size')}, now {world_size}")
+    saved_world = meta.get("world_size")
+    if saved_world != world_size:
+        # Elastic resume: another world size is fine when the global batch (and so every step's
+        # sequences, the step count and the LR schedule) stays the same; the sampler re-splits the rest.
+        saved_global, now_global = saved.get("batch_size", 0) * (saved_world or 0), now["batch_size"] * world_size
+        if saved_global == now_global:
+            diffs = [d for d in diffs if not d.startswith(("batch_size:", "grad_accum:"))]
+        else:
+            diffs.append(f"world_size: saved {saved_world}, now {world_size} (an elastic resume keeps the global batch "
+                         f"batch_size x world_size: {saved_global} saved, {now_global} now)")
     if plan_id is not None and meta.get("plan_id") not in (None, plan_id):
         diffs.append(f"plan_id: saved {meta.get('plan_id')}, now {plan_id}")
     if diffs:
@@ -188,7 +196,9 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
         meta = load_training_state(found, model, optimizer)
         start_step = int(meta["step"])
         if hasattr(data, "load_state_dict") and meta.get("data_state") is not None:
-            data.load_state_dict(meta["data_state"][rank])
+            states = meta["data_state"]
+            # Same world: each rank its own state. Another world: any rank's state, resumed elastically.
+            data.load_state_dict(states[rank] if len(states) == world else states[0])
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _trim_log(out_dir / LOG_FILE, start_step)

@@ -175,8 +175,55 @@ def test_rank_resume_continues_its_slice(tiny_plan):
     fresh = Sampler(tiny_plan, rank=2, world_size=3)
     fresh.load_state_dict(state)
     assert all(torch.equal(x, y) for x, y in zip(_all(fresh), full[101:], strict=True))
-    with pytest.raises(ValueError, match="rank"):
-        Sampler(tiny_plan, rank=0, world_size=3).load_state_dict(state)
+
+
+def _lockstep_states(plan, world_size, steps):
+    """Advance every rank of `world_size` by `steps` sequences (as DDP does); their states."""
+    states = []
+    for r in range(world_size):
+        s = Sampler(plan, rank=r, world_size=world_size)
+        it = s.items()
+        for _ in range(steps):
+            next(it)
+        states.append(json.loads(json.dumps(s.state_dict())))
+    return states
+
+
+@pytest.mark.parametrize("old,new,steps", [(2, 3, 57), (1, 2, 200), (3, 1, 41), (3, 3, 10)])
+def test_elastic_resume_splits_the_rest_of_the_stream(tiny_plan, old, new, steps):
+    full = list(Sampler(tiny_plan).items())
+    states = _lockstep_states(tiny_plan, old, steps)
+    consumed = steps * old
+    assert {st["consumed"] for st in states} == {consumed}
+    seen = {}
+    for r in range(new):
+        s = Sampler(tiny_plan, rank=r, world_size=new)
+        s.load_state_dict(states[(r + 1) % old])  # any rank's state will do: another rank's is elastic too
+        assert len(s) == len(range(consumed + r, len(full), new))
+        for slot, _, _, seq in s.items():
+            assert (slot - consumed) % new == r and slot not in seen
+            seen[slot] = seq
+    # the new ranks cover exactly the slots the old ones had not read, with the same sequences
+    assert sorted(seen) == list(range(consumed, len(full)))
+    assert all(torch.equal(seen[slot], seq) for slot, _, _, seq in full[consumed:])
+
+
+def test_elastic_state_resumes_again_bit_identically(tiny_plan):
+    moved = Sampler(tiny_plan, rank=1, world_size=2)
+    moved.load_state_dict(_lockstep_states(tiny_plan, 3, 30)[0])
+    rest = list(moved.items())
+    s = Sampler(tiny_plan, rank=1, world_size=2)
+    s.load_state_dict(_lockstep_states(tiny_plan, 3, 30)[2])
+    it = s.items()
+    for _ in range(25):
+        next(it)
+    state = json.loads(json.dumps(s.state_dict()))
+    assert state["origin"] == 90 and state["position"] == 25 and state["consumed"] == 90 + 25 * 2
+    again = Sampler(tiny_plan, rank=1, world_size=2)
+    again.load_state_dict(state)  # same rank and world: an ordinary, origin-keeping resume
+    assert [slot for slot, *_ in again.items()] == [slot for slot, *_ in rest[25:]]
+    with pytest.raises(ValueError, match="consumed"):
+        Sampler(tiny_plan, world_size=2).load_state_dict({**state, "rank": 0, "world_size": 5, "consumed": -1})
 
 
 def test_reads_shards_through_fsspec_urls(tiny_plan):

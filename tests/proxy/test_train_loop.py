@@ -34,17 +34,23 @@ class SyntheticStream:
         self.seed, self.rank, self.world, self.fail_after, self.repeat = seed, rank, world_size, fail_after, repeat
         self.position = 0
 
+        self.origin = 0  # global index this rank's share starts from (moved by an elastic resume)
+
     def state_dict(self) -> dict:
-        return {"position": self.position, "seed": self.seed, "rank": self.rank}
+        return {"position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world,
+                "origin": self.origin}
 
     def load_state_dict(self, state: dict) -> None:
-        self.position = state["position"]
+        if state.get("world_size", self.world) != self.world:  # elastic, as mixer.Sampler does it
+            self.origin, self.position = state["origin"] + state["position"] * state["world_size"], 0
+        else:
+            self.origin, self.position = state.get("origin", 0), state["position"]
 
     def __iter__(self):
         while True:
             if self.fail_after is not None and self.position >= self.fail_after:
                 raise RuntimeError("simulated kill")
-            index = 0 if self.repeat else self.position * self.world + self.rank
+            index = 0 if self.repeat else self.origin + self.position * self.world + self.rank
             g = torch.Generator().manual_seed(self.seed * 1_000_003 + index)
             start = torch.randint(0, VOCAB, (1,), generator=g)
             row = (start + torch.arange(SEQ) * 3) % VOCAB  # learnable: arithmetic progressions mod VOCAB
@@ -135,3 +141,37 @@ def test_ddp_two_cpu_processes_end_equal(tmp_path):
     init = tiny_model().model.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], init[k]) for k in a)  # they trained, and stayed in sync
+
+
+def _killed_ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4 // world, lr=2e-3, save_every=3)
+    try:  # both ranks die in step 5, after the step-3 state
+        train_loop(tiny_model(), SyntheticStream(rank=rank, world_size=world, fail_after=4 * 4 // world + 1), cfg,
+                   Path(out) / "run", progress=False)
+    except RuntimeError as err:
+        assert "simulated kill" in str(err)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_elastic_resume_on_another_world_size_keeps_the_global_batch(tmp_path, monkeypatch):
+    cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4, lr=2e-3, save_every=3)
+    ref = tiny_model()
+    train_loop(ref, SyntheticStream(), cfg, tmp_path / "ref", progress=False)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_killed_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(key, raising=False)
+    half = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=3, lr=2e-3, save_every=3)
+    with pytest.raises(ValueError, match="elastic resume keeps the global batch"):
+        train_loop(tiny_model(), SyntheticStream(), half, tmp_path / "run", progress=False)
+    resumed = tiny_model(seed=5)
+    res = train_loop(resumed, SyntheticStream(), cfg, tmp_path / "run", progress=False)  # 2 ranks x 2 -> 1 rank x 4
+    assert res.resumed_from_step == 3 and res.steps == 8
+    a, b = weights(ref), weights(resumed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # the same sequences in every step
