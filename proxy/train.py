@@ -64,6 +64,9 @@ def _add_common(p: argparse.ArgumentParser, lr: float) -> None:
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D weights (default 0.1)")
     g.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm, 0 = off (default 1.0)")
     g.add_argument("--seed", type=int, default=0, help="model init and data order seed (default 0)")
+    g.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard parameters, gradients and optimizer state over ranks (FSDP2) "
+                        "instead of DDP, for models that do not fit one device")
     g.add_argument("--save-every", type=int, default=100, help="training-state save interval in steps (default 100)")
     p.add_argument("--json", action="store_true", help="print the outcome as JSON on stdout")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,7 +78,7 @@ def _config(args: argparse.Namespace) -> TrainConfig:
                              grad_accum=args.grad_accum, lr=args.lr, schedule=args.schedule, warmup_frac=args.warmup,
                              min_lr_ratio=args.min_lr_ratio, decay_frac=args.decay_frac,
                              weight_decay=args.weight_decay, grad_clip=args.grad_clip, seed=args.seed,
-                             save_every=max(1, args.save_every), checkpoints=args.checkpoints)
+                             save_every=max(1, args.save_every), checkpoints=args.checkpoints, fsdp=args.fsdp)
         _, world, _ = distributed_context()
         config.schedule_for(world)
     except ValueError as e:

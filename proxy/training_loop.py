@@ -1,4 +1,4 @@
-"""The training loop: AdamW, warmup + cosine/WSD, grad accumulation, clipping, DDP, exact resume.
+"""The training loop: AdamW, warmup + cosine/WSD, grad accumulation, clipping, DDP or FSDP, exact resume.
 
 Read top to bottom like nanoGPT: build optimizer and schedule, restore the last state if any,
 then for each step pull `batch_size` sequences from the data stream (in grad_accum micro-batches),
@@ -21,13 +21,15 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from proxy.training_state import find_training_state, load_training_state, read_training_meta, save_training_state
+from proxy import fsdp as fsdp_lib
+from proxy.training_state import (apply_optimizer_state, find_training_state, load_training_state, read_optimizer_state,
+                                  read_training_meta, save_training_state)
 from proxy.schedule import Schedule
 
 STATE_DIR = "training_state"
 LOG_FILE = "train_log.jsonl"
 # Fields that may change between a run and its resume without changing the result.
-RESUME_FREE_FIELDS = ("save_every", "log_every", "checkpoints")
+RESUME_FREE_FIELDS = ("save_every", "log_every", "checkpoints", "fsdp")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class TrainConfig:
     save_every: int = 100
     log_every: int = 1
     checkpoints: tuple[int, ...] = field(default_factory=tuple)
+    fsdp: bool = False  # shard parameters, gradients and optimizer state over ranks (proxy.fsdp); DDP otherwise
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
@@ -185,15 +188,26 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
     steps = config.total_steps(world)
     per_step = config.tokens_per_step(world)
     lr_at = config.schedule_for(world)
+    fsdp = config.fsdp and world > 1
     torch.manual_seed(config.seed)
-    model.to(device).train()
-    optimizer = make_optimizer(model, config)
+    model.train()
+    if not fsdp:
+        model.to(device)  # FSDP keeps `model` whole on CPU and puts only shards on the device
     start_step = 0
     state_dir = out_dir / STATE_DIR
     found = find_training_state(state_dir)
+    meta = None
     if found is not None:
         _check_resume(read_training_meta(found), config, world, plan_id, found)
-        meta = load_training_state(found, model, optimizer)
+        meta = load_training_state(found, model, None)  # weights and RNG; the optimizer once it exists
+    net = fsdp_lib.shard_model(model, device) if fsdp else model
+    optimizer = make_optimizer(net, config)
+    if meta is not None:
+        saved = read_optimizer_state(found, "cpu" if fsdp else device)
+        if fsdp:
+            fsdp_lib.restore_optimizer_state(net, optimizer, saved)
+        else:
+            apply_optimizer_state(model, optimizer, saved)
         start_step = int(meta["step"])
         if hasattr(data, "load_state_dict") and meta.get("data_state") is not None:
             states = meta["data_state"]
@@ -203,7 +217,7 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
         out_dir.mkdir(parents=True, exist_ok=True)
         _trim_log(out_dir / LOG_FILE, start_step)
     ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 else model
+        if world > 1 and not fsdp else net
     # A budget is exported at the first step whose tokens reach it (the last step if it never does,
     # e.g. 10M at 4096 tokens/step ends at 9,998,336); folders keep the nominal budget in their name.
     budgets = {int(b): min(steps, math.ceil(int(b) / per_step)) for b in config.checkpoints if int(b) > 0}
@@ -225,11 +239,13 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
             for i in range(config.grad_accum):
                 x = batch[i * micro:(i + 1) * micro]
                 sync = i == config.grad_accum - 1 or world == 1
-                with (contextlib.nullcontext() if sync else ddp.no_sync()), autocast:
+                if fsdp:
+                    net.set_requires_gradient_sync(sync)
+                with (contextlib.nullcontext() if sync or fsdp else ddp.no_sync()), autocast:
                     loss = ddp(input_ids=x, labels=x).loss / config.grad_accum
                 loss.backward()
                 total += loss.detach()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip) \
+            grad_norm = fsdp_lib.full_norm(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)) \
                 if config.grad_clip > 0 else torch.zeros(())
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -247,14 +263,21 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
                 log.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}")
-            if is_main and export is not None:
-                for b, at in sorted(budgets.items()):
-                    if at == step + 1:
-                        export(model, b)
+            if export is not None and any(at == step + 1 for at in budgets.values()):
+                if fsdp:
+                    fsdp_lib.gather_into(net, model)
+                if is_main:
+                    for b, at in sorted(budgets.items()):
+                        if at == step + 1:
+                            export(model, b)
             if (step + 1) % config.save_every == 0 and step + 1 < steps:
                 data_state = _gather(data.state_dict() if hasattr(data, "state_dict") else None, world)
+                opt_state: Any = optimizer
+                if fsdp:
+                    opt_state = fsdp_lib.full_optimizer_state(net, optimizer)
+                    fsdp_lib.gather_into(net, model)
                 if is_main:
-                    save_training_state(state_dir, model, optimizer, {
+                    save_training_state(state_dir, model, opt_state, {
                         "step": step + 1, "tokens": done, "config": asdict(config), "world_size": world,
                         "plan_id": plan_id, "data_state": data_state, "seed": config.seed})
                 if world > 1:
@@ -265,6 +288,8 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
         bar.close()
         if log is not None:
             log.close()
+    if fsdp:
+        fsdp_lib.gather_into(net, model)  # the caller's model (on rank 0) ends with the trained weights
     elapsed = time.perf_counter() - t0
     return TrainResult(steps=steps, tokens=steps * per_step, resumed_from_step=start_step, final_loss=loss_value,
                        elapsed_s=elapsed, tokens_per_s=(steps - start_step) * per_step / max(elapsed, 1e-9),

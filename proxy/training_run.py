@@ -84,7 +84,7 @@ def _barrier(world: int) -> None:
 
 def _settings(config: TrainConfig) -> dict[str, Any]:
     # What determines the weights (budgets and save/log intervals do not).
-    return {k: v for k, v in asdict(config).items() if k not in ("checkpoints", "save_every", "log_every")}
+    return {k: v for k, v in asdict(config).items() if k not in ("checkpoints", "save_every", "log_every", "fsdp")}
 
 
 def train_on_mixture(mixture: Any, db: str | os.PathLike, out: str | os.PathLike, config: TrainConfig, *, kind: str,

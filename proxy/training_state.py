@@ -30,9 +30,29 @@ def _param_names(model: torch.nn.Module) -> list[str]:
     return [name for name, _ in model.named_parameters()]
 
 
-def save_training_state(folder: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                        meta: dict[str, Any]) -> Path:
-    """Write model, optimizer, RNG and `meta` (JSON-serialisable) to `folder`, atomically."""
+OptimizerState = dict[str, dict[str, Any]]  # parameter name -> {state key: tensor or scalar}
+
+
+def optimizer_state_by_name(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> OptimizerState:
+    """The optimizer's per-parameter state keyed by parameter name (plain or DDP-wrapped models)."""
+    names = _param_names(getattr(model, "module", model))
+    return {names[idx]: dict(state) for idx, state in optimizer.state_dict()["state"].items()}
+
+
+def apply_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: OptimizerState) -> None:
+    """Load name-keyed optimizer state into `optimizer` (plain or DDP-wrapped models)."""
+    index = {name: i for i, name in enumerate(_param_names(getattr(model, "module", model)))}
+    current = optimizer.state_dict()
+    optimizer.load_state_dict({"state": {index[n]: v for n, v in state.items()}, "param_groups": current["param_groups"]})
+
+
+def save_training_state(folder: str | os.PathLike, model: torch.nn.Module,
+                        optimizer: torch.optim.Optimizer | OptimizerState, meta: dict[str, Any]) -> Path:
+    """Write model, optimizer, RNG and `meta` (JSON-serialisable) to `folder`, atomically.
+
+    `optimizer` is an optimizer of `model`'s parameters, or its state already keyed by parameter
+    name (what an FSDP run gathers with `proxy.fsdp.full_optimizer_state`).
+    """
     folder = Path(folder)
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -40,14 +60,15 @@ def save_training_state(folder: str | os.PathLike, model: torch.nn.Module, optim
     model = getattr(model, "module", model)
     save_model(model, str(tmp / "model.safetensors"))
     names = _param_names(model)
+    by_name = optimizer if isinstance(optimizer, dict) else optimizer_state_by_name(model, optimizer)
     flat: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {}
-    for idx, state in optimizer.state_dict()["state"].items():
+    for name, state in by_name.items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                flat[f"{names[idx]}/{key}"] = value.detach().contiguous().cpu()
+                flat[f"{name}/{key}"] = value.detach().contiguous().cpu()
             else:
-                scalars[f"{names[idx]}/{key}"] = value
+                scalars[f"{name}/{key}"] = value
     save_file(flat, str(tmp / "optimizer.safetensors"))
     rng = {"cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -81,10 +102,12 @@ def read_training_meta(folder: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+                        optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
     """Restore model, optimizer and RNG in place from `folder`; return its trainer.json meta.
 
-    Raises TrainingStateError when the saved parameter names differ from the model's.
+    With `optimizer=None` the optimizer state is left for `read_optimizer_state` (FSDP runs load
+    it into their sharded optimizer). Raises TrainingStateError when the saved parameter names
+    differ from the model's.
     """
     folder = Path(folder)
     meta = read_training_meta(folder)
@@ -95,20 +118,26 @@ def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
                     f"{len(meta['param_names'])} vs {len(names)} parameters")
         raise TrainingStateError(f"{folder}: saved parameters do not match the model ({diff})")
     load_model(model, str(folder / "model.safetensors"), strict=True)
-    device = next(model.parameters()).device
-    flat = load_file(str(folder / "optimizer.safetensors"), device=str(device))
-    index = {name: i for i, name in enumerate(names)}
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in list(flat.items()) + list(meta["optimizer_scalars"].items()):
-        pname, skey = key.rsplit("/", 1)
-        if skey == "step" and isinstance(value, torch.Tensor):
-            value = value.cpu()  # AdamW keeps `step` on CPU unless capturable/fused
-        state.setdefault(index[pname], {})[skey] = value
-    current = optimizer.state_dict()
-    optimizer.load_state_dict({"state": state, "param_groups": current["param_groups"]})
+    if optimizer is not None:
+        device = next(model.parameters()).device
+        apply_optimizer_state(model, optimizer, read_optimizer_state(folder, device))
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["cpu"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
     return meta
+
+
+def read_optimizer_state(folder: str | os.PathLike, device: torch.device | str = "cpu") -> OptimizerState:
+    """The saved optimizer state keyed by parameter name (`step` kept on CPU, as AdamW keeps it)."""
+    folder = Path(folder)
+    meta = read_training_meta(folder)
+    flat = load_file(str(folder / "optimizer.safetensors"), device=str(device))
+    state: OptimizerState = {}
+    for key, value in list(flat.items()) + list(meta["optimizer_scalars"].items()):
+        pname, skey = key.rsplit("/", 1)
+        if skey == "step" and isinstance(value, torch.Tensor):
+            value = value.cpu()  # AdamW keeps `step` on CPU unless capturable/fused
+        state.setdefault(pname, {})[skey] = value
+    return state

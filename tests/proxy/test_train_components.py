@@ -144,13 +144,19 @@ def test_killed_train_resumes_bit_identical_with_sampler(tiny_corpus, tmp_path, 
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_torchrun_two_cpu_ranks(tiny_corpus, tmp_path):
+def test_torchrun_two_cpu_ranks_ddp_and_fsdp(tiny_corpus, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "proxy",
-           "base", "--db", str(tiny_corpus), "--config", "tiny", "--tokens", str(4 * 4 * 64 * 2), "--out",
-           str(tmp_path / "base"), *SMALL, "--json"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    rows = json.loads(done.stdout)
-    assert rows[0]["steps"] == 4 and rows[0]["tokens"] == 4 * 4 * 64 * 2
-    assert AutoModelForCausalLM.from_pretrained(str(tmp_path / "base")) is not None
+    folders = {}
+    for mode in ("ddp", "fsdp"):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "proxy",
+               "base", "--db", str(tiny_corpus), "--config", "tiny", "--tokens", str(4 * 4 * 64 * 2), "--out",
+               str(tmp_path / mode), *SMALL, "--json", *(["--fsdp"] if mode == "fsdp" else [])]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, done.stderr[-2000:]
+        rows = json.loads(done.stdout)
+        assert rows[0]["steps"] == 4 and rows[0]["tokens"] == 4 * 4 * 64 * 2
+        assert AutoModelForCausalLM.from_pretrained(str(tmp_path / mode)) is not None
+        folders[mode] = load_file(str(tmp_path / mode / "model.safetensors"))
+    ddp, fsdp = folders["ddp"], folders["fsdp"]
+    assert ddp.keys() == fsdp.keys()
+    assert all(torch.allclose(ddp[k], fsdp[k], atol=1e-5) for k in ddp)  # sharding does not change the result

@@ -175,3 +175,41 @@ def test_elastic_resume_on_another_world_size_keeps_the_global_batch(tmp_path, m
     assert res.resumed_from_step == 3 and res.steps == 8
     a, b = weights(ref), weights(resumed)
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)  # the same sequences in every step
+
+
+def _fsdp_worker(rank: int, world: int, port: int, out: str, fail_after: int | None) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=2, grad_accum=2, lr=2e-3, save_every=3,
+                      checkpoints=(6 * 4 * SEQ,), fsdp=True)
+    model = tiny_model(seed=0 if fail_after else 9)  # the resumed run's init must not matter
+    try:
+        res = train_loop(model, SyntheticStream(rank=rank, world_size=world, fail_after=fail_after), cfg,
+                         Path(out) / "run", progress=False,
+                         export=lambda m, budget: save_file({k: v.contiguous() for k, v in m.state_dict().items()
+                                                             if k != "lm_head.weight"}, str(Path(out) / "budget.safetensors")))
+        assert res.steps == 8 and res.resumed_from_step == 3
+        if rank == 0:
+            save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
+                      str(Path(out) / "final.safetensors"))
+    except RuntimeError as err:
+        assert "simulated kill" in str(err)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_fsdp_kill_resume_matches_single_process(tmp_path):
+    cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4, lr=2e-3, save_every=100)
+    ref = tiny_model()
+    train_loop(ref, SyntheticStream(), cfg, tmp_path / "ref", progress=False)
+    for fail_after in (4 * 2 + 1, None):  # killed in step 5 (after the step-3 state), then resumed
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        mp.spawn(_fsdp_worker, args=(2, port, str(tmp_path), fail_after), nprocs=2, join=True)
+    assert (tmp_path / "run" / STATE_DIR / "trainer.json").exists()
+    got, want = load_file(str(tmp_path / "final.safetensors")), weights(ref)
+    assert got.keys() <= want.keys() and len(got) > 5
+    assert all(torch.allclose(got[k], want[k], atol=1e-5) for k in got)  # sharded = whole, same sequences
+    assert load_file(str(tmp_path / "budget.safetensors")).keys() == got.keys()
