@@ -56,6 +56,9 @@ class Objective:
         return float(sum(w * float(metrics[m]) for m, w in weights.items()))
 
 
+FINAL_CHOICES = ("average", "best", "auto")
+
+
 @dataclass(frozen=True)
 class SearchSettings:
     """Search schedule: iteration 1 evaluates per_iteration random pool mixtures, iteration i per_iteration/2^(i-1)."""
@@ -66,6 +69,7 @@ class SearchSettings:
     seed: int = 0
     top_k: int = 128
     rank_by: str = "percentile"
+    final: str = "average"  # average (PAPER.md: mean of the top_k predicted) | best (best evaluated) | auto (better measured)
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 
@@ -74,6 +78,8 @@ class SearchSettings:
             raise ValueError(f"iterations ({self.iterations}) must be >= 1 and per_iteration ({self.per_iteration}) >= 2")
         if self.rank_by not in ("percentile", "value"):
             raise ValueError(f"rank_by: {self.rank_by!r} is not one of percentile, value")
+        if self.final not in FINAL_CHOICES:
+            raise ValueError(f"final: {self.final!r} is not one of {', '.join(FINAL_CHOICES)}")
 
     def batch_sizes(self) -> list[int]:
         """Proxies evaluated in each iteration (halving, at least 1)."""
@@ -97,6 +103,7 @@ class SearchResult:
     objective: Objective
     seconds: float = 0.0
     extra_provenance: dict[str, Any] = field(default_factory=dict)
+    average: dict[str, Any] | None = None  # the averaged top-k mixture's evaluation when it was not chosen
 
     def provenance(self) -> dict[str, Any]:
         """JSON-ready settings and scores for the best mixture's provenance."""
@@ -104,6 +111,9 @@ class SearchResult:
                 "objective_weights": self.objective_weights, "settings": asdict(self.settings),
                 "measured_objective": self.best_objective, "predicted_objective": self.predicted_best_objective,
                 "measured_metrics": self.best_metrics, "n_evaluated": len(self.evaluated), "history": self.history,
+                "final_choice": "average" if self.average is None else "best evaluated",
+                **({} if self.average is None else {"average_objective": self.average["objective"],
+                                                     "average_ratios": self.average["ratios"]}),
                 **self.extra_provenance}
 
 
@@ -190,10 +200,25 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
     predicted_best = float(sum(w * models[m].predict(best_vec[None, :])[0] for m, w in weights.items()))
     final = evaluate(best_vec, settings.iterations + 1, predicted_best)
     bar.close()
+    average = None
+    best_eval = (max if objective.maximize else min)(evaluated, key=lambda e: e["objective"])
+    beats = best_eval["objective"] > final["objective"] if objective.maximize else best_eval["objective"] < final["objective"]
+    if settings.final == "best" or (settings.final == "auto" and beats):
+        average, final = final, best_eval
+    predicted = final["predicted"]
     return SearchResult(candidates=names, best_ratios=final["ratios"], best_metrics=final["metrics"],
-                        best_objective=final["objective"], predicted_best_objective=predicted_best,
+                        best_objective=final["objective"],
+                        predicted_best_objective=float(models_predict(models, weights, final["ratios"], names))
+                        if math.isnan(predicted) else predicted,
                         objective_weights=weights, evaluated=evaluated, history=history, top_mixtures=pool[top],
-                        settings=settings, objective=objective, seconds=time.perf_counter() - t0)
+                        settings=settings, objective=objective, seconds=time.perf_counter() - t0, average=average)
+
+
+def models_predict(models: Mapping[str, MetricPredictor], weights: Mapping[str, float], ratios: Mapping[str, float],
+                   names: Sequence[str]) -> float:
+    """The fitted predictors' objective for one mixture."""
+    x = np.array([[ratios[n] for n in names]])
+    return float(sum(w * models[m].predict(x)[0] for m, w in weights.items()))
 
 
 def evaluated_table(result: SearchResult, prefix: str) -> Any:
@@ -203,8 +228,10 @@ def evaluated_table(result: SearchResult, prefix: str) -> Any:
 
     final = {"iteration": result.settings.iterations + 1, "ratios": result.best_ratios, "metrics": result.best_metrics,
              "objective": result.best_objective, "predicted": result.predicted_best_objective}
-    rows = [*result.evaluated, final]
-    cols: dict[str, Any] = {"name": [f"{prefix}/eval-{i:04d}" for i in range(len(rows) - 1)] + [f"{prefix}/best"],
+    extra = [] if result.average is None else [result.average]  # the averaged mixture, evaluated but not chosen
+    rows = [*result.evaluated, *extra, final]
+    names = [f"{prefix}/eval-{i:04d}" for i in range(len(result.evaluated))] + [f"{prefix}/average"] * len(extra)
+    cols: dict[str, Any] = {"name": names + [f"{prefix}/best"],
                             "iteration": pa.array([r["iteration"] for r in rows], pa.int32())}
     for n in result.candidates:
         cols[f"ratio/{n}"] = [r["ratios"][n] for r in rows]

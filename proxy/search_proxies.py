@@ -118,7 +118,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         print("error: --db is required (components.json names no manifest)", file=sys.stderr)
         return 2
     settings = SearchSettings(iterations=args.iterations, per_iteration=args.per_iteration, pool=args.pool,
-                              seed=args.seed, top_k=args.top_k, rank_by=args.rank_by,
+                              seed=args.seed, top_k=args.top_k, rank_by=args.rank_by, final=args.final,
                               predictor=PredictorSettings(kind=args.predictor, seed=args.seed))
     objective = Objective(args.objective, maximize=args.maximize)
     name = args.name or f"search-seed{args.seed}"
@@ -165,6 +165,10 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=200_000, help="sampled mixtures the predictor ranks")
     p.add_argument("--top-k", type=int, default=128, help="top predicted mixtures averaged into the final one")
     p.add_argument("--rank-by", choices=("percentile", "value"), default="percentile")
+    p.add_argument("--final", choices=("average", "best", "auto"), default="average",
+                   help="the mixture written to best_mixture.json: average = the mean of the top-k predicted "
+                        "(PAPER.md, default); best = the best evaluated proxy; auto = whichever of the two "
+                        "measured better")
     p.add_argument("--predictor", choices=("lightgbm", "ridge"), default="lightgbm")
     p.add_argument("--prior", choices=("manifest", "uniform"), default="manifest")
     p.add_argument("--seed", type=int, default=0)

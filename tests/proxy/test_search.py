@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import numpy as np
@@ -12,7 +13,7 @@ from manifests import open_manifest
 from proxy.cli import main
 from proxy.mixture_sampling import SamplingSettings, cap_and_redistribute, quantize, sample_mixtures
 from proxy.predictor import PredictorSettings
-from proxy.search import Objective, SearchSettings, rank_scores, run_search
+from proxy.search import Objective, SearchSettings, evaluated_table, rank_scores, run_search
 from proxy.search_proxies import search_prior
 from proxy.synthetic import tiny_qwen3_config, write_synthetic_components
 
@@ -107,3 +108,28 @@ def test_cli_search(tiny_corpus, tmp_path, capsys):
     assert main(args) == 0 and "kept" in capsys.readouterr().err  # rerun: finished work is skipped
     assert main(args[:-3] + ["--seed", "1", "--out", str(out)]) == 1  # other settings: not overwritten silently
     assert (out / "best_mixture.json").read_text() == before
+
+
+def test_final_choice_average_best_auto():
+    names = [f"c{i}" for i in range(4)]
+    optima = [np.array([0.7, 0.1, 0.1, 0.1]), np.array([0.1, 0.1, 0.1, 0.7])]  # two modes: averaging can land between
+
+    def score_fn(r):
+        v = np.array([r[n] for n in names])
+        return {"dist": float(min(((v - o) ** 2).sum() for o in optima))}
+
+    prior = [100, 100, 100, 100]
+    runs = {final: run_search(score_fn, names, prior, "dist", SearchSettings(
+        iterations=2, per_iteration=16, pool=2_000, top_k=64, seed=3, final=final,
+        predictor=PredictorSettings(kind="ridge")), progress=False) for final in ("average", "best", "auto")}
+    avg, best, auto = runs["average"], runs["best"], runs["auto"]
+    measured = min(e["objective"] for e in avg.evaluated)
+    assert avg.average is None and avg.provenance()["final_choice"] == "average"
+    assert best.best_objective == measured and best.average["objective"] == avg.best_objective
+    assert auto.best_objective == min(measured, avg.best_objective)
+    assert auto.provenance()["final_choice"] == ("average" if avg.best_objective <= measured else "best evaluated")
+    table = evaluated_table(best, "t").to_pylist()
+    assert [r["name"] for r in table[-2:]] == ["t/average", "t/best"] and len(table) == len(best.evaluated) + 2
+    assert table[-1]["objective"] == measured and not math.isnan(best.predicted_best_objective)
+    with pytest.raises(ValueError, match="final"):
+        SearchSettings(final="median")
