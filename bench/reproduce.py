@@ -1,7 +1,7 @@
 """Do merged proxies rank mixtures the way real training does? (issue 6, PAPER.md step 7 at CPU scale)
 
     python bench/reproduce.py --quick            # about 10 minutes on 2 cores
-    python bench/reproduce.py                    # the full configuration (states its runtime)
+    python bench/reproduce.py                    # the full configuration: tiny model, 2M-token base (47 min here)
     python bench/reproduce.py --quick --general-share 0.0 --tag quick-gs0   # move one knob
 
 Steps: a base model; one component per candidate (general share g); N reference models trained
@@ -84,8 +84,8 @@ class Setup:
 QUICK = Setup(tag="quick", corpus_limit=3_000, base_tokens=parse_tokens("300K"), component_tokens=parse_tokens("100K"),
               references=16, preset="micro", baseline="pico", eval_tokens=8_000, search_per_iteration=24,
               search_pool=5_000)
-FULL = Setup(tag="full", corpus_limit=None, base_tokens=parse_tokens("4M"), component_tokens=parse_tokens("1M"),
-             references=24, eval_tokens=32_000, search_per_iteration=64, search_pool=200_000)
+FULL = Setup(tag="full", corpus_limit=None, base_tokens=parse_tokens("2M"), component_tokens=parse_tokens("400K"),
+             references=16, eval_tokens=16_000, search_per_iteration=32, search_pool=20_000)
 
 
 def ensure_corpus(out: Path, limit: int | None, console: Console) -> Path:
