@@ -78,6 +78,25 @@ def _knob_findings(reports: list[dict]) -> list[str]:
     return lines
 
 
+def _summary_table(reports: list[dict]) -> list[str]:
+    """One row per run: its knobs, both methods' rho, where the search's mixture lands when trained."""
+    lines = ["## Summary", "",
+             "| run | model (params) | base | components | general share | DeMix rho overall / macro / top-25% "
+             "| RegMix-style rho overall / macro / top-25% | search best, trained: rank among references + itself "
+             "| runtime |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in reports:
+        s, d, b = r["setup"], r["consistency"]["demix"], r["consistency"]["regmix"]
+        lines.append(f"| `{s['tag']}` | {s['preset']} ({r['parameters']['component'] / 1e6:.2f}M) | "
+                     f"{_fmt_tokens(s['base_tokens'])} | {_fmt_tokens(s['component_tokens'])} | {s['general_share']} | "
+                     f"{d['overall']:.2f} / {d['macro']:.2f} / {d['top25']:.2f} | "
+                     f"{b['overall']:.2f} / {b['macro']:.2f} / {b['top25']:.2f} | "
+                     f"{r['search']['rank_among_references']} of {len(r['mixtures']) + 1} | "
+                     f"{r['timings_s']['total']:.0f} s |")
+    return lines + ["", "Runs that move only the general share reuse the base, references and baseline of the run "
+                    "they vary (their runtime leaves those out). Lower bpb is better; rho is against the references.", ""]
+
+
 def render_report(folder: Path, out: Path) -> Path:
     """Write `out` (markdown) and the PNGs beside the JSON results in `folder`; returns `out`."""
     reports = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
@@ -94,6 +113,8 @@ def render_report(folder: Path, out: Path) -> Path:
              "the references (overall on the mean over domains, per domain, and within the best 25% of references).", ""]
     if not reports:
         lines.append("_No results yet: run `python bench/reproduce.py --quick`._")
+    else:
+        lines += _summary_table(reports)
     for r in reports:
         s = r["setup"]
         tag = s["tag"]
