@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -26,7 +27,7 @@ from manifests import read_shard_record, shard_path, shard_table, write_shard_at
 from pipelines.stats import CountingStep
 
 TOKENIZER_DIR = "tokenizer"
-BATCH_DOCS, BATCH_CHARS = 8192, 8 << 20  # bounded tokenizer batches; large ones keep every core busy
+BATCH_DOCS, BATCH_CHARS = 2048, 1 << 20  # bounded tokenizer batches (1 MB: faster than 8 MB here, raw and ours)
 
 
 def is_validation(doc_id: str, fraction: float) -> bool:
@@ -131,10 +132,21 @@ class Tokenize(CountingStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self._tok = self._tok or load_tokenizer(self.tokenizer_path)
-        for batch in batches(data, self.batch_docs, self.batch_chars):
-            with self.track_time("batch"):
-                ids = encode_texts(self._tok, [d.text for d in batch])
-            yield from self._emit(batch, ids)
+        # One batch ahead: the next batch encodes (tokenizers releases the GIL and fans out over the
+        # cores) while this thread hands the previous one downstream, so writing hides behind encoding.
+        with ThreadPoolExecutor(1, thread_name_prefix="tokenize") as pool:
+            pending: tuple[list[Document], Future] | None = None
+            for batch in batches(data, self.batch_docs, self.batch_chars):
+                ahead = pool.submit(encode_texts, self._tok, [d.text for d in batch])
+                if pending is not None:
+                    yield from self._emit(pending[0], self._wait(pending[1]))
+                pending = (batch, ahead)
+            if pending is not None:
+                yield from self._emit(pending[0], self._wait(pending[1]))
+
+    def _wait(self, future: Future) -> list[list[int]]:
+        with self.track_time("batch"):
+            return future.result()
 
     def _emit(self, batch: list[Document], ids: list[list[int]]) -> DocumentsPipeline:
         counts: dict[str, list[int]] = {}  # source -> [in, out, tokens]; stats once per batch, not per doc
