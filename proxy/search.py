@@ -197,28 +197,27 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
     top = np.argsort(-score, kind="stable")[: min(settings.top_k, pool.shape[0])]
     best_vec = pool[top].mean(axis=0)
     best_vec = best_vec / best_vec.sum()
-    predicted_best = float(sum(w * models[m].predict(best_vec[None, :])[0] for m, w in weights.items()))
+    predicted_best = predict_objective(models, weights, best_vec)
     final = evaluate(best_vec, settings.iterations + 1, predicted_best)
     bar.close()
     average = None
-    best_eval = (max if objective.maximize else min)(evaluated, key=lambda e: e["objective"])
-    beats = best_eval["objective"] > final["objective"] if objective.maximize else best_eval["objective"] < final["objective"]
-    if settings.final == "best" or (settings.final == "auto" and beats):
+    better = max if objective.maximize else min  # on a tie the first (the averaged mixture) is kept
+    best_eval = better(evaluated, key=lambda e: e["objective"])
+    auto_switch = settings.final == "auto" and better(final, best_eval, key=lambda e: e["objective"]) is not final
+    if settings.final == "best" or auto_switch:
         average, final = final, best_eval
     predicted = final["predicted"]
+    if math.isnan(predicted):  # a first-iteration pick was evaluated before any predictor existed
+        predicted = predict_objective(models, weights, np.array([final["ratios"][n] for n in names]))
     return SearchResult(candidates=names, best_ratios=final["ratios"], best_metrics=final["metrics"],
-                        best_objective=final["objective"],
-                        predicted_best_objective=float(models_predict(models, weights, final["ratios"], names))
-                        if math.isnan(predicted) else predicted,
+                        best_objective=final["objective"], predicted_best_objective=predicted,
                         objective_weights=weights, evaluated=evaluated, history=history, top_mixtures=pool[top],
                         settings=settings, objective=objective, seconds=time.perf_counter() - t0, average=average)
 
 
-def models_predict(models: Mapping[str, MetricPredictor], weights: Mapping[str, float], ratios: Mapping[str, float],
-                   names: Sequence[str]) -> float:
-    """The fitted predictors' objective for one mixture."""
-    x = np.array([[ratios[n] for n in names]])
-    return float(sum(w * models[m].predict(x)[0] for m, w in weights.items()))
+def predict_objective(models: Mapping[str, MetricPredictor], weights: Mapping[str, float], ratios: np.ndarray) -> float:
+    """The fitted predictors' weighted objective for one mixture (a ratio vector in candidate order)."""
+    return float(sum(w * models[m].predict(ratios[None, :])[0] for m, w in weights.items()))
 
 
 def evaluated_table(result: SearchResult, prefix: str) -> Any:

@@ -10,7 +10,7 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from proxy.search import Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
 
 
 def candidate_tokens(db: str | os.PathLike) -> dict[str, int]:
@@ -165,7 +165,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pool", type=int, default=200_000, help="sampled mixtures the predictor ranks")
     p.add_argument("--top-k", type=int, default=128, help="top predicted mixtures averaged into the final one")
     p.add_argument("--rank-by", choices=("percentile", "value"), default="percentile")
-    p.add_argument("--final", choices=("average", "best", "auto"), default="average",
+    p.add_argument("--final", choices=FINAL_CHOICES, default="average",
                    help="the mixture written to best_mixture.json: average = the mean of the top-k predicted "
                         "(PAPER.md, default); best = the best evaluated proxy; auto = whichever of the two "
                         "measured better")

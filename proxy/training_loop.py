@@ -199,7 +199,7 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
     meta = None
     if found is not None:
         _check_resume(read_training_meta(found), config, world, plan_id, found)
-        meta = load_training_state(found, model, None)  # weights and RNG; the optimizer once it exists
+        meta = load_training_state(found, model)  # weights and RNG; the optimizer once it exists
     net = fsdp_lib.shard_model(model, device) if fsdp else model
     optimizer = make_optimizer(net, config)
     if meta is not None:

@@ -101,13 +101,12 @@ def read_training_meta(folder: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer | None) -> dict[str, Any]:
-    """Restore model, optimizer and RNG in place from `folder`; return its trainer.json meta.
+def load_training_state(folder: str | os.PathLike, model: torch.nn.Module) -> dict[str, Any]:
+    """Restore the model's weights and the RNG in place from `folder`; return its trainer.json meta.
 
-    With `optimizer=None` the optimizer state is left for `read_optimizer_state` (FSDP runs load
-    it into their sharded optimizer). Raises TrainingStateError when the saved parameter names
-    differ from the model's.
+    The optimizer is restored once it exists (after FSDP sharding, if any) from
+    `read_optimizer_state`. Raises TrainingStateError when the saved parameter names differ from
+    the model's.
     """
     folder = Path(folder)
     meta = read_training_meta(folder)
@@ -118,9 +117,6 @@ def load_training_state(folder: str | os.PathLike, model: torch.nn.Module,
                     f"{len(meta['param_names'])} vs {len(names)} parameters")
         raise TrainingStateError(f"{folder}: saved parameters do not match the model ({diff})")
     load_model(model, str(folder / "model.safetensors"), strict=True)
-    if optimizer is not None:
-        device = next(model.parameters()).device
-        apply_optimizer_state(model, optimizer, read_optimizer_state(folder, device))
     rng = load_file(str(folder / "rng.safetensors"))
     torch.set_rng_state(rng["cpu"])
     cuda = [rng[k] for k in sorted(k for k in rng if k.startswith("cuda."))]

@@ -120,10 +120,21 @@ def test_resume_refuses_changed_run(tmp_path):
         train_loop(tiny_model(), SyntheticStream(), other, tmp_path, progress=False)
 
 
-def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _join_cpu_group(rank: int, world: int, port: int) -> None:
+    """The torchrun environment for a spawned CPU rank (train_loop then initialises gloo), one thread."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    _join_cpu_group(rank, world, port)
     cfg = TrainConfig(tokens=6 * 2 * SEQ * world, seq_len=SEQ, batch_size=2, lr=2e-3, save_every=1000)
     model = tiny_model()
     res = train_loop(model, SyntheticStream(rank=rank, world_size=world), cfg, Path(out) / "run", progress=False)
@@ -133,9 +144,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
 
 
 def test_ddp_two_cpu_processes_end_equal(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     mp.spawn(_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     init = tiny_model().model.state_dict()
@@ -144,9 +153,7 @@ def test_ddp_two_cpu_processes_end_equal(tmp_path):
 
 
 def _killed_ddp_worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    _join_cpu_group(rank, world, port)
     cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4 // world, lr=2e-3, save_every=3)
     try:  # both ranks die in step 5, after the step-3 state
         train_loop(tiny_model(), SyntheticStream(rank=rank, world_size=world, fail_after=4 * 4 // world + 1), cfg,
@@ -161,9 +168,7 @@ def test_elastic_resume_on_another_world_size_keeps_the_global_batch(tmp_path, m
     cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4, lr=2e-3, save_every=3)
     ref = tiny_model()
     train_loop(ref, SyntheticStream(), cfg, tmp_path / "ref", progress=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     mp.spawn(_killed_ddp_worker, args=(2, port, str(tmp_path)), nprocs=2, join=True)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)
@@ -178,9 +183,7 @@ def test_elastic_resume_on_another_world_size_keeps_the_global_batch(tmp_path, m
 
 
 def _fsdp_worker(rank: int, world: int, port: int, out: str, fail_after: int | None) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
+    _join_cpu_group(rank, world, port)
     cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=2, grad_accum=2, lr=2e-3, save_every=3,
                       checkpoints=(6 * 4 * SEQ,), fsdp=True)
     model = tiny_model(seed=0 if fail_after else 9)  # the resumed run's init must not matter
@@ -204,9 +207,7 @@ def test_fsdp_kill_resume_matches_single_process(tmp_path):
     ref = tiny_model()
     train_loop(ref, SyntheticStream(), cfg, tmp_path / "ref", progress=False)
     for fail_after in (4 * 2 + 1, None):  # killed in step 5 (after the step-3 state), then resumed
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = _free_port()
         mp.spawn(_fsdp_worker, args=(2, port, str(tmp_path), fail_after), nprocs=2, join=True)
     assert (tmp_path / "run" / STATE_DIR / "trainer.json").exists()
     got, want = load_file(str(tmp_path / "final.safetensors")), weights(ref)
