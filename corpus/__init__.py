@@ -1,6 +1,7 @@
 """Typed registry of corpus sources and recipes (the DeMix Corpora recipe and a demo recipe)."""
 from __future__ import annotations
 
+from corpus.errors import DemixError, UsageError, run_cli
 from corpus.recipe import (
     FORMATS,
     TIERS,
@@ -15,6 +16,6 @@ from corpus.recipe import (
 from corpus.tokens import format_tokens, parse_tokens
 
 __all__ = [
-    "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
+    "DemixError", "UsageError", "run_cli", "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
     "format_tokens", "load_recipe", "parse_recipe", "parse_tokens",
 ]

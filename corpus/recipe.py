@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from corpus.tokens import parse_tokens
+from corpus.errors import DemixError
 
 TIERS = ("high", "medium-high", "medium", "low")
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text", "dist-metadata", "builtin")
@@ -25,7 +26,7 @@ BUILTIN_GENERATORS = ("math",)
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
 
-class RecipeError(ValueError):
+class RecipeError(DemixError, ValueError):
     """A recipe that cannot be used; the message names file, key path and value."""
 
 

@@ -16,11 +16,12 @@ import pyarrow.parquet as pq
 
 from corpus import Recipe
 from manifests.schema import create_schema
+from corpus.errors import DemixError
 
 MANIFEST_NAME = "manifest.duckdb"
 
 
-class ManifestError(RuntimeError):
+class ManifestError(DemixError, RuntimeError):
     """A manifest that is missing, unreadable or inconsistent; the message names the file."""
 
 

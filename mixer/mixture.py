@@ -8,12 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+from corpus.errors import DemixError
 
 LEVELS = ("candidate", "domain", "source")
 RATIO_TOLERANCE = 1e-9
 
 
-class MixtureError(ValueError):
+class MixtureError(DemixError, ValueError):
     """A mixture that cannot be used; the message names the file and the field."""
 
 

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mixer.mixture import read_json, write_json_atomic
+from corpus.errors import DemixError
 
 PLAN_VERSION = 1
 
 
-class PlanError(ValueError):
+class PlanError(DemixError, ValueError):
     """A plan that cannot be used; the message names the file and the field."""
 
 

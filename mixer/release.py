@@ -21,6 +21,7 @@ from corpus import format_tokens
 from mixer.plan import Plan
 from mixer.sampler import Sampler
 from mixer.stream import SourceStream, join_url
+from corpus.errors import DemixError
 
 ROWS_PER_FILE = 50_000
 DEFAULT_MIXTURE_MAX_TOKENS = 100_000_000
@@ -30,7 +31,7 @@ MIXTURE_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("epoc
                             ("text", pa.string()), ("tokens", pa.list_(pa.uint32())), ("n_tokens", pa.int32())])
 
 
-class ReleaseError(RuntimeError):
+class ReleaseError(DemixError, RuntimeError):
     """A release that cannot be written or pushed; the message names the path or repo."""
 
 

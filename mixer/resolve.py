@@ -15,11 +15,12 @@ from corpus import Recipe, format_tokens, load_recipe
 from manifests import corpus_root, get_meta, list_shards, list_sources, open_manifest, register_plan
 from mixer.mixture import Mixture, MixtureError
 from mixer.plan import Plan, PlanSource
+from corpus.errors import DemixError
 
 LEVEL_FIELD = {"candidate": "candidate", "domain": "domain", "source": "source"}
 
 
-class ResolveError(ValueError):
+class ResolveError(DemixError, ValueError):
     """A target that cannot be met (empty sources, an epoch cap); the message names each source."""
 
 

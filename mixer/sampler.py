@@ -38,11 +38,12 @@ from mixer.plan import Plan
 from mixer.resolve import largest_remainder
 from mixer.schedule import Schedule
 from mixer.stream import SourceStream
+from corpus.errors import DemixError
 
 STATE_VERSION = 2
 
 
-class SamplerError(ValueError):
+class SamplerError(DemixError, ValueError):
     """A plan the sampler cannot stream, or a state that does not belong to this sampler; names the field."""
 
 

@@ -19,11 +19,12 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from manifests import file_sha256
+from corpus.errors import DemixError
 
 MAX_BLOCKS = 2  # per source: the block being read and the next one, prefetched
 
 
-class StreamError(RuntimeError):
+class StreamError(DemixError, RuntimeError):
     """A shard that disagrees with the plan (missing, changed, checksum mismatch); names the shard."""
 
 

@@ -35,13 +35,14 @@ from pipelines.filters import DomainFilter, LanguageId, Normalize
 from pipelines.readers import SourceFormat, SourceReader, list_units
 from pipelines.shards import TOKENIZER_DIR, ShardInfo, ShardWriter, Tokenize, prepare_tokenizer
 from pipelines.stats import read_step_counts, step_stats_rows
+from corpus.errors import DemixError
 
 STAGES = ("prepare", "dedup", "shard", "register")
 STEP_ORDER = ("read", "normalize", "filter", "dedup", "decontaminate", "language", "tokenize", "write")
 EXECUTORS = ("local", "slurm", "ray")
 
 
-class BuildError(RuntimeError):
+class BuildError(DemixError, RuntimeError):
     """A build that cannot go on (conflicting earlier build, failed task); the message says what to do."""
 
 

@@ -27,6 +27,7 @@ from proxy.weights import (
     WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
     read_config,
 )
+from corpus.errors import DemixError
 
 METHODS = ("linear", "task_arithmetic", "ties")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -34,7 +35,7 @@ ST_DTYPES = {torch.float32: "F32", torch.bfloat16: "BF16", torch.float16: "F16"}
 ST_TO_TORCH = {v: k for k, v in ST_DTYPES.items()}
 
 
-class MergeError(ValueError):
+class MergeError(DemixError, ValueError):
     """A merge request that cannot be honoured (mixture keys, method, base); the message names the input."""
 
 

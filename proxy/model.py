@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Qwen3Config, Qwen3ForCausalLM
 from transformers.utils import logging as hf_logging
+from corpus.errors import DemixError
 
 DEMIX_FILE = "demix.json"
 KINDS = ("base", "component", "trained")
@@ -32,7 +33,7 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
-class ModelFolderError(ValueError):
+class ModelFolderError(DemixError, ValueError):
     """A model folder or config that is missing or inconsistent; the message names the path."""
 
 

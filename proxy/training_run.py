@@ -19,12 +19,13 @@ from proxy.model import (
     build_model, count_parameters, load_model, model_config, read_demix, save_model_folder, write_json_atomic,
 )
 from proxy.training_loop import TrainConfig, clear_training_state, distributed_context, train_loop
+from corpus.errors import DemixError
 
 COMPONENTS_FILE = "components.json"
 PLAN_FILE = "plan.json"
 
 
-class TrainingRunError(ValueError):
+class TrainingRunError(DemixError, ValueError):
     """A run that cannot start as asked (bad base, unknown candidate, finished folder with other settings)."""
 
 

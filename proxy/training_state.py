@@ -17,11 +17,12 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+from corpus.errors import DemixError
 
 TRAINER_FILE = "trainer.json"
 
 
-class TrainingStateError(RuntimeError):
+class TrainingStateError(DemixError, RuntimeError):
     """A training-state folder that is unreadable or does not match the model/optimizer."""
 
 

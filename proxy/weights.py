@@ -10,6 +10,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors import safe_open
+from corpus.errors import DemixError
 
 WEIGHT_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -23,7 +24,7 @@ ARCH_FIELDS = ("model_type", "architectures", "vocab_size", "hidden_size", "inte
                "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(DemixError, ValueError):
     """A component folder is missing, malformed, or incompatible with the others."""
 
 
