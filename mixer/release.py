@@ -5,9 +5,18 @@ Layout: ``data/<source>/train-*.parquet`` holds the documents the plan takes fro
 ``data/mixture/train-*.parquet`` holds the mixture stream's documents in sampler order (repeats
 included, capped at ``mixture_max_tokens``), ``tokenizer/`` the corpus tokenizer, and README.md the
 dataset card whose YAML ``configs:`` block names one config per source plus ``mixture``.
+
+Every release folder holds a marker, ``.demix-release.json``, written before anything else:
+
+    {"tool": "mixer release", "version": 1, "plan_id": "9f2c61d0a4b7e815"}
+
+It is what makes ``overwrite`` safe: only a folder with the marker is ever replaced, and then only
+the entries a release writes (``data/``, ``tokenizer/``, README.md, the marker) are deleted, so a
+mistyped ``--out .`` or a Hub clone's ``.git`` is never touched.
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -24,6 +33,9 @@ from mixer.stream import SourceStream, join_url
 from corpus.errors import DemixError
 
 ROWS_PER_FILE = 50_000
+MARKER = ".demix-release.json"
+MARKER_VERSION = 1
+RELEASE_ENTRIES = ("data", "tokenizer", "README.md", MARKER)  # all that a release writes at its top level
 DEFAULT_MIXTURE_MAX_TOKENS = 100_000_000
 SOURCE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("tokens", pa.list_(pa.uint32())),
                            ("n_tokens", pa.int32())])
@@ -107,11 +119,8 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     plan = sampler.plan
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
-    if fs.exists(root) and fs.ls(root) and not overwrite:
-        raise ReleaseError(f"{out}: exists and is not empty; pass --overwrite to replace it")
-    if fs.exists(root) and overwrite:
-        fs.rm(root, recursive=True)
-    fs.makedirs(root, exist_ok=True)
+    prepare_folder(fs, root, out, overwrite=overwrite)
+    write_marker(fs, root, plan)
     streams = sampler.streams()
     L = sampler.seq_len
     stats: dict[str, dict[str, int]] = {}
@@ -146,6 +155,51 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     with fs.open(f"{root}/README.md", "w") as f:
         f.write(card)
     return list_release(out)
+
+
+def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
+    """The marker of the release folder at ``root``, or None when there is none (not a release)."""
+    try:
+        with fs.open(f"{root}/{MARKER}", "r") as f:
+            marker = json.load(f)
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return marker if isinstance(marker, dict) and marker.get("tool") == "mixer release" else None
+
+
+def write_marker(fs: fsspec.AbstractFileSystem, root: str, plan: Plan) -> None:
+    """Mark ``root`` as a folder this tool wrote (the first file of every release)."""
+    fs.makedirs(root, exist_ok=True)
+    with fs.open(f"{root}/{MARKER}", "w") as f:
+        json.dump({"tool": "mixer release", "version": MARKER_VERSION, "plan_id": plan.plan_id}, f)
+
+
+def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwrite: bool) -> None:
+    """Make ``root`` ready for a release, deleting only what a previous release wrote there.
+
+    An absent or empty folder is used as it is. A non-empty folder is replaced only with
+    ``overwrite`` and only when it holds the marker; anything else is refused before any write.
+    """
+    if not fs.exists(root):
+        return
+    if not fs.isdir(root):
+        raise ReleaseError(f"{out}: is a file, not a folder; give --out a new or empty folder")
+    entries = fs.ls(root, detail=False)
+    if not entries:
+        return
+    marker = read_marker(fs, root)
+    if marker is None:
+        raise ReleaseError(f"{out}: is not empty and holds no {MARKER}, so no release wrote it; refusing to write "
+                           "there or delete anything (give --out a new or empty folder)")
+    if not overwrite:
+        raise ReleaseError(f"{out}: exists and is not empty (a release of plan {marker.get('plan_id')}); "
+                           "pass --overwrite to replace it")
+    for path in entries:
+        if os.path.basename(path.rstrip("/")) in RELEASE_ENTRIES and os.path.basename(path.rstrip("/")) != MARKER:
+            fs.rm(path, recursive=True)
+    fs.rm(f"{root}/{MARKER}")  # last: a crash above leaves the folder still marked as ours
 
 
 def _copy_tokenizer(plan: Plan, fs: fsspec.AbstractFileSystem, root: str) -> None:

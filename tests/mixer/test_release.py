@@ -1,6 +1,7 @@
 """Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; push with HfApi mocked."""
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import fsspec
@@ -129,3 +130,30 @@ def test_cli_dry_run_contacts_nothing(tiny_plan, tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "dry run" in printed and "README.md" in printed
     assert {f.path for f in list_release(str(out))} >= {"README.md", "data/mixture/train-00000.parquet"}
+
+
+def test_overwrite_refuses_a_folder_no_release_wrote(tiny_plan, tmp_path, monkeypatch, capsys):
+    user = tmp_path / "work"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    with pytest.raises(ReleaseError, match=r"work: is not empty and holds no \.demix-release\.json"):
+        write_release(tiny_plan, str(user), mixture_max_tokens=2_000, overwrite=True)
+    assert (user / "thesis.tex").read_text() == "years of work" and sorted(p.name for p in user.iterdir()) == ["thesis.tex"]
+    tiny_plan.save(tmp_path / "plan.json")
+    monkeypatch.chdir(user)  # the mistyped `--out .`
+    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", ".", "--overwrite"]) == 1
+    assert "holds no .demix-release.json" in capsys.readouterr().err
+    assert sorted(p.name for p in user.iterdir()) == ["thesis.tex"]
+
+
+def test_overwrite_replaces_a_previous_release_only(tiny_plan, epoch_plan, tmp_path):
+    out = tmp_path / "rel"
+    write_release(tiny_plan, str(out), mixture_max_tokens=2_000)
+    assert json.loads((out / ".demix-release.json").read_text())["plan_id"] == tiny_plan.plan_id
+    (out / ".gitattributes").write_text("*.parquet filter=lfs\n")  # a Hub clone's own file
+    with pytest.raises(ReleaseError, match="pass --overwrite"):
+        write_release(epoch_plan, str(out), mixture_max_tokens=2_000)
+    write_release(epoch_plan, str(out), mixture_max_tokens=2_000, overwrite=True)
+    assert json.loads((out / ".demix-release.json").read_text())["plan_id"] == epoch_plan.plan_id
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(["mixture", *(s.source for s in epoch_plan.sources)])
+    assert (out / ".gitattributes").read_text() == "*.parquet filter=lfs\n"
