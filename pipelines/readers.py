@@ -162,11 +162,14 @@ class SourceReader(CountingStep):
 
     def _read_jsonl(self, unit: WorkUnit, fmt: SourceFormat) -> Iterator[Document]:
         zstd = unit.url.endswith((".zst", ".zstd"))
+        gz = unit.url.endswith(".gz")
         truncated = "truncated_zstd" if zstd else "truncated_gzip"
         n_lines = 0
         try:
-            with fsspec.open(unit.url, "rb", compression=None if zstd else "infer") as f:
-                chunks = _zstd_chunks(f) if zstd else iter(lambda: f.read(1 << 20), b"")
+            # .gz and .zst are decompressed here, chunk by chunk, so that the complete lines before a cut
+            # are read (a GzipFile.read raises at the cut and loses everything it had decoded)
+            with fsspec.open(unit.url, "rb", compression=None if zstd or gz else "infer") as f:
+                chunks = _zstd_chunks(f) if zstd else _gzip_chunks(f) if gz else iter(lambda: f.read(1 << 20), b"")
                 for lineno, raw in enumerate(_lines(chunks), 1):
                     if not raw.strip():
                         continue
@@ -190,7 +193,7 @@ class SourceReader(CountingStep):
                         continue
                     self.count_in(unit.source)
                     yield Document(text=text, id=self._doc_id(unit, fmt, obj, f":{lineno}"))
-        except (EOFError, gzip.BadGzipFile, zlib.error):  # truncated or corrupt compressed stream
+        except (EOFError, gzip.BadGzipFile, zlib.error):  # truncated or corrupt: the lines before the cut are kept
             self._bad(unit.source, truncated)
             return
         except Exception as e:  # noqa: BLE001 - zstandard raises its own ZstdError on corrupt frames
@@ -283,8 +286,31 @@ def _zstd_chunks(raw, block: int = 1 << 20) -> Iterator[bytes]:
         raise TruncatedStream("zstd stream ends inside a frame")
 
 
+def _gzip_chunks(raw, block: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed chunks of a (multi-member) gzip stream; raises TruncatedStream if it ends mid-member.
+
+    Everything decodable before a cut is yielded first, so a reader keeps the complete lines before it.
+    """
+    d, pending = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), False
+    for chunk in iter(lambda: raw.read(block), b""):
+        while chunk:
+            pending = True
+            out = d.decompress(chunk)
+            if out:
+                yield out
+            if d.eof:  # a member ends; concatenated members (gzip -c a b) continue in unused_data
+                chunk, d, pending = d.unused_data, zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), False
+            else:
+                chunk = b""
+    if pending:
+        tail = d.flush()
+        if tail:
+            yield tail
+        raise TruncatedStream("gzip stream ends inside a member")
+
+
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Byte lines of a stream of chunks."""
+    """Byte lines of a stream of chunks; a stream that raises (a cut) does not yield its partial last line."""
     rest = b""
     for chunk in chunks:
         parts = (rest + chunk).split(b"\n")
