@@ -117,6 +117,6 @@ def test_ids_stable_and_validation_split_by_hash(small_build):
             for i in pq.read_table(row["abs_path"], columns=["id"]).column("id").to_pylist():
                 assert is_validation(i, 0.1) == (split == "validation")
     ids = _all_ids(small_build["out"])
-    assert "pqweb/p0" in ids["pqweb"] or "pqweb/p0" not in ids["pqweb"]  # id_field used: no file:row ids
-    assert all(i.startswith("pqweb/p") for i in ids["pqweb"])
+    # id_field used: every row of good.parquet under its own 'doc' value, no file:row ids (cut.parquet reads nothing)
+    assert sorted(ids["pqweb"]) == [f"pqweb/p{i}" for i in range(6)]
     assert all(i.startswith("math/math-3-") for i in ids["math"])
