@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +12,10 @@ from mixer.mixture import read_json, write_json_atomic
 from corpus.errors import DemixError
 
 PLAN_VERSION = 1
+# The recipe's source-name rule (corpus/recipe.py checks sources[i].name with the same pattern): a name
+# becomes a folder (data/<source>/ in a release), so it may hold no '/', no '..' and no leading dot.
+# TODO(corpus): import it once corpus exports the pattern; until then keep the two in step.
+SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 
 
 class PlanError(DemixError, ValueError):
@@ -119,7 +124,8 @@ class Plan:
             mixture=d.get("mixture") or {},
             sources=sources,
             stages=tuple(d.get("stages") or ()),
-            tokenizer_path=d.get("tokenizer_path"),
+            tokenizer_path=None if d.get("tokenizer_path") is None else c.relative_path(d["tokenizer_path"],
+                                                                                         "tokenizer_path"),
             recipe=d.get("recipe"),
             config_hash=d.get("config_hash"),
             max_epochs=d.get("max_epochs"),
@@ -154,6 +160,20 @@ class _Check:
             self.fail(key, f"expected a string, got {value!r}")
         return value
 
+    def name(self, value: Any, key: str) -> str:
+        name = self.string(value, key)
+        if not SOURCE_NAME.fullmatch(name):
+            self.fail(key, f"{name!r} must use letters, digits, '_', '.', '-' and start with a letter or digit "
+                           "(it names folders)")
+        return name
+
+    def relative_path(self, value: Any, key: str) -> str:
+        # read relative to corpus_root only: no absolute path, URL or '..' that leaves it
+        path = self.string(value, key)
+        if path.startswith(("/", "\\")) or "://" in path or ".." in re.split(r"[/\\]", path):
+            self.fail(key, f"{path!r} must be a path relative to corpus_root, without '..'")
+        return path
+
 
 def _source(c: _Check, raw: Any, key: str) -> PlanSource:
     if not isinstance(raw, dict):
@@ -169,7 +189,7 @@ def _source(c: _Check, raw: Any, key: str) -> PlanSource:
         for k in ("path", "n_tokens", "n_docs"):
             if k not in sh:
                 c.fail(f"{sk}.{k}", "is required")
-        c.string(sh["path"], f"{sk}.path")
+        c.relative_path(sh["path"], f"{sk}.path")
         c.integer(sh["n_tokens"], f"{sk}.n_tokens")
         c.integer(sh["n_docs"], f"{sk}.n_docs")
         shards.append(dict(sh))
@@ -177,7 +197,7 @@ def _source(c: _Check, raw: Any, key: str) -> PlanSource:
     if not isinstance(stages, dict):
         c.fail(f"{key}.stages", f"expected an object of stage -> tokens, got {stages!r}")
     return PlanSource(
-        source=c.string(raw["source"], f"{key}.source"),
+        source=c.name(raw["source"], f"{key}.source"),
         domain=str(raw.get("domain", "")),
         tier=str(raw.get("tier", "")),
         candidate=raw.get("candidate"),

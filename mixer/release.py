@@ -25,6 +25,7 @@ import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from corpus import format_tokens
 from mixer.plan import Plan
@@ -115,8 +116,14 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     ``mixture_max_tokens`` (int or None for all) caps the mixture config. Raises ReleaseError when
     ``out`` holds files and ``overwrite`` is False.
     """
+    if isinstance(plan, Plan):  # names become paths: check a Plan built in code as a loaded one is checked
+        plan = Plan.from_dict(plan.to_dict(), file="<plan>")
     sampler = Sampler(plan, prefetch=0)
     plan = sampler.plan
+    clash = [s.source for s in plan.sources if s.source == "mixture" or s.source.startswith("sample-")]
+    if clash:
+        raise ReleaseError(f"plan {plan.plan_id}: source {clash[0]!r} would share data/{clash[0]}/ with the "
+                           "release's own config of that name; rename the source")
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
     prepare_folder(fs, root, out, overwrite=overwrite)
@@ -229,14 +236,15 @@ def render_card(plan: Plan, sampler: Sampler, stats: dict[str, dict[str, int]], 
     """The README.md dataset card: YAML header (configs, license, language, size) and the ratio table."""
     licenses = sorted({s.license or "unknown" for s in plan.sources if s.source in stats})
     total_docs = sum(v["docs"] for v in stats.values())
-    lines = ["---", f"license: {licenses[0] if len(licenses) == 1 and licenses[0] != 'unknown' else 'other'}",
-             "language:", "- en", "size_categories:", f"- {_size_category(total_docs)}",
-             "tags:", "- demix", "- pretraining", "- data-mixture", "configs:",
-             "- config_name: mixture", "  default: true", "  data_files:", "  - split: train",
-             "    path: data/mixture/train-*.parquet"]
-    for name in stats:
-        lines += [f"- config_name: {name}", "  data_files:", "  - split: train", f"    path: data/{name}/train-*.parquet"]
-    lines.append("---")
+    configs = [{"config_name": "mixture", "default": True,
+                "data_files": [{"split": "train", "path": "data/mixture/train-*.parquet"}]}]
+    configs += [{"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}]}
+                for name in stats]
+    header = {"license": licenses[0] if len(licenses) == 1 and licenses[0] != "unknown" else "other",
+              "language": ["en"], "size_categories": [_size_category(total_docs)],
+              "tags": ["demix", "pretraining", "data-mixture"], "configs": configs}
+    # safe_dump quotes what YAML would misread (a source named `null`, `yes` or `1e3`), never an f-string
+    lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip("\n"), "---"]
     m = plan.mixture or {}
     capped = mixture["streamed"] < plan.target_tokens
     lines += [

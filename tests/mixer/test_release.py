@@ -1,6 +1,7 @@
 """Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; push with HfApi mocked."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from mixer import Sampler
+from mixer import Plan, PlanError, Sampler
 from mixer.cli import main
 from mixer.release import ReleaseError, list_release, push_release, write_release
 
@@ -157,3 +158,31 @@ def test_overwrite_replaces_a_previous_release_only(tiny_plan, epoch_plan, tmp_p
     assert json.loads((out / ".demix-release.json").read_text())["plan_id"] == epoch_plan.plan_id
     assert sorted(p.name for p in (out / "data").iterdir()) == sorted(["mixture", *(s.source for s in epoch_plan.sources)])
     assert (out / ".gitattributes").read_text() == "*.parquet filter=lfs\n"
+
+
+def test_plan_refuses_a_source_name_that_leaves_the_folder(tiny_plan, tmp_path):
+    d = tiny_plan.to_dict()
+    d.pop("plan_id")
+    d["sources"][1]["source"] = "../../escaped"
+    with pytest.raises(PlanError, match=r"p\.json: sources\[1\]\.source: '\.\./\.\./escaped' must use letters"):
+        Plan.from_dict(d, file="p.json")
+    bad = dataclasses.replace(tiny_plan, sources=(dataclasses.replace(tiny_plan.sources[0], source="../escaped"),
+                                                  *tiny_plan.sources[1:]))
+    with pytest.raises(PlanError, match="escaped"):  # a Plan built in code is checked too, before any write
+        write_release(bad, str(tmp_path / "rel"))
+    assert not (tmp_path / "rel").exists() and not (tmp_path / "escaped").exists()
+    d["sources"][1]["source"] = tiny_plan.sources[1].source
+    d["sources"][1]["shards"][0]["path"] = "../../etc/passwd"
+    with pytest.raises(PlanError, match=r"sources\[1\]\.shards\[0\]\.path: '\.\./\.\./etc/passwd'"):
+        Plan.from_dict(d, file="p.json")
+
+
+def test_card_yaml_quotes_names_yaml_would_misread(tiny_plan, tmp_path):
+    renamed = dict(zip((s.source for s in tiny_plan.sources), ("null", "yes", "1e3", "a-b.c")))
+    plan = dataclasses.replace(tiny_plan, sources=tuple(dataclasses.replace(s, source=renamed.get(s.source, s.source))
+                                                        for s in tiny_plan.sources))
+    out = tmp_path / "rel"
+    write_release(plan, str(out), mixture_max_tokens=2_000)
+    header = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["mixture", *(s.source for s in plan.sources)]
+    assert all(isinstance(c["config_name"], str) for c in header["configs"])
