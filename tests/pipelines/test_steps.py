@@ -94,8 +94,40 @@ def test_decontamination_index():
     idx = NGramIndex(prompts, 13)
     assert idx.contaminated("Some text before.\n" + prompts[10] + "\nand after")
     assert not idx.contaminated(prose(random.Random(0)))
-    short = NGramIndex(["two plus two"], 13)
-    assert short.contaminated("we know that two plus two is four")
+    assert idx.used == 164 and idx.skipped == 0
+
+
+def test_decontamination_short_benchmark_texts():
+    """Texts of fewer than min_words (8) words are not whole-text matches; 8..n-1 words are."""
+    eight = "what is the sum of two and three"
+    idx = NGramIndex(["42", "True", "two plus two", "", eight], 13)
+    assert (idx.used, idx.skipped) == (1, 4)
+    assert not idx.contaminated("The answer is 42, and True is a Python constant; two plus two is four.")
+    assert idx.contaminated("Q: What is the sum of two and three? A: five")
+    assert not idx.contaminated("what is the sum of two and four")
+    loose = NGramIndex(["two plus two"], 13, min_words=3)
+    assert loose.contaminated("we know that two plus two is four") and loose.skipped == 0
+    with pytest.raises(ValueError, match="min_words"):
+        NGramIndex([], 13, min_words=0)
+
+
+def test_decontaminate_step_reports_skipped_texts(tmp_path):
+    import json
+
+    from pipelines.decontaminate import BENCHMARKS, Decontaminate
+
+    p = tmp_path / "bench.jsonl"
+    p.write_text("".join(json.dumps({"text": t}) + "\n" for t in ("42", "True", "what is the sum of two and three")))
+    step = Decontaminate(DecontaminationConfig(humaneval=False, extra_paths=(str(p),)))
+    kept = _run(step, [_doc("It is 42. True."), _doc("so what is the sum of two and three then")])
+    assert [d.text for d in kept] == ["It is 42. True."]
+    st = {k: v.total for k, v in step.stats.stats.items()}
+    assert st[f"{BENCHMARKS}|in"] == 3 and st[f"{BENCHMARKS}|out"] == 1
+    assert st[f"{BENCHMARKS}|drop|short_benchmark_text"] == 2
+    assert st["s|drop|benchmark_ngram"] == 1
+    other_rank = Decontaminate(DecontaminationConfig(humaneval=False, extra_paths=(str(p),)))
+    list(other_rank.run(iter([]), rank=1, world_size=2))
+    assert not any(k.startswith(BENCHMARKS) for k in other_rank.stats.stats)  # counted once, by task 0
 
 
 def test_decontamination_extra_jsonl(tmp_path):
