@@ -41,7 +41,7 @@ def test_valid_recipe_loads_with_defaults(tmp_path):
     (lambda d: d["sources"][0].update(colour="red"), "sources[0].colour: unknown key"),
     (lambda d: d["sources"][1].update(name="a"), "sources[1].name: 'a' repeats sources[0].name"),
     (lambda d: d["sources"][0].update(stages={"9": "1B"}), "sources[0].stages.9: unknown stage"),
-    (lambda d: d["sources"][0].update(available_tokens="lots"), "sources[0].available_tokens: cannot parse"),
+    (lambda d: d["sources"][0].update(available_tokens="lots"), "sources[0].available_tokens: token amount 'lots': cannot parse"),
     (lambda d: d["stages"][0].update(target="1.5"), "stages[0].target"),
     (lambda d: d.update(tokenizer={"path": "x.json", "hub": "y"}), "tokenizer: give exactly one of"),
     (lambda d: d["sources"][0].update(location="${nope}/x.jsonl"), "sources[0].locations[0]: unknown placeholder"),
