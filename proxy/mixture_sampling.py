@@ -1,9 +1,14 @@
-"""Dirichlet sampling of candidate mixtures around a token-count prior (PAPER.md step 5).
+"""Dirichlet sampling of candidate mixtures around a token-count prior (docs/method.md, step 5; the DeMix scripts).
 
-Per draw: prior p = token counts / total; sharpened q ∝ p^(1/temperature) (temperature 0.7 < 1 sharpens);
-strength s ~ log-uniform[strength_min, strength_max]; r ~ Dirichlet(s * K * q); each r_i capped at
-cap * p_i with the excess redistributed over the uncapped candidates (repeated until none exceeds);
-values below `unit` zeroed, all rounded to multiples of `unit`, renormalized; duplicates dropped.
+Per draw, with p = token counts / total:
+1. caps from the *untempered* prior: cap_i = min(cap * p_i, 1);
+2. the prior is *flattened* by the temperature: q = p ** temperature, renormalised (0.7 < 1 gives the
+   small candidates more weight: [0.500, 0.111, 0.027, ...] becomes [0.388, 0.135, 0.050, ...]);
+3. one Dirichlet sample with concentration q * strength at each of `n_strengths` strengths
+   log-spaced in [strength_min, strength_max], of which one is kept at random (no factor K);
+4. a coordinate above its cap is set to the cap and the excess spread over the others in proportion
+   to them (repeated until none exceeds);
+5. values below `unit` zeroed, all rounded to multiples of `unit`, renormalised; duplicates dropped.
 """
 from __future__ import annotations
 
@@ -15,23 +20,36 @@ import numpy as np
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Dirichlet sampling parameters (paper defaults)."""
+    """Dirichlet sampling parameters (the paper's defaults)."""
 
     temperature: float = 0.7
+    """Exponent that flattens the prior (p ** temperature); < 1 favours small candidates, 1 keeps the prior."""
     strength_min: float = 0.5
+    """Smallest Dirichlet strength (sum of the concentration); small = spiky mixtures."""
     strength_max: float = 5.0
+    """Largest Dirichlet strength; large = mixtures close to the flattened prior."""
+    n_strengths: int = 15
+    """Strengths log-spaced over [strength_min, strength_max]; each draw keeps the sample of one at random."""
     cap: float = 4.0
+    """Each candidate's share is at most min(cap * its untempered prior share, 1)."""
     unit: float = 2e-4
+    """Minimum ratio unit: shares below it are zeroed, all are rounded to multiples of it."""
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise ValueError(f"temperature: {self.temperature!r} must be > 0")
         if not 0 < self.strength_min <= self.strength_max:
             raise ValueError(f"strength range: [{self.strength_min}, {self.strength_max}] must be positive and ordered")
+        if self.n_strengths < 1:
+            raise ValueError(f"n_strengths: {self.n_strengths!r} must be >= 1")
         if self.cap < 1:
             raise ValueError(f"cap: {self.cap!r} must be >= 1 (a multiple of the prior share)")
         if not 0 < self.unit < 1:
             raise ValueError(f"unit: {self.unit!r} must be in (0, 1)")
+
+    def strengths(self) -> np.ndarray:
+        """The strengths a draw chooses from: n_strengths values log-spaced in [strength_min, strength_max]."""
+        return np.geomspace(self.strength_min, self.strength_max, self.n_strengths)
 
 
 def prior_shares(tokens: Mapping[str, int] | Sequence[int]) -> np.ndarray:
@@ -40,6 +58,12 @@ def prior_shares(tokens: Mapping[str, int] | Sequence[int]) -> np.ndarray:
     if np.any(vals < 0) or vals.sum() <= 0:
         raise ValueError(f"prior token counts must be >= 0 with a positive total, got {vals.tolist()}")
     return vals / vals.sum()
+
+
+def flattened_prior(p: np.ndarray, temperature: float) -> np.ndarray:
+    """p ** temperature, renormalised (zero stays zero)."""
+    q = np.where(p > 0, p, 0.0) ** temperature
+    return q / q.sum()
 
 
 def cap_and_redistribute(r: np.ndarray, caps: np.ndarray) -> np.ndarray:
@@ -77,13 +101,12 @@ def sample_mixtures(prior_tokens: Mapping[str, int] | Sequence[int], n: int, see
     rng = np.random.default_rng(seed)
     p = prior_shares(prior_tokens)
     k = p.shape[0]
-    q = np.where(p > 0, p, 0.0) ** (1.0 / settings.temperature)
-    q = q / q.sum()
-    caps = np.minimum(settings.cap * p, 1.0)
+    caps = np.minimum(settings.cap * p, 1.0)  # from the untempered prior, before flattening
     # A candidate with no tokens gets no share (cap 0); the rest must be able to hold the whole mixture.
     if caps.sum() < 1.0:
         caps = np.where(p > 0, 1.0, 0.0)
-    alpha_base = np.maximum(q * k, 1e-6)
+    q = flattened_prior(p, settings.temperature)
+    strengths = settings.strengths()
     keys: set[bytes] = set()
     rows: list[np.ndarray] = []
     for _ in range(max_rounds):
@@ -91,9 +114,12 @@ def sample_mixtures(prior_tokens: Mapping[str, int] | Sequence[int], n: int, see
         if need <= 0:
             break
         m = max(need + need // 4, 16)
-        strength = np.exp(rng.uniform(np.log(settings.strength_min), np.log(settings.strength_max), size=(m, 1)))
-        gam = rng.standard_gamma(strength * alpha_base[None, :])
+        # Sampling all 15 strengths and keeping one at random is the same law as drawing the kept strength
+        # uniformly first, and 15x cheaper.
+        strength = strengths[rng.integers(0, len(strengths), size=(m, 1))]
+        gam = rng.standard_gamma(np.maximum(strength * q[None, :], 1e-300)) * (q[None, :] > 0)
         sums = gam.sum(axis=1, keepdims=True)
+        # A draw whose gammas all underflow to 0 (tiny concentrations) falls back to the flattened prior.
         r = np.where(sums > 0, gam / np.where(sums > 0, sums, 1.0), q[None, :])
         r = quantize(cap_and_redistribute(r, caps[None, :]), settings.unit)
         units = np.round(r / settings.unit).astype(np.int64)

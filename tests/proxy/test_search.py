@@ -31,10 +31,31 @@ def test_sampling_rules():
     assert len({u.tobytes() for u in units}) == 5000  # deduplicated
     assert np.array_equal(rows, sample_mixtures(PRIOR, 5000, seed=0))
     assert not np.array_equal(rows, sample_mixtures(PRIOR, 5000, seed=1))
-    # Sharpened prior (temperature 0.7): the mean share of the largest candidate exceeds its prior share.
-    assert rows.mean(axis=0)[0] > p[0]
     with pytest.raises(ValueError, match="temperature"):
         SamplingSettings(temperature=0)
+
+
+def test_pool_follows_the_papers_flattened_prior():
+    """The paper's expected pool statistics, computed here from the Dirichlet marginals, not by the sampler."""
+    from scipy import stats
+
+    rows = sample_mixtures(PRIOR, 40_000, seed=3)
+    p = np.array(PRIOR, dtype=float) / sum(PRIOR)
+    q = p ** 0.7 / (p ** 0.7).sum()  # flattened: the small candidates gain weight
+    assert np.allclose(q, [0.388, 0.135, 0.050, 0.065, 0.041, 0.083, 0.237], atol=1e-3)
+    strengths = np.geomspace(0.5, 5.0, 15)
+    # Without caps, the kept sample's share of candidate i is Beta(q_i s, (1 - q_i) s) at a uniformly chosen s.
+    # Caps only move mass from capped (small) candidates to uncapped ones, so these are bounds:
+    #  - the largest candidate (never capped, cap = 1) has mean >= q_0, and stays below its prior share p_0;
+    #  - code_very_high (cap 4 x 2.0% = 8% > 5%) reaches 5% at least as often as its uncapped marginal says.
+    mean_largest = rows[:, 0].mean()
+    assert q[0] - 0.01 < mean_largest < p[0]
+    tail = float(np.mean([stats.beta(q[4] * s, (1 - q[4]) * s).sf(0.05) for s in strengths]))
+    reach = float((rows[:, 4] >= 0.05).mean())
+    assert tail - 0.01 < reach < tail + 0.05
+    assert abs(reach - 1 / 6) < 0.04  # "roughly one draw in six"
+    # The caps come from the untempered prior.
+    assert (rows <= np.minimum(4 * p, 1.0) + 1e-3).all() and rows[:, 4].max() > 0.07
 
 
 def test_cap_and_quantize_hand_case():
