@@ -1,11 +1,20 @@
 """Per-domain held-out loss (nats/token) and bits per byte of a model on the corpus's validation shards.
 
-Evaluation text: per domain, the validation documents of that domain's sources in a fixed order
-(source name, shard path, row order), whole documents taken while the domain's token budget allows
-(at least one). Documents are packed: one stream `EOS d1 EOS d2 EOS ...` cut into windows of seq_len
-predicted tokens (no overlap, so each token is predicted once with the context since its window start).
-Only document tokens are scored (predicting EOS carries no bytes), so
-loss = sum NLL / document tokens and bpb = sum NLL / ln 2 / UTF-8 bytes of the documents.
+Evaluation text: every source that has validation documents contributes to its domain, with **equal
+tokens per source**: the domain's token budget is split evenly over its sources (a source with fewer
+validation tokens gives all it has and the rest is re-split over the others). Equal shares, not
+shares proportional to size, because a domain's sources are its quality tiers and candidates: a
+small high-tier source must weigh as much in the domain's score as a large medium-tier one, as each
+benchmark counts equally in the paper's domain score; a source's own size already enters the
+search through the prior. Within a source the documents are a seeded sample: shards in a seeded
+order, rows in a seeded permutation, whole documents taken while they fit the source's budget (at
+least one), so only the shards needed are read, whatever the corpus size.
+
+Documents are packed: one stream `EOS d1 EOS d2 EOS ...` per domain cut into windows of seq_len
+predicted tokens (no overlap, so each token is predicted once with the context since its window
+start). Only document tokens are scored (predicting EOS carries no bytes), so loss = sum NLL /
+document tokens and bpb = sum NLL / ln 2 / UTF-8 bytes of the documents. Each scored token carries
+its source, so the same pass also gives bpb per source and per candidate.
 """
 from __future__ import annotations
 
@@ -14,18 +23,25 @@ import json
 import math
 import os
 import sys
+import zlib
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+import numpy as np
 import pyarrow.parquet as pq
 import torch
 
 IGNORE = -100
+Doc = tuple  # (token ids, text) or (token ids, text, source)
 
 
 @dataclass(frozen=True)
 class DomainBatch:
-    """Packed evaluation windows of one domain: inputs/targets [N, seq_len], IGNORE where not scored."""
+    """Packed evaluation windows of one domain: inputs/targets [N, seq_len], IGNORE where not scored.
+
+    ``source_index`` [N, seq_len] gives, for every scored target, the index of its source in
+    ``sources`` (-1 where not scored); ``source_tokens`` and ``source_bytes`` are per source.
+    """
 
     domain: str
     inputs: torch.Tensor
@@ -33,6 +49,70 @@ class DomainBatch:
     n_docs: int
     n_tokens: int
     n_bytes: int
+    sources: tuple[str, ...] = ()
+    source_index: torch.Tensor | None = None
+    source_tokens: tuple[int, ...] = ()
+    source_bytes: tuple[int, ...] = ()
+    source_docs: tuple[int, ...] = ()
+
+
+def equal_split(budget: int, capacity: Mapping[str, int]) -> dict[str, int]:
+    """Split ``budget`` tokens evenly over sources, none above its ``capacity`` (water-filling); ints."""
+    left, out = budget, {}
+    open_ = sorted(capacity, key=lambda s: (capacity[s], s))
+    while open_:
+        share = left // len(open_)
+        small = [s for s in open_ if capacity[s] <= share]
+        if not small:
+            for i, s in enumerate(sorted(open_)):
+                out[s] = share + (1 if i < left - share * len(open_) else 0)
+            break
+        for s in small:
+            out[s] = capacity[s]
+            left -= capacity[s]
+            open_.remove(s)
+    return out
+
+
+def _take(docs: Sequence[Doc], budget: int) -> list[Doc]:
+    """Whole documents, in order, while they fit ``budget`` tokens (the first one always)."""
+    out, used = [], 0
+    for d in docs:
+        if out and used + len(d[0]) > budget:
+            continue
+        out.append(d)
+        used += len(d[0])
+        if used >= budget:
+            break
+    return out
+
+
+def _pack(domain: str, docs: Sequence[Doc], sources: tuple[str, ...], eos_id: int, seq_len: int) -> DomainBatch:
+    index = {s: i for i, s in enumerate(sources)}
+    stream, tag = [eos_id], [-1]
+    tokens, nbytes, ndocs = [0] * len(sources), [0] * len(sources), [0] * len(sources)
+    for d in docs:
+        ids, text, src = d[0], d[1], (d[2] if len(d) > 2 else domain)
+        k = index[src]
+        stream.extend(ids)
+        tag.extend([k] * len(ids))
+        stream.append(eos_id)
+        tag.append(-1)
+        tokens[k] += len(ids)
+        nbytes[k] += len(text.encode("utf-8"))  # bits per *byte*: UTF-8 bytes, not characters
+        ndocs[k] += 1
+    n_windows = math.ceil((len(stream) - 1) / seq_len)
+    total = n_windows * seq_len + 1
+    ids = torch.full((total,), eos_id, dtype=torch.long)
+    ids[: len(stream)] = torch.tensor(stream, dtype=torch.long)
+    tags = torch.full((total,), -1, dtype=torch.long)
+    tags[: len(tag)] = torch.tensor(tag, dtype=torch.long)
+    inputs = ids[:-1].view(n_windows, seq_len)
+    targets = ids[1:].view(n_windows, seq_len)
+    tags = tags[1:].view(n_windows, seq_len)
+    targets = torch.where(tags >= 0, targets, torch.full_like(targets, IGNORE))
+    return DomainBatch(domain, inputs.clone(), targets, sum(ndocs), sum(tokens), sum(nbytes), sources, tags,
+                       tuple(tokens), tuple(nbytes), tuple(ndocs))
 
 
 @dataclass(frozen=True)
@@ -42,67 +122,55 @@ class ValidationSet:
     domains: tuple[DomainBatch, ...]
     seq_len: int
     tokens_per_domain: int
+    candidate_of: tuple[tuple[str, str], ...] = ()
+    """(source, candidate) pairs, for bpb per candidate."""
 
     @classmethod
-    def from_documents(cls, docs_by_domain: Mapping[str, list[tuple[list[int], str]]], eos_id: int,
-                       tokens_per_domain: int = 20_000, seq_len: int = 256) -> "ValidationSet":
-        """Build from {domain: [(token ids, text), ...]} in the given order; raises ValueError on an empty domain."""
+    def from_documents(cls, docs_by_domain: Mapping[str, Sequence[Doc]], eos_id: int, tokens_per_domain: int = 20_000,
+                       seq_len: int = 256, candidate_of: Mapping[str, str] | None = None) -> "ValidationSet":
+        """Build from {domain: [(token ids, text[, source]), ...]}: equal tokens per source, documents in the given
+        order (a document without a source belongs to a source named like its domain). Raises ValueError on an
+        empty domain."""
         out = []
         for domain in sorted(docs_by_domain):
-            stream, scored, n_tokens, n_bytes, n_docs = [eos_id], [False], 0, 0, 0
-            for ids, text in docs_by_domain[domain]:
-                if n_docs and n_tokens + len(ids) > tokens_per_domain:
-                    break
-                stream.extend(ids)
-                scored.extend([True] * len(ids))
-                stream.append(eos_id)
-                scored.append(False)
-                n_tokens += len(ids)
-                n_bytes += len(text.encode("utf-8"))
-                n_docs += 1
-            if n_docs == 0 or n_tokens == 0:
+            by_source: dict[str, list[Doc]] = {}
+            for d in docs_by_domain[domain]:
+                by_source.setdefault(d[2] if len(d) > 2 else domain, []).append(d)
+            capacity = {s: sum(len(d[0]) for d in ds) for s, ds in by_source.items()}
+            budgets = equal_split(tokens_per_domain, {s: c for s, c in capacity.items() if c > 0})
+            chosen = [d for s in sorted(budgets) for d in _take(by_source[s], budgets[s])]
+            if not chosen:
                 raise ValueError(f"domain {domain!r}: no validation documents with tokens")
-            n_windows = math.ceil((len(stream) - 1) / seq_len)
-            total = n_windows * seq_len + 1
-            ids = torch.full((total,), eos_id, dtype=torch.long)
-            ids[: len(stream)] = torch.tensor(stream, dtype=torch.long)
-            mask = torch.zeros(total, dtype=torch.bool)
-            mask[: len(scored)] = torch.tensor(scored)
-            inputs = torch.stack([ids[i * seq_len: (i + 1) * seq_len] for i in range(n_windows)])
-            targets = torch.stack([ids[i * seq_len + 1: (i + 1) * seq_len + 1] for i in range(n_windows)])
-            tmask = torch.stack([mask[i * seq_len + 1: (i + 1) * seq_len + 1] for i in range(n_windows)])
-            targets = torch.where(tmask, targets, torch.full_like(targets, IGNORE))
-            out.append(DomainBatch(domain, inputs, targets, n_docs, n_tokens, n_bytes))
-        return cls(tuple(out), seq_len, tokens_per_domain)
+            out.append(_pack(domain, chosen, tuple(sorted(budgets)), eos_id, seq_len))
+        return cls(tuple(out), seq_len, tokens_per_domain, tuple(sorted((candidate_of or {}).items())))
 
     @classmethod
     def from_manifest(cls, db: str | os.PathLike, tokens_per_domain: int = 20_000, seq_len: int = 256,
-                      domains: list[str] | None = None) -> "ValidationSet":
-        """Build from the manifest's validation shards, grouped by the sources' domains; raises ValueError."""
+                      domains: list[str] | None = None, seed: int = 0) -> "ValidationSet":
+        """Build from the manifest's validation shards: every source of a domain, equal tokens per source, a seeded
+        document sample within each; raises ValueError."""
         from manifests import get_meta, list_shards, list_sources, open_manifest  # noqa: PLC0415
 
         with open_manifest(db, read_only=True) as con:
             meta = get_meta(con)
         if "eos_id" not in meta:
             raise ValueError(f"{db}: meta.eos_id missing; cannot pack documents")
-        domain_of = {s["source"]: s["domain"] for s in list_sources(db)}
-        docs: dict[str, list[tuple[list[int], str]]] = {}
-        budget_left: dict[str, int] = {}
+        rows = {s["source"]: s for s in list_sources(db)}
+        shards: dict[str, list[dict[str, Any]]] = {}
         for shard in list_shards(db, split="validation"):
-            domain = domain_of.get(shard["source"])
-            if domain is None or (domains is not None and domain not in domains):
+            row = rows.get(shard["source"])
+            if row is None or (domains is not None and row["domain"] not in domains) or not shard["n_tokens"]:
                 continue
-            if budget_left.setdefault(domain, tokens_per_domain) <= 0:
-                continue
-            table = pq.read_table(shard["abs_path"], columns=["text", "tokens"])
-            for text, ids in zip(table.column("text").to_pylist(), table.column("tokens").to_pylist()):
-                docs.setdefault(domain, []).append((ids, text))
-                budget_left[domain] -= len(ids)
-                if budget_left[domain] <= 0:
-                    break
-        if not docs:
+            shards.setdefault(shard["source"], []).append(shard)
+        if not shards:
             raise ValueError(f"{db}: no validation shards (split='validation') to evaluate on")
-        return cls.from_documents(docs, int(meta["eos_id"]), tokens_per_domain, seq_len)
+        docs: dict[str, list[Doc]] = {}
+        for domain in sorted({rows[s]["domain"] for s in shards}):
+            members = {s: sum(int(sh["n_tokens"]) for sh in shards[s]) for s in shards if rows[s]["domain"] == domain}
+            for source, budget in sorted(equal_split(tokens_per_domain, members).items()):
+                docs.setdefault(domain, []).extend(_sample_source(shards[source], source, budget, seed))
+        candidate_of = {s: rows[s]["candidate"] for s in shards if rows[s].get("candidate")}
+        return cls.from_documents(docs, int(meta["eos_id"]), tokens_per_domain, seq_len, candidate_of)
 
     @property
     def domain_names(self) -> list[str]:
@@ -110,32 +178,80 @@ class ValidationSet:
         return [d.domain for d in self.domains]
 
 
+def _sample_source(shards: Sequence[Mapping[str, Any]], source: str, budget: int, seed: int) -> list[Doc]:
+    """A seeded sample of whole documents of one source, about ``budget`` tokens, reading only the shards needed."""
+    rng = np.random.default_rng([seed, zlib.crc32(source.encode())])
+    out: list[Doc] = []
+    used = 0
+    for i in rng.permutation(len(shards)):
+        table = pq.read_table(shards[i]["abs_path"], columns=["text", "tokens"])
+        texts, tokens = table.column("text").to_pylist(), table.column("tokens").to_pylist()
+        for j in rng.permutation(len(texts)):
+            n = len(tokens[j])
+            if n == 0 or (out and used + n > budget):
+                continue
+            out.append((tokens[j], texts[j], source))
+            used += n
+            if used >= budget:
+                return out
+    return out
+
+
 @torch.no_grad()
-def evaluate_model(model: torch.nn.Module, vset: ValidationSet, batch_size: int = 16) -> dict[str, dict[str, float]]:
-    """{domain: {"loss": nats/token, "bpb": bits/byte, "tokens", "bytes"}} of a causal LM on the validation set."""
+def evaluate_model(model: torch.nn.Module, vset: ValidationSet, batch_size: int = 16) -> dict[str, dict[str, Any]]:
+    """{domain: {"loss": nats/token, "bpb": bits/byte, "tokens", "bytes", "nll", "sources": {source: {...}}}}.
+
+    Per source: the same keys plus its candidate (or None); ``nll`` is the summed loss in nats.
+    """
     model.eval()
     device = next(model.parameters()).device
+    candidate_of = dict(vset.candidate_of)
     results = {}
     for d in vset.domains:
-        nll = torch.zeros((), dtype=torch.float64, device=device)
+        k = max(len(d.sources), 1)
+        nll = torch.zeros(k + 1, dtype=torch.float64, device=device)
         for start in range(0, d.inputs.shape[0], batch_size):
             x = d.inputs[start:start + batch_size].to(device)
             y = d.targets[start:start + batch_size].to(device)
             logits = model(input_ids=x).logits.float()
-            nll += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                     ignore_index=IGNORE, reduction="sum").double()
-        total = float(nll)
+            per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                          ignore_index=IGNORE, reduction="none").double()
+            if d.source_index is None:
+                where = torch.where(y.reshape(-1) != IGNORE, 1, 0)
+            else:  # bucket 0 collects unscored positions (their loss is 0), bucket i + 1 source i
+                where = d.source_index[start:start + batch_size].to(device).reshape(-1) + 1
+            nll.index_add_(0, where, per_token)
+        per_source = nll[1:].tolist()
+        total = float(sum(per_source))
         results[d.domain] = {"loss": total / d.n_tokens, "bpb": total / math.log(2) / d.n_bytes,
-                             "tokens": d.n_tokens, "bytes": d.n_bytes}
+                             "tokens": d.n_tokens, "bytes": d.n_bytes, "nll": total,
+                             "sources": {s: {"loss": per_source[i] / max(d.source_tokens[i], 1),
+                                             "bpb": per_source[i] / math.log(2) / max(d.source_bytes[i], 1),
+                                             "tokens": d.source_tokens[i], "bytes": d.source_bytes[i],
+                                             "nll": per_source[i], "candidate": candidate_of.get(s)}
+                                         for i, s in enumerate(d.sources)}}
     return results
 
 
-def flat_metrics(results: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
-    """Per-domain results as flat metric names: {"bpb/<domain>": .., "loss/<domain>": ..}."""
-    out = {}
+def flat_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Flat metric names: "bpb/<domain>", "loss/<domain>", "bpb_source/<source>", "bpb_candidate/<candidate>".
+
+    Objectives over "bpb" use the per-domain "bpb/*" metrics only; the per-source and per-candidate ones
+    show what each component learned.
+    """
+    out: dict[str, float] = {}
+    cand_nll: dict[str, float] = {}
+    cand_bytes: dict[str, int] = {}
     for domain, r in results.items():
         out[f"bpb/{domain}"] = float(r["bpb"])
         out[f"loss/{domain}"] = float(r["loss"])
+        for source, sr in (r.get("sources") or {}).items():
+            out[f"bpb_source/{source}"] = float(sr["bpb"])
+            if sr.get("candidate"):
+                cand_nll[sr["candidate"]] = cand_nll.get(sr["candidate"], 0.0) + float(sr["nll"])
+                cand_bytes[sr["candidate"]] = cand_bytes.get(sr["candidate"], 0) + int(sr["bytes"])
+    for cand in sorted(cand_nll):
+        out[f"bpb_candidate/{cand}"] = cand_nll[cand] / math.log(2) / max(cand_bytes[cand], 1)
     return out
 
 

@@ -45,11 +45,30 @@ TINY_RECIPE = {
 }
 
 
-def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source: int = 2, seed: int = 0) -> Path:
+# Two sources per domain (so per-domain evaluation must cover both), with non-ASCII text in each.
+TWO_PER_DOMAIN_RECIPE = {
+    "name": "two-per-domain",
+    "tokenizer": {"train": {"vocab_size": 384}},
+    "sources": [
+        {"name": f"{domain}_{tier}", "domain": domain, "tier": tier, "candidate": f"{domain}_{tier}",
+         "location": "builtin:math", "format": "builtin"}
+        for domain in ("general", "code", "math") for tier in ("high", "medium")
+    ],
+}
+NON_ASCII = ("café", "π ≈ 3.14", "数据混合", "naïve Zürich", "Ωmega ∑")
+
+
+def non_ascii_doc(domain: str, rng: random.Random) -> str:
+    """A synthetic document with multi-byte UTF-8 characters (bits per byte must count bytes, not characters)."""
+    return synthetic_doc(domain, rng) + " " + rng.choice(NON_ASCII) + "\n"
+
+
+def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source: int = 2, seed: int = 0,
+                      recipe_dict: dict | None = None, doc_fn=synthetic_doc) -> Path:
     """Write a tiny corpus in the DESIGN.md layout (train + validation shards, tokenizer, manifest)."""
-    recipe = parse_recipe(TINY_RECIPE, file="tiny.yaml")
+    recipe = parse_recipe(recipe_dict or TINY_RECIPE, file=f"{(recipe_dict or TINY_RECIPE)['name']}.yaml")
     rng = random.Random(seed)
-    docs = {s.name: [synthetic_doc(s.domain, rng) for _ in range(docs_per_source)] for s in recipe.sources}
+    docs = {s.name: [doc_fn(s.domain, rng) for _ in range(docs_per_source)] for s in recipe.sources}
     tok = train_bpe((d for ds in docs.values() for d in ds), vocab_size=384)
     save_tokenizer(tok, root / "tokenizer", name="tiny-bpe")
     thash = tokenizer_hash(root / "tokenizer")
@@ -74,9 +93,17 @@ def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source:
         register_shards(con, records)
         set_meta(con, {"tokenizer_path": "tokenizer", "tokenizer_name": "tiny-bpe", "tokenizer_hash": thash,
                        "eos_token": "<|endoftext|>", "eos_id": tok.token_to_id("<|endoftext|>"),
-                       "vocab_size": tok.get_vocab_size(), "recipe_name": "tiny", "config_hash": recipe.config_hash()})
+                       "vocab_size": tok.get_vocab_size(), "recipe_name": recipe.name,
+                       "config_hash": recipe.config_hash()})
     assert load_tokenizer(root / "tokenizer").get_vocab_size() == tok.get_vocab_size()
     return root
+
+
+@pytest.fixture(scope="session")
+def two_per_domain_corpus(tmp_path_factory) -> Path:
+    """A tiny corpus with two sources (and candidates) per domain and non-ASCII text; read-only."""
+    return build_tiny_corpus(tmp_path_factory.mktemp("two_per_domain"), docs_per_source=200,
+                             recipe_dict=TWO_PER_DOMAIN_RECIPE, doc_fn=non_ascii_doc)
 
 
 @pytest.fixture(scope="session")

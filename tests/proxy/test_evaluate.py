@@ -35,6 +35,57 @@ def test_packing_hand_case():
     assert d.targets.tolist() == [[5, 6, 7, IGNORE], [8, 9, IGNORE, IGNORE]]
 
 
+def test_bytes_are_utf8_bytes_not_characters():
+    docs = {"d": [([5, 6], "é"), ([7], "π≈3"), ([8, 9, 10], "数据")]}
+    (d,) = ValidationSet.from_documents(docs, eos_id=0, tokens_per_domain=100, seq_len=4).domains
+    assert d.n_bytes == 2 + 6 + 6  # "é" is 2 bytes, "π≈3" 2 + 3 + 1, "数据" 3 + 3: characters would give 6
+
+
+def test_every_source_of_a_domain_is_scored_with_equal_tokens(two_per_domain_corpus):
+    """Two sources per domain: both contribute, each about half the domain's budget (the documented share)."""
+    budget = 800
+    vs = ValidationSet.from_manifest(two_per_domain_corpus, tokens_per_domain=budget, seq_len=64)
+    rows = {r["source"]: r for r in list_sources(two_per_domain_corpus)}
+    val_tokens = {}
+    for sh in list_shards(two_per_domain_corpus, split="validation"):
+        val_tokens[sh["source"]] = val_tokens.get(sh["source"], 0) + sh["n_tokens"]
+    longest = 0
+    for sh in list_shards(two_per_domain_corpus, split="validation"):
+        import pyarrow.parquet as pq
+        longest = max(longest, max(len(t) for t in pq.read_table(sh["abs_path"], columns=["tokens"])["tokens"].to_pylist()))
+    assert {d.domain for d in vs.domains} == {"general", "code", "math"}
+    for d in vs.domains:
+        members = sorted(s for s in rows if rows[s]["domain"] == d.domain)
+        assert list(d.sources) == members and len(members) == 2
+        for source, n in zip(d.sources, d.source_tokens):
+            share = min(budget // 2, val_tokens[source])
+            assert 0 < n <= share and n > share - longest  # whole documents up to the equal share
+        assert int((d.targets != IGNORE).sum()) == d.n_tokens == sum(d.source_tokens)
+        scored = d.source_index[d.targets != IGNORE]
+        assert [int((scored == i).sum()) for i in range(len(d.sources))] == list(d.source_tokens)
+    again = ValidationSet.from_manifest(two_per_domain_corpus, tokens_per_domain=budget, seq_len=64)
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(vs.domains, again.domains))  # seeded
+
+
+def test_per_source_and_per_candidate_bpb(two_per_domain_corpus):
+    from transformers import Qwen3ForCausalLM
+    from proxy.evaluate import flat_metrics
+    vs = ValidationSet.from_manifest(two_per_domain_corpus, tokens_per_domain=400, seq_len=64)
+    torch.manual_seed(0)
+    res = evaluate_model(Qwen3ForCausalLM(tiny_qwen3_config(vocab_size=384)), vs, batch_size=4)
+    flat = flat_metrics(res)
+    for d in vs.domains:
+        r = res[d.domain]
+        parts = r["sources"]
+        assert set(parts) == set(d.sources)
+        # the domain's nll is the sum of its sources', and its bpb their byte-weighted mean
+        assert r["nll"] == pytest.approx(sum(p["nll"] for p in parts.values()), rel=1e-12)
+        assert r["bpb"] == pytest.approx(sum(p["bpb"] * p["bytes"] for p in parts.values()) / r["bytes"], rel=1e-9)
+        for source, p in parts.items():
+            assert p["candidate"] == source and flat[f"bpb_candidate/{source}"] == pytest.approx(p["bpb"])
+            assert flat[f"bpb_source/{source}"] == pytest.approx(p["bpb"])
+
+
 def test_validation_set_follows_manifest(tiny_corpus, vset):
     domains = {s["domain"] for s in list_sources(tiny_corpus)}
     assert set(vset.domain_names) == domains
