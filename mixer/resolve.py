@@ -13,16 +13,10 @@ from typing import Any, Sequence
 
 from corpus import Recipe, format_tokens, load_recipe
 from manifests import corpus_root, get_meta, list_shards, list_sources, open_manifest, register_plan
+from mixer.materialise import ResolveError, materialise
 from mixer.mixture import Mixture, MixtureError
 from mixer.plan import Plan, PlanSource
 from corpus.errors import DemixError
-
-LEVEL_FIELD = {"candidate": "candidate", "domain": "domain", "source": "source"}
-
-
-class ResolveError(DemixError, ValueError):
-    """A target that cannot be met (empty sources, an epoch cap); the message names each source."""
-
 
 def largest_remainder(total: int, weights: Sequence[int | Fraction]) -> list[int]:
     """Split ``total`` (int) in proportion to non-negative ``weights``; integers summing exactly to total.
@@ -73,66 +67,55 @@ def _check_cap(shares: dict[str, Fraction], available: dict[str, int], allotted:
 
 
 def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.PathLike, target_tokens: int, *,
-                    seq_len: int = 2048, seed: int = 0, max_epochs: float | None = None) -> Plan:
+                    seq_len: int = 2048, seed: int = 0, max_epochs: float | None = None,
+                    general_share: float | None = None, as_is: bool = False) -> Plan:
     """Resolve a candidate/domain/source mixture over a built corpus into a Plan of ``target_tokens`` (int).
 
-    A key's share is split over its sources by available train tokens, or by ``sources.weight`` when
-    every source of the key has one. Raises MixtureError for keys the manifest lacks and
-    ResolveError for keys without tokens or a violated ``max_epochs`` cap.
+    The mixture is first materialised (mixer.materialise): a mixture found by search over components
+    becomes ``g * general + (1 - g) * alpha`` with the components' general share ``g`` from its
+    provenance (``general_share`` overrides it, ``as_is`` keeps alpha unchanged); the plan's mixture is
+    that source-level mixture and ``plan.warnings`` says what the user should know. A key's share is
+    split over its sources by ``sources.weight`` when every source of the key has one, else by train
+    tokens. Epochs count stream tokens (document tokens plus one EOS per document) on both sides.
+    Raises MixtureError for keys the manifest lacks and ResolveError for keys without tokens or a
+    violated ``max_epochs`` cap.
     """
     if isinstance(mixture, dict):
         mixture = Mixture.from_dict(mixture)
     elif not isinstance(mixture, Mixture):
         mixture = Mixture.load(mixture)
-    field = LEVEL_FIELD[mixture.level]
+    if target_tokens <= 0:
+        raise ResolveError(f"target: {target_tokens} tokens; a plan needs a positive target")
     rows = list_sources(db)
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        if r[field] is not None:
-            groups.setdefault(r[field], []).append(r)
-    missing = [k for k, v in mixture.ratios.items() if v > 0 and k not in groups]
-    if missing:
-        raise MixtureError(f"<{mixture.name}>: ratios.{missing[0]}: no {mixture.level} {missing[0]!r} in {db}; "
-                           f"known {mixture.level}s are {', '.join(sorted(groups))}")
-    shares: dict[str, Fraction] = {}
-    info: dict[str, dict[str, Any]] = {}
-    for key, ratio in mixture.ratios.items():
-        if ratio <= 0:
-            continue
-        members = groups[key]
-        use_weight = all(m["weight"] is not None for m in members)
-        weights = {m["source"]: Fraction(m["weight"]) if use_weight else Fraction(int(m["n_tokens"])) for m in members}
-        total = sum(weights.values())
-        if total == 0:
-            raise ResolveError(f"{mixture.level} {key!r} has ratio {ratio:g} but its sources "
-                               f"({', '.join(weights)}) hold no train tokens in {db}")
-        for m in members:
-            if weights[m["source"]] > 0:
-                shares[m["source"]] = Fraction(ratio) * weights[m["source"]] / total
-                info[m["source"]] = m
-    empty = [s for s in shares if int(info[s]["n_tokens"]) == 0]
-    if empty:
-        raise ResolveError(f"source(s) {', '.join(empty)} are weighted but hold no train tokens in {db}")
+    done = materialise(mixture, rows, general_share=general_share, as_is=as_is, where=str(db))
+    info = {r["source"]: r for r in rows}
+    shares = done.shares
     names = sorted(shares)
     allotted = dict(zip(names, largest_remainder(target_tokens, [shares[s] for s in names])))
-    available = {s: int(info[s]["n_tokens"]) for s in names}
+    with open_manifest(db, read_only=True) as con:
+        meta = get_meta(con)
+    eos_id = int(meta["eos_id"]) if meta.get("eos_id") not in (None, "", "null") else None
+    # The sampler's stream appends one EOS per document, and allotments count stream tokens; so must epochs.
+    per_doc = 1 if eos_id is not None else 0
+    available = {s: int(info[s]["n_tokens"]) + per_doc * int(info[s]["n_docs"] or 0) for s in names}
     _check_cap(shares, available, allotted, target_tokens, max_epochs)
     shards: dict[str, list[dict[str, Any]]] = {s: [] for s in names}
     for sh in list_shards(db, "train", names):
         shards[sh["source"]].append({"path": sh["path"], "sha256": sh["sha256"], "n_tokens": int(sh["n_tokens"]),
                                      "n_docs": int(sh["n_docs"])})
-    with open_manifest(db, read_only=True) as con:
-        meta = get_meta(con)
     sources = tuple(
         PlanSource(source=s, domain=info[s]["domain"], tier=info[s]["tier"], candidate=info[s]["candidate"],
-                   share=float(shares[s]), available_tokens=available[s], allotted_tokens=allotted[s],
+                   share=float(shares[s]), available_tokens=int(info[s]["n_tokens"]), allotted_tokens=allotted[s],
                    epochs=_epochs(allotted[s], available[s]), shards=tuple(shards[s]), n_docs=int(info[s]["n_docs"]),
                    license=info[s]["license"], title=info[s]["title"])
         for s in names if allotted[s] > 0)
-    return Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
-                eos_id=int(meta["eos_id"]) if meta.get("eos_id") not in (None, "", "null") else None,
-                mixture=mixture.to_dict(), sources=sources, tokenizer_path=meta.get("tokenizer_path"),
-                recipe=meta.get("recipe_name"), config_hash=meta.get("config_hash"), max_epochs=max_epochs)
+    plan = Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
+                eos_id=eos_id, mixture=done.mixture.to_dict(), sources=sources,
+                tokenizer_path=meta.get("tokenizer_path"), recipe=meta.get("recipe_name"),
+                config_hash=meta.get("config_hash"), max_epochs=max_epochs)
+    if done.warnings:
+        object.__setattr__(plan, "warnings", done.warnings)  # not part of the plan's content or its hash
+    return plan
 
 
 def resolve_recipe(recipe: Recipe | str | os.PathLike, target_tokens: int, *, stage: str | None = None,

@@ -143,6 +143,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     result = run_search(score_fn, comps.names, prior, objective, settings, progress=not args.json)
     result.extra_provenance["components"] = [str(p) for p in comps.paths]
+    # the components' general share: `mixer resolve` materialises g * general + (1 - g) * alpha from it
+    result.extra_provenance.update(comps.general_provenance())
     paths = write_outputs(result, args.out, name, db if not args.no_register else None)
     if args.json:
         print(json.dumps({"name": name, "best_ratios": result.best_ratios, "best_objective": result.best_objective,

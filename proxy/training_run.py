@@ -155,31 +155,35 @@ def train_on_mixture(mixture: Any, db: str | os.PathLike, out: str | os.PathLike
                       count_parameters(model), dict(sorted(checkpoints.items(), key=lambda kv: int(kv[0]))))
 
 
-def component_ratios(db: str | os.PathLike, candidate: str, general_share: float) -> dict[str, float]:
-    """Source-level ratios: (1 - g) over the candidate's sources and g over general-domain ones, by train tokens.
+def component_mixture(db: str | os.PathLike, candidate: str, general_share: float) -> Any:
+    """The source-level mixture component ``candidate`` trains on: ``g`` general + ``1 - g`` candidate data.
 
-    A general candidate's own sources get both parts. Raises TrainingRunError when the
-    candidate (or, for g > 0, the general domain) has no train tokens.
+    It is mixer.materialise of a one-hot alpha, the same function that resolves a searched mixture,
+    so a one-hot proxy and its component describe the same data. "General" is every source of the
+    general domain (mixer.materialise.DEFAULT_GENERAL); a general candidate's own sources get both
+    parts. Raises TrainingRunError when the candidate (or, for g > 0, the general domain) has no train tokens.
     """
+    from mixer import Mixture
+    from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
+
     if not 0.0 <= general_share <= 1.0:
         raise TrainingRunError(f"--general-share: {general_share} is not in [0, 1]")
     rows = [r for r in list_sources(db) if int(r["n_tokens"]) > 0]
-    own = {r["source"]: int(r["n_tokens"]) for r in rows if r.get("candidate") == candidate}
-    general = {r["source"]: int(r["n_tokens"]) for r in rows if r.get("domain") == "general"}
-    if not own:
+    if not any(r.get("candidate") == candidate for r in rows):
         known = sorted({r["candidate"] for r in rows if r.get("candidate")})
         raise TrainingRunError(f"{manifest_path(db)}: candidate {candidate!r} has no train tokens "
                                f"(candidates with data: {', '.join(known) or 'none'})")
-    if general_share > 0 and not general:
+    if general_share > 0 and not any(r.get("domain") == "general" for r in rows):
         raise TrainingRunError(f"{manifest_path(db)}: --general-share {general_share} but no general-domain source has tokens")
-    ratios: dict[str, float] = {}
-    for part, share in ((own, 1.0 - general_share), (general, general_share)):
-        total = sum(part.values())
-        for source, n in part.items():
-            if share > 0:
-                ratios[source] = ratios.get(source, 0.0) + share * n / total
-    norm = sum(ratios.values())
-    return {k: v / norm for k, v in sorted(ratios.items())}
+    general = GeneralPart(general_share, DEFAULT_GENERAL["level"], tuple(DEFAULT_GENERAL["ratios"].items()))
+    alpha = Mixture(name=f"component-{candidate}", level="candidate", ratios={candidate: 1.0},
+                    provenance={"method": "demix-component", "candidate": candidate, **general.to_provenance()})
+    return materialise(alpha, rows, where=str(manifest_path(db))).mixture
+
+
+def component_ratios(db: str | os.PathLike, candidate: str, general_share: float) -> dict[str, float]:
+    """Source-level ratios of component ``candidate``'s training stream (see component_mixture)."""
+    return dict(component_mixture(db, candidate, general_share).ratios)
 
 
 def default_candidates(db: str | os.PathLike) -> list[str]:
@@ -197,6 +201,7 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     existing components.json was made with another base, general share or budget.
     """
     from mixer import Mixture
+    from mixer.materialise import DEFAULT_GENERAL
 
     base, out = Path(base).resolve(), Path(out)
     if not _is_model_folder(str(base)):
@@ -208,7 +213,9 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     if not candidates:
         raise TrainingRunError(f"{db_path}: no source has a candidate with train tokens")
     index_path = out / COMPONENTS_FILE
-    index = {"base": str(base), "db": db_path, "general_share": general_share, "tokens": tokens, "candidates": {}}
+    # What "general" meant for these components travels with them into every searched mixture's provenance.
+    index = {"base": str(base), "db": db_path, "general_share": general_share, "general": dict(DEFAULT_GENERAL),
+             "tokens": tokens, "candidates": {}}
     if index_path.exists():
         import json
         old = json.loads(index_path.read_text())
@@ -219,9 +226,9 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
         index["candidates"] = old.get("candidates", {})
     outcomes = []
     for cand in candidates:
-        mixture = Mixture(name=f"component-{cand}", level="source", ratios=component_ratios(db, cand, general_share),
-                          provenance={"method": "demix-component", "candidate": cand, "general_share": general_share,
-                                      "base": str(base)})
+        mixture = component_mixture(db, cand, general_share)
+        mixture = Mixture(name=mixture.name, level=mixture.level, ratios=mixture.ratios,
+                          provenance={**mixture.provenance, "base": str(base)})
         outcome = train_on_mixture(mixture, db, out / cand, config, kind="component", init=str(base), base=str(base),
                                    extra={"candidate": cand, "general_share": general_share}, progress=progress)
         outcome = replace(outcome, name=cand)

@@ -37,6 +37,17 @@ class Components:
     base: Path | None
     db: str | None
     budget: int | None = None
+    general_share: float | None = None
+    """Share of general data in each component's training stream (components.json); None when unrecorded."""
+    general: dict[str, Any] | None = None
+    """What "general" meant for the components: a {level, ratios} mixture (components.json)."""
+
+    def general_provenance(self) -> dict[str, Any]:
+        """The fields a searched mixture records so that it can be materialised: general_share and general."""
+        if self.general_share is None:
+            return {}
+        return {"general_share": self.general_share,
+                "general": self.general or {"level": "domain", "ratios": {"general": 1.0}}}
 
     def path_of(self, name: str) -> Path:
         """Folder of component `name`; raises KeyError."""
@@ -76,7 +87,9 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
             if not names:
                 raise CheckpointError(f"{manifest}: candidates: empty")
             base = spec.get("base")
-            return Components(tuple(names), tuple(paths), Path(base) if base else None, spec.get("db"), budget)
+            share = spec.get("general_share")
+            return Components(tuple(names), tuple(paths), Path(base) if base else None, spec.get("db"), budget,
+                              float(share) if share is not None else None, spec.get("general"))
         folders = [root]
     else:
         folders = [Path(p) for p in source]
@@ -86,7 +99,9 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
     demix = folders[0] / "demix.json"
     meta = _read_json(demix) if demix.exists() else {}
     base = meta.get("base")
-    return Components(tuple(names), tuple(folders), Path(base) if base else None, meta.get("db"), budget)
+    share = meta.get("general_share")
+    return Components(tuple(names), tuple(folders), Path(base) if base else None, meta.get("db"), budget,
+                      float(share) if share is not None else None)
 
 
 class TensorFiles:

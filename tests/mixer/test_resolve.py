@@ -13,6 +13,30 @@ from mixer import Mixture, MixtureError, ResolveError, largest_remainder, record
 RECIPE = "corpus/recipes/demix_corpora.yaml"
 B = 10**9
 
+# The DeMix Corpora per-source table as the paper's card gives it (billions of tokens):
+# title: (amount, stage 1, stage 2, stage 3). Typed from the paper, not read from the recipe.
+PAPER_TABLE = {
+    "FineWeb-Edu": (199, 740, 369, 107), "Nemo-CC-High": (385, 1191, 594, 172),
+    "Nemo-CC-Synth": (1106, 3630, 1812, 525), "Nemo-CC-QA": (546, 2190, 1093, 317), "DCLM": (505, 505, 0, 0),
+    "DOLMA (Social)": (71, 71, 0, 0), "Nemo-CC-Med-High": (393, 393, 0, 0), "OpenCoder (Web)": (38, 38, 0, 0),
+    "Ultra-FineWeb (en)": (79, 79, 0, 0), "DOLMA (Others)": (54, 54, 0, 0), "Nemo-SFT (General)": (67, 67, 0, 0),
+    "DOLMA (Web)": (1278, 774, 0, 0), "Web Crawl (en)": (1417, 330, 0, 0), "Nemo-CC-Medium": (1605, 965, 0, 0),
+    "DOLMA (Scholar)": (77, 77, 0, 0), "Ultra-FineWeb (zh)": (102, 102, 51, 15), "Nemo-CC-QA-Mul": (562, 562, 280, 81),
+    "Web Crawl (zh)": (3304, 991, 0, 0), "Nemo-Math Mind (4+)": (69, 69, 199, 98), "Nemo-Math (4+)": (49, 49, 141, 69),
+    "Nemo-SFT (Math)": (166, 166, 479, 235), "Reason (Math)": (38, 38, 36, 0), "SwallowMath": (31, 31, 29, 0),
+    "MegaMath": (92, 92, 87, 58), "FineMath (4+)": (8, 8, 7, 5), "Nemo-Math (3)": (76, 76, 0, 0),
+    "FineMath (3)": (20, 20, 0, 0), "Math (Others)": (48, 48, 0, 0), "Nemo-SFT (Code)": (45, 45, 150, 39),
+    "OpenCoder": (6, 6, 20, 5), "Nemo-Code-Synth": (136, 136, 410, 170), "MegaMath (Code)": (5, 5, 15, 6),
+    "Source Code": (559, 559, 200, 83), "SwallowCode": (47, 47, 17, 7), "Reason (Code)": (27, 27, 10, 4),
+    "StarCoder": (207, 207, 0, 0),
+}
+
+
+def test_paper_table_is_self_consistent():
+    assert len(PAPER_TABLE) == 36
+    sums = [sum(row[i] for row in PAPER_TABLE.values()) for i in range(4)]
+    assert sums == [13_417, 14_388, 5_999, 1_996]  # the table's totals row
+
 
 def test_largest_remainder_sums_and_stays_within_one():
     weights = [3, 1, 1, 1, 0, 7]
@@ -31,14 +55,15 @@ def test_recipe_22383b_reproduces_the_paper_table_exactly():
     plan = resolve_recipe(recipe, parse_tokens("22383B"))
     assert sum(s.allotted_tokens for s in plan.sources) == 22_383 * B
     assert [st["target_tokens"] for st in plan.stages] == [14_388 * B, 5_999 * B, 1_996 * B]
-    rows = {s.source: s for s in plan.sources}
-    assert len(rows) == 36
-    for src in recipe.sources:
-        row = rows[src.name]
-        assert row.stages == src.stages  # every per-stage cell of PAPER.md, to the token
-        assert row.allotted_tokens == sum(src.stages.values())
-        assert row.epochs == pytest.approx(row.allotted_tokens / src.available_tokens)
-    assert rows["fineweb_edu"].epochs == pytest.approx(1216 / 199)
+    rows = {s.title: s for s in plan.sources}
+    assert sorted(rows) == sorted(PAPER_TABLE)
+    for title, (amount, *stages) in PAPER_TABLE.items():
+        row = rows[title]
+        assert row.available_tokens == amount * B
+        assert row.stages == {str(i + 1): t * B for i, t in enumerate(stages)}  # every cell, to the token
+        assert row.allotted_tokens == sum(stages) * B
+        assert row.epochs == pytest.approx(sum(stages) / amount)
+    assert rows["FineWeb-Edu"].epochs == pytest.approx(1216 / 199)
     assert sum(s.available_tokens for s in plan.sources) == 13_417 * B
 
 
@@ -96,7 +121,8 @@ def test_mixture_levels_split_by_available_tokens(tiny_corpus, level, ratios):
         expected = Fraction(ratios[key]) * avail[s.source] / sum(avail[g.source] for g in group) * target
         assert abs(s.allotted_tokens - expected) < 1
         assert s.available_tokens == avail[s.source]
-        assert s.epochs == pytest.approx(s.allotted_tokens / s.available_tokens)
+        # epochs in stream tokens on both sides: allotments count one EOS per document, so must availability
+        assert s.epochs == pytest.approx(s.allotted_tokens / (s.available_tokens + s.n_docs))
         assert s.shards and all(not sh["path"].startswith("validation/") for sh in s.shards)
         assert sum(sh["n_tokens"] for sh in s.shards) == s.available_tokens
     assert plan.eos_id == 0 and plan.tokenizer_path == "tokenizer"
@@ -128,3 +154,49 @@ def test_record_plan_writes_manifest_rows(corpus_copy):
         rows = con.execute("SELECT source, allotted_tokens FROM plans WHERE plan_id = ? ORDER BY source",
                            [plan.plan_id]).fetchall()
     assert rows == sorted((s.source, s.allotted_tokens) for s in plan.sources)
+
+
+def _searched(ratios: dict, g: float | None = 0.5) -> Mixture:
+    prov = {"method": "demix-search"}
+    if g is not None:
+        prov |= {"general_share": g, "general": {"level": "domain", "ratios": {"general": 1.0}}}
+    return Mixture("searched", "candidate", ratios, provenance=prov)
+
+
+def test_searched_mixture_materialises_the_components_general_share(tiny_corpus):
+    """g x general + (1 - g) x alpha, by hand: the proxies stood for this data, not for alpha alone."""
+    tokens = {r["source"]: r["n_tokens"] for r in list_sources(tiny_corpus)}
+    gen = tokens["gen_a"] + tokens["gen_b"]
+    plan = resolve_mixture(_searched({"code_high": 0.75, "math_high": 0.25}), tiny_corpus, 10**6)
+    shares = {s.source: s.share for s in plan.sources}
+    assert shares == pytest.approx({"code_a": 0.5 * 0.75, "math_a": 0.5 * 0.25,
+                                    "gen_a": 0.5 * tokens["gen_a"] / gen, "gen_b": 0.5 * tokens["gen_b"] / gen}, abs=1e-12)
+    assert plan.mixture["level"] == "source"
+    assert plan.mixture["provenance"]["materialised"]["general_share"] == 0.5
+    assert plan.mixture["provenance"]["materialised"]["from"]["ratios"] == {"code_high": 0.75, "math_high": 0.25}
+    assert getattr(plan, "warnings", ()) == ()
+    # a general candidate in alpha adds to the general part
+    both = resolve_mixture(_searched({"general": 0.5, "code_high": 0.5}), tiny_corpus, 10**6)
+    assert {s.source: s.share for s in both.sources}["code_a"] == pytest.approx(0.25, abs=1e-12)
+    # resolving the plan's own (materialised) mixture again changes nothing
+    again = resolve_mixture(plan.mixture, tiny_corpus, 10**6)
+    assert {s.source: s.share for s in again.sources} == pytest.approx(shares, abs=1e-12)
+
+
+def test_general_share_override_as_is_and_missing_provenance(tiny_corpus):
+    alpha = {"code_high": 1.0}
+    override = resolve_mixture(_searched(alpha), tiny_corpus, 10**6, general_share=0.25)
+    assert {s.source: s.share for s in override.sources}["code_a"] == pytest.approx(0.75, abs=1e-12)
+    as_is = resolve_mixture(_searched(alpha), tiny_corpus, 10**6, as_is=True)
+    assert [(s.source, s.share) for s in as_is.sources] == [("code_a", 1.0)]
+    assert "as-is" in as_is.warnings[0] and "0.5" in as_is.warnings[0]
+    bare = resolve_mixture(_searched(alpha, g=None), tiny_corpus, 10**6)
+    assert [(s.source, s.share) for s in bare.sources] == [("code_a", 1.0)]
+    assert "provenance.general_share is missing" in bare.warnings[0]
+    with pytest.raises(MixtureError, match="exclude each other"):
+        resolve_mixture(_searched(alpha), tiny_corpus, 10**6, as_is=True, general_share=0.5)
+    with pytest.raises(MixtureError, match="general_share"):
+        resolve_mixture(_searched(alpha, g=1.5), tiny_corpus, 10**6)
+    # a hand-written domain mixture has no components behind it: as-is, no warning
+    plain = resolve_mixture(Mixture("m", "domain", {"code": 1.0}), tiny_corpus, 10**6)
+    assert [(s.source, s.share) for s in plain.sources] == [("code_a", 1.0)] and not getattr(plain, "warnings", ())

@@ -94,6 +94,26 @@ def test_components_share_base_architecture_and_tensor_names(trained, tiny_corpu
     assert not (comps / "code_high" / "training_state").exists()
 
 
+def test_one_hot_searched_mixture_resolves_to_its_components_stream(trained, tiny_corpus):
+    """A one-hot alpha, materialised with the provenance a search records, is the component's own training data."""
+    from mixer import Mixture, Plan, resolve_mixture
+    from proxy.weights import load_components
+
+    _, comps = trained
+    provenance = load_components(comps).general_provenance()
+    assert provenance == {"general_share": 0.5, "general": {"level": "domain", "ratios": {"general": 1.0}}}
+    for cand in ("code_high", "general", "math_high"):
+        trained_on = Plan.load(comps / cand / "plan.json")  # what the component's sampler streamed
+        stream = {s.source: s.share for s in trained_on.sources}
+        alpha = Mixture("one-hot", "candidate", {c: float(c == cand) for c in ("code_high", "general", "math_high")},
+                        provenance={"method": "demix-search", **provenance})
+        resolved = {s.source: s.share for s in resolve_mixture(alpha, tiny_corpus, 10**9).sources}
+        assert resolved.keys() == stream.keys()
+        assert all(abs(resolved[s] - stream[s]) < 1e-9 for s in stream)
+        if cand != "general":
+            assert sum(v for s, v in stream.items() if s.startswith("gen_")) == pytest.approx(0.5, abs=1e-12)
+
+
 def test_checkpoints_load_with_transformers(trained):
     base, comps = trained
     tok = AutoTokenizer.from_pretrained(str(comps / "math_high"))
