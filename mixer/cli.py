@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-from corpus import RecipeError, format_tokens, parse_tokens
+from corpus import DemixError, UsageError, format_tokens, parse_tokens, run_cli
 
 EXAMPLES = """examples:
   mixer resolve --recipe corpus/recipes/demix_corpora.yaml --target 22T --out plan.json
@@ -27,6 +29,55 @@ def _tokens(value: str) -> int:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def _positive_tokens(value: str) -> int:
+    n = _tokens(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a token amount > 0, e.g. 50M or 22T")
+    return n
+
+
+def _int_at_least(lo: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= {lo}") from None
+        if n < lo:
+            raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= {lo}")
+        return n
+
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _number(value: str, ok: Callable[[float], bool], what: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        x = math.nan
+    if not (math.isfinite(x) and ok(x)):
+        raise argparse.ArgumentTypeError(f"{value!r}: expected {what}")
+    return x
+
+
+def _fraction(value: str) -> float:
+    return _number(value, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]")
+
+
+def _positive_number(value: str) -> float:
+    return _number(value, lambda x: x > 0.0, "a finite number > 0")
+
+
+@contextlib.contextmanager
+def _user_paths() -> Iterator[None]:
+    """A path the user named that is missing, a folder or unreadable is their input, not a bug: one line."""
+    try:
+        yield
+    except OSError as e:
+        where = e.filename if e.filename is not None else "input"
+        raise DemixError(f"{where}: {e.strerror or e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `mixer` subcommand."""
     p = argparse.ArgumentParser(prog="mixer", description=__doc__, epilog=EXAMPLES,
@@ -40,11 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--recipe", help="recipe YAML (its own stage shares; no corpus needed)")
     src.add_argument("--mixture", help="mixture JSON (candidate, domain or source level); needs --db")
     r.add_argument("--db", help="built corpus folder or its manifest.duckdb")
-    r.add_argument("--target", type=_tokens, required=True, help="tokens, e.g. 22T, 22383B, 50M")
+    r.add_argument("--target", type=_positive_tokens, required=True, help="tokens (> 0), e.g. 22T, 22383B, 50M")
     r.add_argument("--stage", help="resolve one stage of the recipe")
-    r.add_argument("--seq-len", type=int, default=2048)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--max-epochs", type=float, help="fail if any source would repeat more often")
+    r.add_argument("--seq-len", type=_int_at_least(1), default=2048, help="tokens per sequence (default 2048)")
+    r.add_argument("--seed", type=_int_at_least(0), default=0, help="sampler seed (default 0)")
+    r.add_argument("--max-epochs", type=_positive_number, help="fail if any source would repeat more often")
+    g = r.add_mutually_exclusive_group()
+    g.add_argument("--general-share", type=_fraction, metavar="G",
+                   help="override the components' general share recorded in the mixture's provenance (in [0, 1])")
+    g.add_argument("--as-is", action="store_true",
+                   help="resolve the mixture's ratios unchanged, without adding the components' general share")
     r.add_argument("--out", help="plan JSON path (any fsspec URL)")
     r.add_argument("--overwrite", action="store_true", help="replace a different plan at --out")
     r.add_argument("--json", action="store_true", help="print the plan as JSON")
@@ -53,10 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="print sequences of a plan's stream", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--plan", required=True)
-    s.add_argument("--n", type=int, default=3, help="sequences to print")
-    s.add_argument("--start", type=int, default=0, help="skip this many sequences first")
-    s.add_argument("--seq-len", type=int)
-    s.add_argument("--seed", type=int)
+    s.add_argument("--n", type=_int_at_least(0), default=3, help="sequences to print")
+    s.add_argument("--start", type=_int_at_least(0), default=0, help="skip this many sequences first")
+    s.add_argument("--seq-len", type=_int_at_least(1), help="tokens per sequence (default: the plan's)")
+    s.add_argument("--seed", type=_int_at_least(0), help="sampler seed (default: the plan's)")
     s.add_argument("--decode", action="store_true", help="decode with the corpus tokenizer")
     s.add_argument("--verify", action="store_true", help="check shard sha256 against the plan")
     s.add_argument("--json", action="store_true")
@@ -108,26 +164,32 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from mixer.resolve import record_plan, resolve_mixture, resolve_recipe
 
     if args.mixture and not args.db:
-        raise _Usage("--mixture needs --db (the built corpus)")
+        raise UsageError("--mixture needs --db (the built corpus)")
     if args.recipe:
+        if args.general_share is not None or args.as_is:
+            raise UsageError("--general-share and --as-is apply to --mixture only")
         plan = resolve_recipe(args.recipe, args.target, stage=args.stage, seq_len=args.seq_len, seed=args.seed,
                               max_epochs=args.max_epochs)
     else:
         if args.stage:
-            raise _Usage("--stage applies to --recipe only")
+            raise UsageError("--stage applies to --recipe only")
         plan = resolve_mixture(args.mixture, args.db, args.target, seq_len=args.seq_len, seed=args.seed,
-                               max_epochs=args.max_epochs)
+                               max_epochs=args.max_epochs, general_share=args.general_share, as_is=args.as_is)
+    for warning in getattr(plan, "warnings", ()):
+        print(f"mixer: warning: {warning}", file=sys.stderr)
     if args.out:
         import fsspec
 
         fs, path = fsspec.core.url_to_fs(args.out)
+        if fs.isdir(path):
+            raise DemixError(f"{args.out}: is a folder; --out names the plan file to write (e.g. {args.out}/plan.json)")
         if fs.exists(path) and not args.overwrite:
             try:
                 same = Plan.load(args.out).plan_id == plan.plan_id
             except ValueError:
                 same = False
             if not same:
-                raise _Failure(f"{args.out}: holds a different plan; pass --overwrite to replace it")
+                raise DemixError(f"{args.out}: holds a different plan; pass --overwrite to replace it")
         plan.save(args.out)
     if args.db:
         record_plan(plan, args.db)
@@ -144,8 +206,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     """Print the first sequences of a plan's stream (token ids, or text with --decode)."""
     from mixer.sampler import Sampler
 
-    if args.n < 0 or args.start < 0:
-        raise _Usage("--n and --start must be >= 0")
     sampler = Sampler(args.plan, seq_len=args.seq_len, seed=args.seed, verify=args.verify, prefetch=0)
     if args.start:
         sampler.load_state_dict({"position": min(args.start, len(sampler))})
@@ -155,7 +215,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from mixer.stream import join_url
 
         if not sampler.plan.tokenizer_path:
-            raise _Failure(f"{args.plan}: tokenizer_path: the plan names no tokenizer folder to decode with")
+            raise DemixError(f"{args.plan}: tokenizer_path: the plan names no tokenizer folder to decode with")
         tok = load_tokenizer(join_url(sampler.plan.corpus_root, sampler.plan.tokenizer_path))
     out = []
     for i, (slot, source, k, seq) in enumerate(sampler.items()):
@@ -202,41 +262,14 @@ def cmd_release(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Usage(Exception):
-    """Bad combination of arguments (exit 2)."""
-
-
-class _Failure(Exception):
-    """A run that failed for a reason the message explains (exit 1)."""
+def _run(args: argparse.Namespace) -> int:
+    with _user_paths():
+        return int(args.func(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: exit 0 ok, 1 failed, 2 usage; errors on stderr, tracebacks only with --debug."""
-    from manifests import ManifestError
-    from mixer.mixture import MixtureError
-    from mixer.plan import PlanError
-    from mixer.release import ReleaseError
-    from mixer.resolve import ResolveError
-    from mixer.sampler import SamplerError
-    from mixer.stream import StreamError
-
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except _Usage as e:
-        parser.print_usage(sys.stderr)
-        print(f"mixer: error: {e}", file=sys.stderr)
-        return 2
-    except (_Failure, MixtureError, PlanError, ResolveError, SamplerError, StreamError, ReleaseError, RecipeError,
-            ManifestError, KeyError, FileNotFoundError) as e:
-        if args.debug:
-            raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"mixer: error: {msg}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 1
+    """Entry point: exit 0 ok, 1 failed, 2 usage; errors on stderr in one line, tracebacks only for bugs or --debug."""
+    return run_cli("mixer", build_parser(), argv, _run)
 
 
 if __name__ == "__main__":

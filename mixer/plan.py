@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -97,7 +98,11 @@ class Plan:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Plan":
         """Read a plan JSON file (any fsspec URL); raises PlanError naming the file and field."""
-        return cls.from_dict(read_json(path, PlanError, "plan"), file=str(path))
+        try:
+            raw = read_json(path, PlanError, "plan")
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:  # a folder, no read access, binary
+            raise PlanError(f"{path}: cannot read the plan file: {getattr(e, 'strerror', None) or e}") from None
+        return cls.from_dict(raw, file=str(path))
 
     @classmethod
     def from_dict(cls, d: Any, file: str = "<dict>") -> "Plan":
@@ -115,20 +120,22 @@ class Plan:
         names = [s.source for s in sources]
         if len(set(names)) != len(names):
             c.fail("sources", "source names repeat")
+        if d.get("max_epochs") is not None:
+            c.number(d["max_epochs"], "max_epochs")
         plan = cls(
             target_tokens=c.integer(d["target_tokens"], "target_tokens"),
             seed=c.integer(d["seed"], "seed"),
             seq_len=c.integer(d["seq_len"], "seq_len", lo=1),
             corpus_root=c.string(d["corpus_root"], "corpus_root", empty=True),
             eos_id=None if d.get("eos_id") is None else c.integer(d["eos_id"], "eos_id"),
-            mixture=d.get("mixture") or {},
+            mixture=c.mapping(d.get("mixture") or {}, "mixture"),
             sources=sources,
-            stages=tuple(d.get("stages") or ()),
+            stages=tuple(c.mapping(st, f"stages[{i}]") for i, st in enumerate(c.array(d.get("stages") or [], "stages"))),
             tokenizer_path=None if d.get("tokenizer_path") is None else c.relative_path(d["tokenizer_path"],
                                                                                          "tokenizer_path"),
-            recipe=d.get("recipe"),
-            config_hash=d.get("config_hash"),
-            max_epochs=d.get("max_epochs"),
+            recipe=None if d.get("recipe") is None else c.string(d["recipe"], "recipe"),
+            config_hash=None if d.get("config_hash") is None else c.string(d["config_hash"], "config_hash"),
+            max_epochs=d.get("max_epochs"),  # checked above and kept as written: the content hash covers it
         )
         total = sum(s.allotted_tokens for s in sources)
         if total != plan.target_tokens:
@@ -151,14 +158,27 @@ class _Check:
         return value
 
     def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            self.fail(key, f"expected a number >= 0, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
+            self.fail(key, f"expected a finite number >= 0, got {value!r}")
         return float(value)
 
     def string(self, value: Any, key: str, empty: bool = False) -> str:
         if not isinstance(value, str) or (not empty and not value):
             self.fail(key, f"expected a string, got {value!r}")
         return value
+
+    def mapping(self, value: Any, key: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            self.fail(key, f"expected an object, got {value!r}")
+        return value
+
+    def array(self, value: Any, key: str) -> list[Any]:
+        if not isinstance(value, list):
+            self.fail(key, f"expected a list, got {value!r}")
+        return value
+
+    def optional_string(self, value: Any, key: str) -> str | None:
+        return None if value is None else self.string(value, key)
 
     def name(self, value: Any, key: str) -> str:
         name = self.string(value, key)
@@ -200,7 +220,7 @@ def _source(c: _Check, raw: Any, key: str) -> PlanSource:
         source=c.name(raw["source"], f"{key}.source"),
         domain=str(raw.get("domain", "")),
         tier=str(raw.get("tier", "")),
-        candidate=raw.get("candidate"),
+        candidate=c.optional_string(raw.get("candidate"), f"{key}.candidate"),
         share=c.number(raw.get("share", 0.0), f"{key}.share"),
         available_tokens=c.integer(raw["available_tokens"], f"{key}.available_tokens"),
         allotted_tokens=c.integer(raw["allotted_tokens"], f"{key}.allotted_tokens"),
@@ -208,6 +228,6 @@ def _source(c: _Check, raw: Any, key: str) -> PlanSource:
         shards=tuple(shards),
         stages={str(k): c.integer(v, f"{key}.stages.{k}") for k, v in stages.items()},
         n_docs=c.integer(raw.get("n_docs", 0), f"{key}.n_docs"),
-        license=raw.get("license"),
-        title=raw.get("title"),
+        license=c.optional_string(raw.get("license"), f"{key}.license"),
+        title=c.optional_string(raw.get("title"), f"{key}.title"),
     )
