@@ -2,19 +2,21 @@
 
 The global stream has ``N = target_tokens // seq_len`` slots. Source ``s`` fills ``n_s`` of them
 (its allotted tokens in sequences, largest-remainder rounded so the ``n_s`` sum to ``N``), in the
-order of the EDF-Pfair schedule (``mixer.schedule``): after any prefix every source is within one
-sequence of its share. The ``k``-th sequence of source ``s`` is tokens ``[k L, (k+1) L)`` of that
-source's stream (``mixer.stream``: seeded document order per epoch, EOS-joined), so a document cut
-at a sequence end continues in the source's next sequence. Rank ``r`` of ``world_size`` takes slots
+order of the slot schedule (``mixer.slot_schedule``): after any prefix every source is within one
+sequence of its share, and the per-source counts at any slot are a closed form plus a replay of at
+most one block (65,536 slots, under 0.1 s), so every resume below costs that much, at any position
+of a 22T plan. The ``k``-th sequence of source ``s`` is tokens ``[k L, (k+1) L)`` of that source's
+stream (``mixer.stream``: seeded document order per epoch, EOS-joined), so a document cut at a
+sequence end continues in the source's next sequence. Rank ``r`` of ``world_size`` takes slots
 ``origin + r, origin + r + world_size, ...`` (``origin`` is 0 until an elastic resume, below);
 DataLoader workers split a rank's slots the same way, and a DataLoader that reads workers
 round-robin (the default) yields the rank's slots in order.
 
-State (``state_dict``) is O(sources): the position, the next schedule slot and the per-source
-counts at that slot; resuming seeks each source's stream arithmetically, never replaying data.
-The live state is exact when the training loop iterates in its own process. With DataLoader
-workers, count the sequences consumed and restore ``{"position": n}`` before building the loader:
-each worker resumes from it (replaying the schedule only, about half a million slots per second here).
+State (``state_dict``, documented key by key in ``Sampler``) is O(sources): the position, the next
+schedule slot and the per-source counts at that slot; resuming seeks each source's stream
+arithmetically, never replaying data. The live state is exact when the training loop iterates in its
+own process. With DataLoader workers, count the sequences consumed and restore ``{"position": n}``
+before building the loader: each worker seeks the schedule to its own first slot.
 A state resumes under the same plan, seed and seq_len (other values are refused).
 
 Elastic resume: a state saved by any rank under another world_size (or by another rank) resumes
@@ -36,11 +38,13 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from mixer.plan import Plan
 from mixer.resolve import largest_remainder
-from mixer.schedule import Schedule
+from mixer.slot_schedule import Schedule
 from mixer.stream import SourceStream
 from corpus.errors import DemixError
 
-STATE_VERSION = 2
+STATE_VERSION = 3
+# Version 2 states hold counts of the previous schedule (one EDF run over the whole stream); they
+# resume by position, with the counts recomputed: at most one sequence per source differs.
 
 
 class SamplerError(DemixError, ValueError):
@@ -52,7 +56,36 @@ class Sampler(IterableDataset):
 
     ``verify=True`` checks each shard's sha256 against the plan when it is first opened;
     ``prefetch`` is the number of background reader threads (0 reads synchronously).
-    Raises SamplerError for plans without eos_id or shards.
+    Raises SamplerError for plans without eos_id or shards, or too small for one sequence.
+
+    ``state_dict()`` returns, for rank 1 of 2 after 1,200 sequences::
+
+        {
+            "version": 3,
+            "plan_id": "5f0c2a9e41d7b3c8",
+            "seed": 0,
+            "seq_len": 2048,
+            "rank": 1,
+            "world_size": 2,
+            "origin": 0,
+            "position": 1200,
+            "consumed": 2400,
+            "slot": 2401,
+            "counts": {"fineweb_edu": 131, "starcoder": 22, "finemath_4": 3}
+        }
+
+    - ``version``: layout of this dict (3). A version-2 state resumes by position; its counts, of
+      the previous schedule, are recomputed (at most one sequence per source differs).
+    - ``plan_id``, ``seed``, ``seq_len``: the stream this state belongs to; a mismatch is refused.
+    - ``rank``, ``world_size``: who saved it. Another rank or world size resumes elastically.
+    - ``origin``: first global slot of this sampler's share (0 until an elastic resume moves it).
+    - ``position``: sequences this sampler has yielded since ``origin``; the only key
+      ``load_state_dict`` needs (``{"position": n}``), the rest is seeked from it.
+    - ``consumed``: global slot that all ranks have reached when they advance in lockstep,
+      ``origin + position * world_size`` (at most the stream length); an elastic resume starts there.
+    - ``slot``: the next global schedule slot this iterator steps from (0 before iteration).
+    - ``counts``: per source (all plan sources), its sequences in the slots ``[0, slot)``; they sum
+      to ``slot`` and let a resume skip even the schedule's one-block replay.
     """
 
     def __init__(self, plan: Plan | str | os.PathLike, seq_len: int | None = None, seed: int | None = None,
@@ -68,9 +101,13 @@ class Sampler(IterableDataset):
             raise SamplerError("plan: eos_id is null; resolve the mixture over a built corpus (mixer resolve --db)")
         self.verify, self.prefetch = verify, int(prefetch)
         self.source_names = [s.source for s in self.plan.sources]
+        if self.seq_len < 1:
+            raise SamplerError(f"seq_len: {self.seq_len} is not a positive number of tokens")
         self.num_sequences = self.plan.target_tokens // self.seq_len
-        self.sequence_counts = largest_remainder(self.num_sequences, [s.allotted_tokens for s in self.plan.sources]) \
-            if self.num_sequences else [0] * len(self.plan.sources)
+        if self.num_sequences < 1:  # an empty stream would train on nothing and say nothing
+            raise SamplerError(f"plan {self.plan.plan_id}: target_tokens {self.plan.target_tokens:,} is less than one "
+                               f"sequence of seq_len {self.seq_len:,}; resolve at least {self.seq_len:,} tokens")
+        self.sequence_counts = largest_remainder(self.num_sequences, [s.allotted_tokens for s in self.plan.sources])
         for s, n in zip(self.plan.sources, self.sequence_counts):
             if n and not s.shards:
                 raise SamplerError(f"plan: sources.{s.source}.shards: empty, but the source is allotted {n} sequences")
@@ -101,16 +138,15 @@ class Sampler(IterableDataset):
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         state, self._resume = self._resume, None
-        if state is None:
-            q0, slot0, counts0 = 0, 0, None
-        else:
-            q0, slot0 = int(state["position"]), int(state.get("slot", 0))
-            counts0 = [int(state["counts"][n]) for n in self.source_names] if "counts" in state else None
-            if counts0 is None:
-                slot0 = 0
+        q0 = int(state["position"]) if state is not None else 0
         stride = self.world_size * n_workers
         origin = self._origin
-        first = origin + self.rank + (q0 + worker) * self.world_size
+        first = min(origin + self.rank + (q0 + worker) * self.world_size, self.num_sequences)
+        if state is not None and "counts" in state and int(state["slot"]) <= first:
+            # the state's counts: step the schedule from there (at most stride slots)
+            slot0, counts0 = int(state["slot"]), [int(state["counts"][n]) for n in self.source_names]
+        else:  # seek: closed form plus at most one block of the schedule
+            slot0, counts0 = first, self.schedule.counts_at(first)
         self._position = q0
         L = self.seq_len
         executor = ThreadPoolExecutor(self.prefetch, thread_name_prefix="mixer-prefetch") if self.prefetch else None
@@ -118,7 +154,7 @@ class Sampler(IterableDataset):
             streams = self.streams(executor)
             limits = [n * L for n in self.sequence_counts]
             slots = self.schedule.iter_slots(slot0, counts0)
-            self._counts = counts = list(counts0 or [0] * len(self.source_names))
+            self._counts = counts = list(counts0)
             for slot, (s, k) in enumerate(slots, start=slot0):
                 counts[s] += 1
                 if slot < first or (slot - first) % stride:
@@ -143,8 +179,11 @@ class Sampler(IterableDataset):
         ``consumed`` is the global slot every rank has reached when all advanced in lockstep; it is
         what an elastic resume (another world_size or rank) continues from.
         """
-        counts = self._counts if self._counts is not None else [0] * len(self.source_names)
-        slot = self._slot if self._counts is not None else 0
+        if self._counts is not None:
+            counts, slot = self._counts, self._slot
+        else:  # not iterated since construction or a position-only load: seek the counts at the next slot
+            slot = min(self.num_sequences, self._origin + self.rank + self._position * self.world_size)
+            counts = self.schedule.counts_at(slot)
         consumed = min(self.num_sequences, self._origin + self._position * self.world_size)
         return {
             "version": STATE_VERSION, "plan_id": self.plan.plan_id, "seed": self.seed, "seq_len": self.seq_len,
@@ -155,12 +194,17 @@ class Sampler(IterableDataset):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Make the next iteration continue right after ``state['position']`` sequences, bit-identically.
 
-        A state without ``counts`` replays the schedule (not the data). A state saved under another
+        A state without ``counts`` seeks the schedule (closed form, <= one block). A state saved under another
         world_size or rank resumes elastically from its ``consumed`` slot (module docstring). Raises
         SamplerError naming the field that does not fit (plan_id, seed, seq_len, position, counts).
         """
         if not isinstance(state, dict) or "position" not in state:
             raise SamplerError(f"state: expected a dict with 'position', got {state!r}")
+        version = state.get("version", STATE_VERSION)
+        if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= STATE_VERSION:
+            raise SamplerError(f"state: version: {version!r} is not a sampler state version (1..{STATE_VERSION})")
+        if version < STATE_VERSION:  # counts of the previous schedule (above)
+            state = {k: v for k, v in state.items() if k not in ("counts", "slot")}
         for key, mine in (("plan_id", self.plan.plan_id), ("seed", self.seed), ("seq_len", self.seq_len)):
             if key in state and state[key] != mine:
                 raise SamplerError(f"state: {key}: {state[key]!r} does not match this sampler's {mine!r}")
@@ -178,8 +222,14 @@ class Sampler(IterableDataset):
             counts = state["counts"]
             if not isinstance(counts, dict) or set(counts) != set(self.source_names):
                 raise SamplerError(f"state: counts: expected one count per plan source ({', '.join(self.source_names)})")
+            if any(isinstance(c, bool) or not isinstance(c, int) for c in counts.values()):
+                raise SamplerError(f"state: counts: expected integers, got {counts!r}")
             if sum(counts.values()) != state.get("slot"):
                 raise SamplerError(f"state: counts: they sum to {sum(counts.values())}, not slot {state.get('slot')!r}")
+            try:
+                self.schedule.check_state(state["slot"], [counts[n] for n in self.source_names], self.source_names)
+            except ValueError as e:
+                raise SamplerError(f"state: counts: {e}") from None
         self._resume = dict(state)
         self._position = position
         self._slot = int(state.get("slot", 0))
