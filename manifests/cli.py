@@ -12,16 +12,18 @@ from rich.progress import track
 from rich.table import Table
 
 from corpus import format_tokens
-from manifests.manifest import ManifestError, manifest_path, open_manifest
+from corpus.errors import run_cli
+from manifests.manifest import manifest_path, open_manifest
+from manifests.query import ALLOWED_HELP, run_query
 from manifests.reference import reference_rows, reference_totals
-from manifests.verify import rebuild, verify
+from manifests.verify import CARRIED_TABLES, rebuild, verify
 
 EPILOG = """examples:
   manifests summary --db out/demo/manifest.duckdb
   manifests query --db out/demo/manifest.duckdb "SELECT domain, n_tokens FROM tokens_by_domain"
   manifests query --db out/demo "SELECT * FROM shards LIMIT 5" --format csv
   manifests verify --db out/demo/manifest.duckdb          # exit 1 if a shard is missing/changed/stray
-  manifests rebuild --db out/demo/manifest.duckdb         # re-scan shards into a fresh manifest
+  manifests rebuild --db out/demo/manifest.duckdb         # re-scan shards; meta, sources, stats, mixtures, plans kept
   manifests reference                                     # the published DeMix Corpora sizes
 """
 
@@ -80,6 +82,8 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps({k: [dict(zip(c, r)) for r in rows] for k, (c, rows) in result.items()}, default=str, indent=1))
         return 0
     console.print(f"[bold]manifest[/bold] {manifest_path(args.db)}")
+    if not result["tokens by source"][1]:
+        console.print("no train shards registered (an empty corpus)")
     for name, (cols, rows) in result.items():
         if rows:
             console.print(_table(name, cols, rows))
@@ -87,8 +91,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_query(args: argparse.Namespace, console: Console) -> int:
-    with open_manifest(args.db, read_only=True) as con:
-        cols, rows = _rows(con, args.sql)
+    cols, rows = run_query(args.db, args.sql)
     _emit(cols, rows, "json" if args.json else args.format, args.sql, console)
     return 0
 
@@ -114,8 +117,16 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_rebuild(args: argparse.Namespace, console: Console) -> int:
-    n = rebuild(args.db, progress=lambda xs: track(xs, description="scanning shards"))
-    console.print(f"rebuilt {manifest_path(args.db)}: {n} shards registered")
+    report = rebuild(args.db, progress=None if args.json else (lambda xs: track(xs, description="scanning shards")),
+                     from_shards_only=args.from_shards_only)
+    if args.json:
+        print(json.dumps({"manifest": str(manifest_path(args.db)), "shards": report.shards, "carried": report.carried,
+                          "set_aside": report.set_aside and str(report.set_aside)}, indent=1))
+        return 0
+    carried = ", ".join(f"{n} {t}" for t, n in report.carried.items()) or "nothing (no old manifest)"
+    console.print(f"rebuilt {manifest_path(args.db)}: {report.shards} shards registered; carried over {carried}")
+    if report.set_aside:
+        console.print(f"the old manifest was not carried over; it is kept as {report.set_aside}")
     return 0
 
 
@@ -148,33 +159,29 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     add("summary", cmd_summary, "tokens by domain, tier, candidate and source; dropped documents")
-    q = add("query", cmd_query, "run SQL on a read-only connection")
-    q.add_argument("sql", help="the SQL to run (tables: sources, shards, step_stats, mixtures, plans, meta)")
+    q = add("query", cmd_query, "run read-only SQL on the manifest")
+    q.description = (
+        "Run SQL on a locked, read-only connection. Only read statements run: " + ALLOWED_HELP + ". "
+        "Anything else (COPY, EXPORT, ATTACH, CREATE, INSERT, SET, INSTALL, LOAD, ...) is refused before any "
+        "statement runs. Files can be read (read_parquet, read_csv, glob) only under the corpus's shards/ and "
+        "validation/ folders; extensions are never installed or loaded.")
+    q.add_argument("sql", help="the SQL to run (tables: sources, shards, step_stats, mixtures, plans, meta; "
+                              "views: tokens_by_source, tokens_by_domain, tokens_by_tier, tokens_by_candidate)")
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     v = add("verify", cmd_verify, "check checksums and row counts against the files (exit 1 on any problem)")
     v.add_argument("--quick", action="store_true", help="sizes and row counts only, no checksums")
-    add("rebuild", cmd_rebuild, "re-scan shards into a fresh manifest")
+    r = add("rebuild", cmd_rebuild, "re-scan shards into a fresh manifest, carrying over " + ", ".join(CARRIED_TABLES))
+    r.add_argument("--from-shards-only", action="store_true",
+                   help="do not carry anything over (use when the old manifest is unreadable); it is renamed "
+                        "to manifest.duckdb.old-<time>, never deleted")
     add("reference", cmd_reference, "the published DeMix Corpora sizes per source and stage", db=False)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; exit 0 ok, 1 failed, 2 usage."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Entry point; exit 0 ok, 1 failed (one line on stderr), 2 usage."""
     console = Console(stderr=False)
-    try:
-        return args.func(args, console)
-    except (ManifestError, FileNotFoundError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 - SQL errors and the like: one line unless --debug
-        if args.debug:
-            raise
-        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+    return run_cli("manifests", build_parser(), argv, lambda args: args.func(args, console))
 
 
 if __name__ == "__main__":

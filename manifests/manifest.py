@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import Recipe
-from manifests.schema import create_schema
+from manifests.schema import TABLES, create_schema
 from corpus.errors import DemixError
 
 MANIFEST_NAME = "manifest.duckdb"
@@ -39,17 +39,38 @@ def corpus_root(db: str | os.PathLike) -> Path:
 def open_manifest(db: str | os.PathLike, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the manifest; read-only connections never create or change anything.
 
-    Raises ManifestError when a read-only open finds no file.
+    For our own SQL: user SQL goes through `manifests.query.run_query`, which refuses all but reads.
+    Raises ManifestError naming the file when a read-only open finds no file, or the file is no manifest.
     """
     path = manifest_path(db)
-    if read_only:
-        if not path.exists():
-            raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
-        return duckdb.connect(str(path), read_only=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path))
-    create_schema(con)
+    if read_only and not path.is_file():
+        raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
+    if not read_only:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.Error as e:  # not a DuckDB file, a newer format, locked by a writer, ...
+        raise ManifestError(f"{path}: cannot open the manifest: {str(e).splitlines()[0]}") from None
+    if not read_only:
+        create_schema(con)
+    else:
+        require_manifest(con, path)
     return con
+
+
+def require_manifest(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Close ``con`` and raise ManifestError naming ``path`` unless it holds every manifest table."""
+    if missing := check_tables(con):
+        con.close()
+        raise ManifestError(f"{path}: a DuckDB file but not a manifest (no table {', '.join(missing)})")
+
+
+def check_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
+    """The manifest tables missing from ``database`` (an attached name; default the current one)."""
+    have = {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+        "AND database_name = coalesce(?, current_database())", [database]).fetchall()}
+    return [t for t in TABLES if t not in have]
 
 
 def _upsert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:

@@ -97,6 +97,9 @@ VIEWS = {
         GROUP BY ALL ORDER BY src.candidate""",
 }
 
+# The folders under a corpus root that hold token shards (train and validation splits).
+SHARD_FOLDERS = ("shards", "validation")
+
 # Key-value metadata written on every token shard (Parquet footer), read back by `rebuild`.
 SHARD_METADATA_KEYS = (
     "demix.source", "demix.split", "demix.domain", "demix.tier", "demix.candidate",

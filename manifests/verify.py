@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+import duckdb
 import pyarrow.parquet as pq
 
 from manifests.manifest import (
-    ManifestError, corpus_root, file_sha256, manifest_path, open_manifest, read_shard_record, register_shards,
+    ManifestError, check_tables, corpus_root, file_sha256, manifest_path, open_manifest, read_shard_record,
+    register_shards,
 )
-
-SHARD_FOLDERS = ("shards", "validation")
+from manifests.schema import SHARD_FOLDERS
 
 
 @dataclass
@@ -79,16 +81,68 @@ def verify(db: str | os.PathLike, checksums: bool = True, progress: Callable | N
     return report
 
 
-def rebuild(db: str | os.PathLike, progress: Callable | None = None) -> int:
+# Everything of the old manifest that the shard files cannot tell again: a rebuild carries it over.
+CARRIED_TABLES = ("meta", "sources", "step_stats", "mixtures", "plans")
+
+
+@dataclass
+class RebuildReport:
+    """What `rebuild` did."""
+
+    shards: int
+    """Shard rows registered from the files."""
+    carried: dict[str, int] = field(default_factory=dict)
+    """Rows carried over from the old manifest, per table (empty when there was none)."""
+    set_aside: Path | None = None
+    """Where the old manifest was moved when it was not carried over (``from_shards_only``)."""
+
+
+def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[str]:
+    return [r[0] for r in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+        "AND table_name = ? ORDER BY column_index", [database, table]).fetchall()]
+
+
+def _carry_over(con: duckdb.DuckDBPyConnection, old: Path) -> dict[str, int]:
+    """Copy every CARRIED_TABLES row of the manifest at ``old`` into ``con``'s; raise ManifestError if one can't be."""
+    hint = "nothing was changed; `manifests rebuild --from-shards-only` rebuilds without it and keeps it aside"
+    try:
+        # a parameter, not an f-string: a corpus folder may well be called "Bob's corpus"
+        con.execute("ATTACH ? AS old (READ_ONLY)", [str(old)])
+    except duckdb.Error as e:
+        raise ManifestError(f"{old}: cannot read the old manifest ({str(e).splitlines()[0]}); {hint}") from None
+    main_db = con.execute("SELECT current_database()").fetchone()[0]
+    carried, table = {}, "list"
+    try:
+        if missing := check_tables(con, "old"):
+            raise ManifestError(f"{old}: the old manifest has no table {', '.join(missing)}; {hint}")
+        for table in CARRIED_TABLES:
+            # by name, so an old manifest without a later nullable column still carries over
+            old_cols = set(_columns(con, "old", table))
+            cols = ", ".join(f'"{c}"' for c in _columns(con, main_db, table) if c in old_cols)
+            con.execute(f"INSERT OR REPLACE INTO {table} ({cols}) SELECT {cols} FROM old.{table}")
+            carried[table] = con.execute(f"SELECT count(*) FROM old.{table}").fetchone()[0]
+    except duckdb.Error as e:
+        raise ManifestError(f"{old}: cannot carry the {table} table over ({str(e).splitlines()[0]}); {hint}") from None
+    finally:
+        con.execute("DETACH old")
+    return carried
+
+
+def rebuild(db: str | os.PathLike, progress: Callable | None = None, from_shards_only: bool = False) -> RebuildReport:
     """Re-scan every shard into a fresh manifest (the old file is replaced atomically).
 
-    Sources come from the shards' footer metadata; meta, step stats, mixtures and plans of the old
-    manifest are carried over when it is readable. Returns the number of shards registered.
-    Raises ManifestError naming a file that is not a token shard.
+    Shard rows come from the files; sources, meta, step stats, mixtures and plans are carried over
+    from the old manifest, and sources it lacks are added from the shards' footer metadata. An old
+    manifest that cannot be carried over stops the rebuild (ManifestError naming it), unless
+    ``from_shards_only``: then it is renamed aside, never deleted. Raises ManifestError naming a
+    file that is not a token shard, or a corpus folder without shards.
     """
     path = manifest_path(db)
     root = path.resolve().parent
     files = scan_shard_files(root)
+    if not files:
+        raise ManifestError(f"{root}: no shards under {' or '.join(f'{d}/' for d in SHARD_FOLDERS)}; nothing to rebuild from")
     records, sources = [], {}
     for f in (progress(files) if progress else files):
         records.append(read_shard_record(f, root))
@@ -96,24 +150,24 @@ def rebuild(db: str | os.PathLike, progress: Callable | None = None) -> int:
         sources[md["demix.source"]] = (md.get("demix.domain", "unknown"), md.get("demix.tier", "unknown"),
                                        md.get("demix.candidate") or None)
     tmp = path.with_name(f".rebuild-{os.getpid()}-{path.name}")
-    tmp.unlink(missing_ok=True)
-    with open_manifest(tmp) as con:
-        if path.exists():
-            try:
-                con.execute(f"ATTACH '{path}' AS old (READ_ONLY)")
-                for table in ("meta", "step_stats", "mixtures", "plans"):
-                    con.execute(f"INSERT OR REPLACE INTO {table} SELECT * FROM old.{table}")
-                con.execute("""INSERT OR REPLACE INTO sources
-                               SELECT * FROM old.sources""")
-                con.execute("DETACH old")
-            except Exception:  # noqa: BLE001 - a corrupt old manifest is exactly why one rebuilds
-                pass
-        for name, (domain, tier, candidate) in sources.items():
-            con.execute("INSERT OR IGNORE INTO sources (source, domain, tier, candidate) VALUES (?, ?, ?, ?)",
-                        [name, domain, tier, candidate])
-        register_shards(con, records)
-    os.replace(tmp, path)
-    return len(records)
+    report = RebuildReport(shards=len(records))
+    try:
+        tmp.unlink(missing_ok=True)
+        with open_manifest(tmp) as con:
+            if path.exists() and not from_shards_only:
+                report.carried = _carry_over(con, path)
+            for name, (domain, tier, candidate) in sources.items():
+                con.execute("INSERT OR IGNORE INTO sources (source, domain, tier, candidate) VALUES (?, ?, ?, ?)",
+                            [name, domain, tier, candidate])
+            register_shards(con, records)
+        if path.exists() and from_shards_only:
+            report.set_aside = path.with_name(f"{path.name}.old-{datetime.now():%Y%m%dT%H%M%S}")
+            os.replace(path, report.set_aside)
+        os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+    return report
 
 
-__all__ = ["ManifestError", "VerifyReport", "rebuild", "scan_shard_files", "verify"]
+__all__ = ["CARRIED_TABLES", "ManifestError", "RebuildReport", "VerifyReport", "rebuild", "scan_shard_files", "verify"]
