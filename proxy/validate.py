@@ -2,7 +2,13 @@
 
 Reports Spearman rho between proxy and reference scores on the objective and per metric (their mean is the
 macro rho), Spearman within the best 25% of mixtures by reference objective, and the maintain ratio
-(sum of proxy objective / sum of reference objective). Metrics named like bpb/loss/ppl are lower-is-better.
+(sum of proxy objective / sum of reference objective).
+
+A metric's direction comes from its family, the part of its name before the first "/" (exact match,
+never a substring: "acc/supplementary_math" is an accuracy): lower is better for bpb, bpb_source,
+bpb_candidate, loss, nll, ppl and perplexity; higher is better for acc, acc_norm, exact_match, pass@1,
+pass@k, f1, em and score. Any other family needs --lower-is-better or --higher-is-better, and metrics
+of both directions in one comparison are an error (their mean would be meaningless).
 """
 from __future__ import annotations
 
@@ -19,7 +25,8 @@ import numpy as np
 
 NAME_COLUMNS = ("name", "mixture")
 SKIP_COLUMNS = ("iteration", "objective", "predicted_objective")
-LOWER_IS_BETTER = ("bpb", "loss", "ppl", "perplexity")
+LOWER_IS_BETTER = ("bpb", "bpb_source", "bpb_candidate", "loss", "nll", "ppl", "perplexity")
+HIGHER_IS_BETTER = ("acc", "acc_norm", "exact_match", "pass@1", "pass@k", "f1", "em", "score")
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,31 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     return out
 
 
-def is_lower_better(metric: str) -> bool:
-    """Whether a metric name denotes a loss-like score (bpb, loss, ppl)."""
-    return any(tok in metric.lower() for tok in LOWER_IS_BETTER)
+def metric_direction(metric: str) -> str | None:
+    """"lower" or "higher" (is better) from the metric's family (the name before the first "/"); None if unknown."""
+    family = metric.split("/", 1)[0].lower()
+    if family in LOWER_IS_BETTER:
+        return "lower"
+    if family in HIGHER_IS_BETTER:
+        return "higher"
+    return None
+
+
+def objective_direction(metrics: Sequence[str], lower_is_better: bool | None = None) -> bool:
+    """True when lower is better for all ``metrics``; raises ValueError naming unknown or mixed directions."""
+    if lower_is_better is not None:
+        return lower_is_better
+    directions = {m: metric_direction(m) for m in metrics}
+    unknown = [m for m, d in directions.items() if d is None]
+    if unknown:
+        raise ValueError(f"metric {unknown[0]!r}: direction unknown (family {unknown[0].split('/', 1)[0]!r}); "
+                         "pass --lower-is-better or --higher-is-better")
+    if len(set(directions.values())) > 1:
+        lower = [m for m, d in directions.items() if d == "lower"]
+        higher = [m for m, d in directions.items() if d == "higher"]
+        raise ValueError(f"metrics mix directions: {lower[0]!r} is lower-is-better, {higher[0]!r} higher-is-better; "
+                         "compare one direction at a time with --metrics")
+    return next(iter(directions.values())) == "lower"
 
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
@@ -100,7 +129,7 @@ def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str,
     missing = [m for m in metrics if m not in common]
     if missing or not metrics:
         raise ValueError(f"metrics {missing or list(metrics)} are not in both tables (common: {sorted(common)})")
-    lower = all(is_lower_better(m) for m in metrics) if lower_is_better is None else lower_is_better
+    lower = objective_direction(metrics, lower_is_better)
     ref = np.array([[references[n][m] for m in metrics] for n in names])
     prx = np.array([[proxies[n][m] for m in metrics] for n in names])
     ref_obj, prx_obj = ref.mean(axis=1), prx.mean(axis=1)
@@ -162,8 +191,10 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--proxies", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
     p.add_argument("--metrics", default=None, help="comma-separated metric columns (default: bpb/* or all common)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--lower-is-better", action="store_true")
-    g.add_argument("--higher-is-better", action="store_true")
+    g.add_argument("--lower-is-better", action="store_true",
+                   help="the metrics are losses (default: from the metric family, e.g. bpb/, loss/ are lower)")
+    g.add_argument("--higher-is-better", action="store_true",
+                   help="the metrics are scores (default: from the metric family, e.g. acc/, exact_match/ are higher)")
     p.add_argument("--out", default=None, help="folder for rank_consistency.json and rank_scatter.png")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_validate)

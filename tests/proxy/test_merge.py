@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,10 +114,11 @@ def test_cli_merge(components, tmp_path, capsys):
     assert "already holds" in capsys.readouterr().err
 
 
-def _mergekit_yaml() -> str | None:
-    if importlib.util.find_spec("mergekit") is not None:
-        return shutil.which("mergekit-yaml") or "python -m mergekit.scripts.run_yaml"
-    return os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
+def _mergekit_yaml() -> list[str] | None:
+    if importlib.util.find_spec("mergekit") is not None:  # the interpreter running the tests, not whatever `python` is
+        return [sys.executable, "-m", "mergekit.scripts.run_yaml"]
+    cmd = os.environ.get("MERGEKIT_YAML") or shutil.which("mergekit-yaml")
+    return cmd.split() if cmd else None
 
 
 @pytest.mark.skipif(_mergekit_yaml() is None, reason="mergekit is not installed (pip install mergekit)")
@@ -126,8 +128,9 @@ def test_linear_equals_mergekit(components, tmp_path):
     config = {"merge_method": "linear", "dtype": "float32",
               "models": [{"model": str(components / n), "parameters": {"weight": w}} for n, w in ratios.items()]}
     (tmp_path / "mk.yaml").write_text(json.dumps(config))
-    cmd = _mergekit_yaml().split() + [str(tmp_path / "mk.yaml"), str(tmp_path / "mk")]
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    cmd = _mergekit_yaml() + [str(tmp_path / "mk.yaml"), str(tmp_path / "mk")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
     theirs = {}
     for f in sorted((tmp_path / "mk").glob("*.safetensors")):
         theirs.update(load_file(str(f)))

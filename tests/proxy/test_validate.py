@@ -29,6 +29,22 @@ def test_identical_and_reversed():
     assert out.spearman_top25 == pytest.approx(-1.0)
 
 
+def test_metric_direction_is_explicit_per_family():
+    from proxy.validate import metric_direction
+    assert metric_direction("acc/supplementary_math") == "higher"  # not "ppl" by substring
+    assert metric_direction("bpb_candidate/code_high") == "lower" and metric_direction("loss/x") == "lower"
+    assert metric_direction("exact_match/gsm8k") == "higher" and metric_direction("humaneval_bpb") is None
+    ref = table({"acc/supplementary_math": [0.1, 0.2, 0.3, 0.4], "acc/x": [0.4, 0.3, 0.2, 0.1]})
+    assert not rank_consistency(ref, ref).lower_is_better
+    with pytest.raises(ValueError, match="mix directions"):
+        rank_consistency(table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}), table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}),
+                         metrics=["acc/x", "bpb/x"])
+    odd = table({"mystery/x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match="'mystery/x': direction unknown"):
+        rank_consistency(odd, odd)
+    assert rank_consistency(odd, odd, lower_is_better=True).lower_is_better
+
+
 def test_hand_computed_case():
     ref = table({"acc/x": [0.1, 0.2, 0.3, 0.4, 0.5]})
     prx = table({"acc/x": [0.2, 0.1, 0.3, 0.5, 0.4]})
