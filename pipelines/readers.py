@@ -105,7 +105,10 @@ def list_units(recipe: Recipe, sources: list[str] | None = None,
 
 
 class SourceReader(CountingStep):
-    """Read the work units of this task and yield Documents with a stable id and source metadata."""
+    """Read the work units of this task and yield Documents with a stable id and source metadata.
+
+    An id may repeat (an id field re-used across re-crawled files); the dedup stage makes ids unique.
+    """
 
     name = "read"
     type = "📖 - READER"
@@ -128,12 +131,13 @@ class SourceReader(CountingStep):
             capped = cap is not None and fmt.format != "builtin"
             if capped and emitted.get(unit.source, 0) >= cap:
                 continue
-            for doc in self._read_unit(unit, fmt):
+            for row, doc in enumerate(self._read_unit(unit, fmt)):
                 if capped and emitted.get(unit.source, 0) >= cap:
                     self.count_drop(unit.source, "limit")
                     break
                 emitted[unit.source] = emitted.get(unit.source, 0) + 1
-                doc.metadata.update(source=unit.source, domain=fmt.domain)
+                # unit, row: where the record comes from, which orders repeated ids (pipelines.dedup.unique_ids)
+                doc.metadata.update(source=unit.source, domain=fmt.domain, unit=i, row=row)
                 self.count_out(unit.source)
                 yield doc
 
@@ -346,4 +350,4 @@ class ListReader(CountingStep):
             yield from data
         for i in range(rank, len(self.texts), world_size):
             self.count_out(self.source)
-            yield Document(text=self.texts[i], id=f"{self.source}/{i}", metadata={"source": self.source})
+            yield Document(text=self.texts[i], id=f"{self.source}/{i}", metadata={"source": self.source, "unit": 0, "row": i})

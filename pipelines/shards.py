@@ -24,6 +24,7 @@ from datatrove.data import Document, DocumentsPipeline
 from corpus import Recipe
 from corpus.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 from manifests import read_shard_record, shard_path, shard_table, write_shard_atomic
+from pipelines.dedup import kept_records
 from pipelines.stats import CountingStep
 
 TOKENIZER_DIR = "tokenizer"
@@ -41,23 +42,17 @@ def _sample_key(doc_id: str) -> bytes:
 
 
 def training_sample(prepared_folder: str, drop_file: str | None, n_docs: int) -> list[str]:
-    """A deterministic sample of about `n_docs` kept documents, split evenly over sources."""
-    fs, root = fsspec.core.url_to_fs(prepared_folder)
-    files = sorted(fs.glob(f"{root}/[0-9]*.parquet"))
-    drops = set(pq.read_table(fs.open(drop_file, "rb"), columns=["id"]).column("id").to_pylist()) if drop_file else set()
-    by_source: dict[str, list[tuple[bytes, str]]] = {}
-    for p in files:
-        t = pq.read_table(fs.open(p, "rb"), columns=["source", "id"])
-        for s, i in zip(t.column("source").to_pylist(), t.column("id").to_pylist()):
-            if i not in drops:
-                by_source.setdefault(s, []).append((_sample_key(i), i))
+    """A deterministic sample of about `n_docs` kept documents, split evenly over sources (by unique id)."""
+    by_source: dict[str, list[tuple[bytes, str, str, int]]] = {}
+    for path, pos, uid, source in kept_records(prepared_folder, drop_file):
+        by_source.setdefault(source, []).append((_sample_key(uid), uid, path, pos))
     per_source = max(1, n_docs // max(1, len(by_source)))
-    chosen = {i for rows in by_source.values() for _, i in sorted(rows)[:per_source]}
+    chosen = [r for rows in by_source.values() for r in sorted(rows)[:per_source]]
+    fs, _ = fsspec.core.url_to_fs(prepared_folder)
     texts: dict[str, str] = {}
-    for p in files:
-        t = pq.read_table(fs.open(p, "rb"), columns=["id", "text"], filters=[("id", "in", sorted(chosen))]) if chosen else None
-        if t is not None:
-            texts.update(zip(t.column("id").to_pylist(), t.column("text").to_pylist()))
+    for path in sorted({r[2] for r in chosen}):
+        column = pq.read_table(fs.open(path, "rb"), columns=["text"]).column("text")
+        texts.update((uid, column[pos].as_py()) for _, uid, p, pos in chosen if p == path)
     return [texts[i] for i in sorted(texts)]
 
 

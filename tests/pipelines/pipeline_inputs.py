@@ -64,6 +64,9 @@ def make_inputs(root: Path, seed: int = 0) -> dict:
     raw = "\n".join(lines).encode() + b"\n" + b'{"text": "bad \xff\xfe bytes"}\n'  # invalid UTF-8
     (inp / "web" / "a.jsonl").write_bytes(raw)
     (inp / "web" / "empty.jsonl").write_bytes(b"")
+    # a re-crawl (read by the other task): w1 again with its text (an exact copy), w2 again with a new text
+    recrawl = [{"text": docs[1]["text"], "id": "w1"}, {"text": prose(rng), "id": "w2"}]
+    (inp / "web" / "a2.jsonl").write_text("".join(json.dumps(d) + "\n" for d in recrawl))
     more = "\n".join(json.dumps({"text": prose(rng)}) for _ in range(8)).encode() + b"\n"
     (inp / "web" / "b.jsonl.gz").write_bytes(gzip.compress(more)[:-30])   # truncated gzip
     import zstandard

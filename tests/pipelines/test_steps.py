@@ -77,13 +77,14 @@ def test_find_duplicates_exact_near_and_distinct(tmp_path):
     from pipelines.dedup import content_hash
 
     table = pa.table({"source": [k.split("/")[0] for k in texts], "id": list(texts), "text": list(texts.values()),
-                      "hash": [content_hash(t) for t in texts.values()], "bands": [h.bands(t) for t in texts.values()]},
+                      "hash": [content_hash(t) for t in texts.values()], "bands": [h.bands(t) for t in texts.values()],
+                      "unit": [0] * len(texts), "row": list(range(len(texts)))},
                      schema=PREPARED_SCHEMA)
     (tmp_path / "p").mkdir()
     pq.write_table(table, tmp_path / "p" / "00000_00000.parquet")
-    drops = find_duplicates(str(tmp_path / "p"), cfg).to_pylist()
-    assert drops == [{"source": "s", "id": "s/b", "reason": "exact_duplicate"},
-                     {"source": "s", "id": "s/c", "reason": "near_duplicate"}]  # t/a: other source, kept
+    drops = find_duplicates(str(tmp_path / "p"), cfg).select(["pos", "source", "id", "reason"]).to_pylist()
+    assert drops == [{"pos": 1, "source": "s", "id": "s/b", "reason": "exact_duplicate"},
+                     {"pos": 2, "source": "s", "id": "s/c", "reason": "near_duplicate"}]  # t/a: other source, kept
     strict = find_duplicates(str(tmp_path / "p"), DedupConfig(threshold=0.999)).to_pylist()
     assert [d["id"] for d in strict] == ["s/b"]  # the real Jaccard is checked against the threshold
 
