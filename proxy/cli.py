@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from corpus.errors import run_cli
+
 # Modules that contribute subcommands, in the order of the method.
 SUBCOMMAND_MODULES = ("proxy.train", "proxy.merge", "proxy.evaluate", "proxy.search", "proxy.validate")
 
@@ -38,19 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; exit 0 ok, 1 failed, 2 usage."""
+    """Entry point: exit 0 ok; our errors one line on stderr, exit 1 (usage 2); a bug shows its traceback."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 - the CLI's one place that turns errors into exit codes
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    return run_cli("proxy", parser, argv, lambda args: args.func(args))
 
 
 if __name__ == "__main__":

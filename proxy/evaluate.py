@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+from proxy.errors import ProxyError
 
 IGNORE = -100
 Doc = tuple  # (token ids, text) or (token ids, text, source)
@@ -140,7 +141,7 @@ class ValidationSet:
             budgets = equal_split(tokens_per_domain, {s: c for s, c in capacity.items() if c > 0})
             chosen = [d for s in sorted(budgets) for d in _take(by_source[s], budgets[s])]
             if not chosen:
-                raise ValueError(f"domain {domain!r}: no validation documents with tokens")
+                raise ProxyError(f"domain {domain!r}: no validation documents with tokens")
             out.append(_pack(domain, chosen, tuple(sorted(budgets)), eos_id, seq_len))
         return cls(tuple(out), seq_len, tokens_per_domain, tuple(sorted((candidate_of or {}).items())))
 
@@ -154,7 +155,7 @@ class ValidationSet:
         with open_manifest(db, read_only=True) as con:
             meta = get_meta(con)
         if "eos_id" not in meta:
-            raise ValueError(f"{db}: meta.eos_id missing; cannot pack documents")
+            raise ProxyError(f"{db}: meta.eos_id missing; cannot pack documents")
         rows = {s["source"]: s for s in list_sources(db)}
         shards: dict[str, list[dict[str, Any]]] = {}
         for shard in list_shards(db, split="validation"):
@@ -163,7 +164,7 @@ class ValidationSet:
                 continue
             shards.setdefault(shard["source"], []).append(shard)
         if not shards:
-            raise ValueError(f"{db}: no validation shards (split='validation') to evaluate on")
+            raise ProxyError(f"{db}: no validation shards (split='validation') to evaluate on")
         docs: dict[str, list[Doc]] = {}
         for domain in sorted({rows[s]["domain"] for s in shards}):
             members = {s: sum(int(sh["n_tokens"]) for sh in shards[s]) for s in shards if rows[s]["domain"] == domain}
@@ -260,7 +261,7 @@ def lm_eval_scores(model_dir: str, tasks: list[str], batch_size: int = 8) -> dic
     try:
         import lm_eval  # noqa: PLC0415
     except ImportError:
-        raise RuntimeError("--tasks needs lm-eval-harness (pip install lm-eval) and its datasets") from None
+        raise ProxyError("--tasks needs lm-eval-harness (pip install lm-eval) and its datasets") from None
     res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir}", tasks=tasks, batch_size=batch_size)
     scores = {}
     for task, vals in res["results"].items():

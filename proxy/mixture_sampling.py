@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
+from proxy.errors import ProxyError
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,15 @@ class SamplingSettings:
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
-            raise ValueError(f"temperature: {self.temperature!r} must be > 0")
+            raise ProxyError(f"temperature: {self.temperature!r} must be > 0")
         if not 0 < self.strength_min <= self.strength_max:
-            raise ValueError(f"strength range: [{self.strength_min}, {self.strength_max}] must be positive and ordered")
+            raise ProxyError(f"strength range: [{self.strength_min}, {self.strength_max}] must be positive and ordered")
         if self.n_strengths < 1:
-            raise ValueError(f"n_strengths: {self.n_strengths!r} must be >= 1")
+            raise ProxyError(f"n_strengths: {self.n_strengths!r} must be >= 1")
         if self.cap < 1:
-            raise ValueError(f"cap: {self.cap!r} must be >= 1 (a multiple of the prior share)")
+            raise ProxyError(f"cap: {self.cap!r} must be >= 1 (a multiple of the prior share)")
         if not 0 < self.unit < 1:
-            raise ValueError(f"unit: {self.unit!r} must be in (0, 1)")
+            raise ProxyError(f"unit: {self.unit!r} must be in (0, 1)")
 
     def strengths(self) -> np.ndarray:
         """The strengths a draw chooses from: n_strengths values log-spaced in [strength_min, strength_max]."""
@@ -56,7 +57,7 @@ def prior_shares(tokens: Mapping[str, int] | Sequence[int]) -> np.ndarray:
     """Token counts as shares summing to 1; raises ValueError on a negative count or an all-zero prior."""
     vals = np.array(list(tokens.values()) if isinstance(tokens, Mapping) else list(tokens), dtype=np.float64)
     if np.any(vals < 0) or vals.sum() <= 0:
-        raise ValueError(f"prior token counts must be >= 0 with a positive total, got {vals.tolist()}")
+        raise ProxyError(f"prior token counts must be >= 0 with a positive total, got {vals.tolist()}")
     return vals / vals.sum()
 
 

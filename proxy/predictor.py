@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from proxy.errors import ProxyError
 
 PREDICTORS = ("lightgbm", "ridge")
 
@@ -21,7 +22,7 @@ class PredictorSettings:
 
     def __post_init__(self) -> None:
         if self.kind not in PREDICTORS:
-            raise ValueError(f"predictor: {self.kind!r} is not one of {', '.join(PREDICTORS)}")
+            raise ProxyError(f"predictor: {self.kind!r} is not one of {', '.join(PREDICTORS)}")
 
 
 class MetricPredictor:
@@ -35,7 +36,7 @@ class MetricPredictor:
         """Fit on N evaluated mixtures; raises ValueError when N < 2."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if x.shape[0] < 2:
-            raise ValueError(f"predictor needs at least 2 evaluated mixtures, got {x.shape[0]}")
+            raise ProxyError(f"predictor needs at least 2 evaluated mixtures, got {x.shape[0]}")
         s = self.settings
         if s.kind == "ridge":
             from sklearn.linear_model import Ridge  # noqa: PLC0415

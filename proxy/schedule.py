@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from proxy.errors import ProxyError
 
 SCHEDULES = ("cosine", "wsd", "constant")
 
@@ -24,12 +25,12 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ValueError(f"schedule: {self.kind!r} is not one of {', '.join(SCHEDULES)}")
+            raise ProxyError(f"schedule: {self.kind!r} is not one of {', '.join(SCHEDULES)}")
         if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"schedule: need 0 <= warmup_steps ({self.warmup_steps}) <= total_steps "
+            raise ProxyError(f"schedule: need 0 <= warmup_steps ({self.warmup_steps}) <= total_steps "
                              f"({self.total_steps}) and total_steps >= 1")
         if not 0.0 <= self.min_lr_ratio <= 1.0 or not 0.0 <= self.decay_frac <= 1.0:
-            raise ValueError("schedule: min_lr_ratio and decay_frac must lie in [0, 1]")
+            raise ProxyError("schedule: min_lr_ratio and decay_frac must lie in [0, 1]")
 
     def __call__(self, step: int) -> float:
         """Learning rate for optimizer step `step` (0-based)."""

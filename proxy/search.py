@@ -15,6 +15,7 @@ import numpy as np
 
 from proxy.mixture_sampling import SamplingSettings, sample_mixtures
 from proxy.predictor import MetricPredictor, PredictorSettings
+from proxy.errors import ProxyError
 
 ScoreFn = Callable[[dict[str, float]], Mapping[str, float]]
 
@@ -35,7 +36,7 @@ class Objective:
             try:
                 weight = float(w) if w else 1.0
             except ValueError:
-                raise ValueError(f"objective {self.spec!r}: weight {w!r} of {name!r} is not a number") from None
+                raise ProxyError(f"objective {self.spec!r}: weight {w!r} of {name!r} is not a number") from None
             if name in metric_names:
                 matched = [name]
             elif f"bpb/{name}" in metric_names:
@@ -43,12 +44,12 @@ class Objective:
             else:
                 matched = [m for m in metric_names if m.startswith(f"{name}/")]
             if not matched:
-                raise ValueError(f"objective {self.spec!r}: {name!r} matches no metric of {sorted(metric_names)}")
+                raise ProxyError(f"objective {self.spec!r}: {name!r} matches no metric of {sorted(metric_names)}")
             for m in matched:
                 weights[m] = weights.get(m, 0.0) + weight / len(matched)
         total = sum(weights.values())
         if total <= 0:
-            raise ValueError(f"objective {self.spec!r}: weights must sum to a positive number")
+            raise ProxyError(f"objective {self.spec!r}: weights must sum to a positive number")
         return {m: w / total for m, w in weights.items()}
 
     def value(self, metrics: Mapping[str, float], weights: Mapping[str, float]) -> float:
@@ -75,11 +76,11 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.per_iteration < 2:
-            raise ValueError(f"iterations ({self.iterations}) must be >= 1 and per_iteration ({self.per_iteration}) >= 2")
+            raise ProxyError(f"iterations ({self.iterations}) must be >= 1 and per_iteration ({self.per_iteration}) >= 2")
         if self.rank_by not in ("percentile", "value"):
-            raise ValueError(f"rank_by: {self.rank_by!r} is not one of percentile, value")
+            raise ProxyError(f"rank_by: {self.rank_by!r} is not one of percentile, value")
         if self.final not in FINAL_CHOICES:
-            raise ValueError(f"final: {self.final!r} is not one of {', '.join(FINAL_CHOICES)}")
+            raise ProxyError(f"final: {self.final!r} is not one of {', '.join(FINAL_CHOICES)}")
 
     def batch_sizes(self) -> list[int]:
         """Proxies evaluated in each iteration (halving, at least 1)."""
@@ -150,7 +151,7 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
     names = tuple(candidates)
     prior = [int(prior_tokens[n]) for n in names] if isinstance(prior_tokens, Mapping) else list(prior_tokens)
     if len(prior) != len(names):
-        raise ValueError(f"prior: {len(prior)} counts for {len(names)} candidates")
+        raise ProxyError(f"prior: {len(prior)} counts for {len(names)} candidates")
     pool = sample_mixtures(prior, settings.pool, settings.seed, settings.sampling)
     rng = np.random.default_rng(settings.seed + 1)
     evaluated: list[dict[str, Any]] = []

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from proxy.errors import ProxyError
 
 
 def candidate_tokens(db: str | os.PathLike) -> dict[str, int]:
@@ -32,11 +33,11 @@ def search_prior(db: str | os.PathLike | None, names: tuple[str, ...], kind: str
     if kind == "uniform":
         return {n: 1 for n in names}
     if db is None:
-        raise ValueError("--db is needed for the manifest prior (or pass --prior uniform)")
+        raise ProxyError("--db is needed for the manifest prior (or pass --prior uniform)")
     tokens = candidate_tokens(db)
     missing = [n for n in names if tokens.get(n, 0) <= 0]
     if missing:
-        raise ValueError(f"{db}: no train tokens for candidates {missing} (manifest candidates: {sorted(tokens)}); "
+        raise ProxyError(f"{db}: no train tokens for candidates {missing} (manifest candidates: {sorted(tokens)}); "
                          "name components after sources.candidate or pass --prior uniform")
     return {n: tokens[n] for n in names}
 

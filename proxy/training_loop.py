@@ -25,6 +25,7 @@ from proxy import fsdp as fsdp_lib
 from proxy.training_state import (apply_optimizer_state, find_training_state, load_training_state, read_optimizer_state,
                                   read_training_meta, save_training_state)
 from proxy.schedule import Schedule
+from proxy.errors import ProxyError
 
 STATE_DIR = "training_state"
 LOG_FILE = "train_log.jsonl"
@@ -58,9 +59,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
-            raise ValueError(f"batch_size {self.batch_size} must be a positive multiple of grad_accum {self.grad_accum}")
+            raise ProxyError(f"batch_size {self.batch_size} must be a positive multiple of grad_accum {self.grad_accum}")
         if self.seq_len < 2 or self.tokens < 0:
-            raise ValueError(f"seq_len {self.seq_len} must be >= 2 and tokens {self.tokens} >= 0")
+            raise ProxyError(f"seq_len {self.seq_len} must be >= 2 and tokens {self.tokens} >= 0")
 
     def tokens_per_step(self, world_size: int = 1) -> int:
         """Tokens consumed by one optimizer step over all ranks."""
@@ -149,7 +150,7 @@ def _check_resume(meta: dict[str, Any], config: TrainConfig, world_size: int, pl
     if plan_id is not None and meta.get("plan_id") not in (None, plan_id):
         diffs.append(f"plan_id: saved {meta.get('plan_id')}, now {plan_id}")
     if diffs:
-        raise ValueError(f"{where}: cannot resume, the run changed ({'; '.join(diffs)}); "
+        raise ProxyError(f"{where}: cannot resume, the run changed ({'; '.join(diffs)}); "
                          "use a new --out or delete the training state")
 
 

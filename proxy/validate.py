@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+from proxy.errors import ProxyError
 
 NAME_COLUMNS = ("name", "mixture")
 SKIP_COLUMNS = ("iteration", "objective", "predicted_objective")
@@ -50,10 +51,10 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"{path}: no such score table or folder")
+        raise ProxyError(f"{path}: no such score table or folder")
     files = sorted(p for p in path.iterdir() if p.suffix in (".parquet", ".csv", ".json")) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"{path}: no .parquet, .csv or .json score tables")
+        raise ProxyError(f"{path}: no .parquet, .csv or .json score tables")
     out: dict[str, dict[str, float]] = {}
     for f in files:
         if f.suffix == ".json":
@@ -67,12 +68,12 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
             frame = pl.read_parquet(f)
         name_col = next((c for c in NAME_COLUMNS if c in frame.columns), None)
         if name_col is None:
-            raise ValueError(f"{f}: no mixture name column (one of {', '.join(NAME_COLUMNS)})")
+            raise ProxyError(f"{f}: no mixture name column (one of {', '.join(NAME_COLUMNS)})")
         numeric = [c for c, t in frame.schema.items() if c != name_col and t.is_numeric()]
         for row in frame.select([name_col, *numeric]).to_dicts():
             name = str(row.pop(name_col))
             if name in out:
-                raise ValueError(f"{f}: mixture {name!r} appears twice")
+                raise ProxyError(f"{f}: mixture {name!r} appears twice")
             out[name] = {k: float(v) for k, v in row.items() if v is not None}
     return out
 
@@ -94,12 +95,12 @@ def objective_direction(metrics: Sequence[str], lower_is_better: bool | None = N
     directions = {m: metric_direction(m) for m in metrics}
     unknown = [m for m, d in directions.items() if d is None]
     if unknown:
-        raise ValueError(f"metric {unknown[0]!r}: direction unknown (family {unknown[0].split('/', 1)[0]!r}); "
+        raise ProxyError(f"metric {unknown[0]!r}: direction unknown (family {unknown[0].split('/', 1)[0]!r}); "
                          "pass --lower-is-better or --higher-is-better")
     if len(set(directions.values())) > 1:
         lower = [m for m, d in directions.items() if d == "lower"]
         higher = [m for m, d in directions.items() if d == "higher"]
-        raise ValueError(f"metrics mix directions: {lower[0]!r} is lower-is-better, {higher[0]!r} higher-is-better; "
+        raise ProxyError(f"metrics mix directions: {lower[0]!r} is lower-is-better, {higher[0]!r} higher-is-better; "
                          "compare one direction at a time with --metrics")
     return next(iter(directions.values())) == "lower"
 
@@ -120,7 +121,7 @@ def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str,
     """Compare proxy to reference scores on the mixtures both have; raises ValueError when too little overlaps."""
     names = sorted(set(references) & set(proxies))
     if len(names) < 3:
-        raise ValueError(f"only {len(names)} mixtures appear in both tables (need >= 3): {names}")
+        raise ProxyError(f"only {len(names)} mixtures appear in both tables (need >= 3): {names}")
     common = set.intersection(*(set(references[n]) & set(proxies[n]) for n in names))
     if metrics is None:
         metrics = sorted(m for m in common if m not in SKIP_COLUMNS and not m.startswith("ratio/"))
@@ -128,7 +129,7 @@ def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str,
         metrics = bpb or metrics
     missing = [m for m in metrics if m not in common]
     if missing or not metrics:
-        raise ValueError(f"metrics {missing or list(metrics)} are not in both tables (common: {sorted(common)})")
+        raise ProxyError(f"metrics {missing or list(metrics)} are not in both tables (common: {sorted(common)})")
     lower = objective_direction(metrics, lower_is_better)
     ref = np.array([[references[n][m] for m in metrics] for n in names])
     prx = np.array([[proxies[n][m] for m in metrics] for n in names])
