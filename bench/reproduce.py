@@ -44,6 +44,7 @@ from proxy.search import SearchSettings, run_search  # noqa: E402
 from proxy.search_proxies import candidate_tokens  # noqa: E402
 from proxy.training_loop import TrainConfig  # noqa: E402
 from proxy.training_run import train_components, train_on_mixture  # noqa: E402
+from proxy.weights import load_components  # noqa: E402
 from proxy.validate import rank_consistency  # noqa: E402
 from reproduce_report import render_report  # noqa: E402
 
@@ -143,7 +144,11 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     # reuse them from a shared folder keyed by what they do depend on.
     shared = work.parent / f"shared-{setup.preset}-b{setup.base_tokens}-c{setup.component_tokens}-seed{setup.seed}"
     base = shared / "base"
-    refs_dir, bl_dir = shared / f"references-{setup.references}", shared / f"regmix-{setup.baseline}-{setup.references}"
+    # References and the baseline train on the materialised mixture g x general + (1 - g) x alpha, so they
+    # depend on the components' general share g too.
+    g_key = f"g{setup.general_share:g}"
+    refs_dir = shared / f"references-{setup.references}-{g_key}"
+    bl_dir = shared / f"regmix-{setup.baseline}-{setup.references}-{g_key}"
     base_mix = Mixture(name="base-general", level="domain", ratios={"general": 1.0}, provenance={"method": "demix-base"})
     train_on_mixture(base_mix, db, base, replace(cfg, tokens=setup.base_tokens), kind="base",
                      init=model_init(setup.preset, work, db), progress=True)
@@ -153,13 +158,14 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     comps = train_components(base, db, work / "components", cfg, general_share=setup.general_share, progress=True)
     timings["components"] = time.perf_counter() - t
     candidates = sorted(o.name for o in comps)
+    general = load_components(work / "components").general_provenance()  # what mixer resolve materialises with
     prior = candidate_tokens(db)
     mixtures = sample_mixtures([prior[c] for c in candidates], setup.references, seed=setup.seed + 100)
     named = {f"mix-{i:02d}": {c: float(r) for c, r in zip(candidates, row)} for i, row in enumerate(mixtures)}
 
     t = time.perf_counter()
     for name, ratios in named.items():
-        mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-reference"})
+        mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-reference", **general})
         train_on_mixture(mix, db, refs_dir / name, cfg, kind="trained", init=str(base), base=str(base),
                          progress=True)
     timings["references"] = time.perf_counter() - t
@@ -174,7 +180,7 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
     bl_cfg = replace(cfg, tokens=bl_tokens)
     t = time.perf_counter()
     for name, ratios in named.items():
-        mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-regmix"})
+        mix = Mixture(name=name, level="candidate", ratios=ratios, provenance={"method": "reproduce-regmix", **general})
         train_on_mixture(mix, db, bl_dir / name, bl_cfg, kind="trained", init=bl_init, progress=True)
     timings["regmix"] = time.perf_counter() - t
 
@@ -192,6 +198,7 @@ def run(setup: Setup, corpus: Path, work: Path, console: Console) -> dict:
                         settings=SearchSettings(iterations=3, per_iteration=setup.search_per_iteration,
                                                 pool=setup.search_pool, seed=setup.seed,
                                                 top_k=max(8, setup.search_pool // 156)), progress=True)
+    result.extra_provenance.update(general)
     best = Mixture(name="search-best", level="candidate", ratios=result.best_ratios, provenance=result.provenance())
     train_on_mixture(best, db, work / "search-best", cfg, kind="trained", init=str(base),
                      base=str(base), progress=True)

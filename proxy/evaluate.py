@@ -294,7 +294,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results = evaluate_model(model, vset, batch_size=args.batch_size)
     report: dict[str, Any] = {"model": label, "seq_len": args.seq_len, "tokens_per_domain": args.tokens_per_domain,
                               "domains": results,
-                              "mean_bpb": sum(r["bpb"] for r in results.values()) / len(results)}
+                              "mean_bpb": sum(r["bpb"] for r in results.values()) / len(results),
+                              "candidates": {k.split("/", 1)[1]: v for k, v in flat_metrics(results).items()
+                                             if k.startswith("bpb_candidate/")}}
     if args.tasks:
         if args.model is None:
             print("error: --tasks needs --model (a folder lm-eval can load)", file=sys.stderr)
@@ -310,6 +312,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col == "domain" else "right")
     for domain, r in results.items():
         table.add_row(domain, f"{r['loss']:.4f}", f"{r['bpb']:.4f}", str(r["tokens"]), str(r["bytes"]))
+        for source, sr in r["sources"].items():  # what each source (and so each candidate) contributes
+            table.add_row(f"  {source}" + (f" ({sr['candidate']})" if sr.get("candidate") else ""), f"{sr['loss']:.4f}",
+                          f"{sr['bpb']:.4f}", str(sr["tokens"]), str(sr["bytes"]), style="dim")
     table.add_row("mean", "", f"{report['mean_bpb']:.4f}", "", "")
     Console(file=sys.stdout).print(table)
     for task, v in report.get("tasks", {}).items():

@@ -23,8 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     best = json.loads((args.runs / "search" / "best_mixture.json").read_text())
     plan = json.loads((args.runs / "plan.json").read_text())
 
-    t = Table(title="DeMix demo: the searched mixture and its plan")
-    for col in ("candidate", "ratio", "corpus tokens", "source", "allotted", "epochs"):
+    prov = best.get("provenance", {})
+    measured = prov.get("measured_metrics", {})
+    materialised = plan.get("mixture", {}).get("provenance", {}).get("materialised", {})
+    g = float(materialised.get("general_share", 0.0))
+    t = Table(title="DeMix demo: the searched mixture (alpha), the data it stands for, and its plan")
+    for col in ("candidate", "alpha", "bpb (best proxy)", "materialised share", "corpus tokens", "source", "allotted",
+                "epochs"):
         t.add_column(col, justify="left" if col in ("candidate", "source") else "right")
     by_candidate: dict[str, list[dict]] = {}
     for s in plan["sources"]:
@@ -35,14 +40,22 @@ def main(argv: list[str] | None = None) -> int:
             corpus_tokens[s["candidate"]] = corpus_tokens.get(s["candidate"], 0) + int(s["n_tokens"])
     for cand, ratio in sorted(best["ratios"].items(), key=lambda kv: -kv[1]):
         rows = by_candidate.get(cand, [])
+        bpb = measured.get(f"bpb_candidate/{cand}")
+        share = sum(float(s["share"]) for s in rows)
         first = True
         for s in rows or [{}]:
             t.add_row(cand if first else "", f"{ratio:.3f}" if first else "",
+                      (f"{bpb:.4f}" if bpb is not None else "-") if first else "",
+                      f"{share:.3f}" if first else "",
                       format_tokens(corpus_tokens.get(cand, 0)) if first else "", s.get("source", "-"),
                       format_tokens(int(s["allotted_tokens"])) if s else "-", f"{s['epochs']:.2f}" if s else "-")
             first = False
     console.print(t)
-    prov = best.get("provenance", {})
+    if materialised.get("as_is", True):
+        console.print("plan: the mixture resolved as-is (no general share recorded or --as-is)")
+    else:
+        console.print(f"plan: materialised with the components' general share g = {g:g}: "
+                      f"{g:g} x general + {1 - g:g} x alpha (every component trained on {g:.0%} general data)")
     if "measured_objective" in prov:
         console.print(f"best mixture: measured objective {prov['measured_objective']:.4f} "
                       f"(predicted {prov.get('predicted_objective', float('nan')):.4f}) over "
