@@ -18,7 +18,7 @@ EXAMPLES = """examples:
   mixer resolve --recipe corpus/recipes/demix_corpora.yaml --stage 3 --target 2T --json
   mixer resolve --mixture best.json --db out/demo/manifest.duckdb --target 50M --max-epochs 4 --out plan.json
   mixer sample --plan plan.json --n 3 --decode
-  mixer release --plan plan.json --out release/ [--push ORG/NAME --private --revision main --dry-run]
+  mixer release --plan plan.json --out release/ --samples 10M,100M [--push ORG/NAME --private --revision main --dry-run]
 """
 
 
@@ -34,6 +34,10 @@ def _positive_tokens(value: str) -> int:
     if n <= 0:
         raise argparse.ArgumentTypeError(f"{value!r}: expected a token amount > 0, e.g. 50M or 22T")
     return n
+
+
+def _token_list(value: str) -> tuple[int, ...]:
+    return tuple(_positive_tokens(part) for part in value.split(","))
 
 
 def _int_at_least(lo: int) -> Callable[[str], int]:
@@ -124,7 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--out", required=True, help="folder or fsspec URL (file://, memory://, s3://, ...)")
     rel.add_argument("--mixture-max-tokens", type=_tokens, default=None,
                      help="cap on the mixture config's stream tokens (default 100M; 'all' is --mixture-max-tokens 0)")
-    rel.add_argument("--overwrite", action="store_true")
+    rel.add_argument("--samples", type=_token_list, default=(), metavar="N[,N...]",
+                     help="add sample-<N> configs, exact prefixes of the stream (e.g. 10B,100B; no thousands commas)")
+    rel.add_argument("--file-tokens", type=_positive_tokens, default=None,
+                     help="stream tokens per Parquet file (default 64M, about 0.5 GB)")
+    rel.add_argument("--overwrite", action="store_true", help="replace a previous release at --out (only one)")
     rel.add_argument("--push", metavar="ORG/NAME", help="create this dataset repo and upload the folder")
     rel.add_argument("--private", action="store_true")
     rel.add_argument("--revision", help="branch to upload to (created if missing)")
@@ -238,10 +246,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     """Write the release folder; list it with --dry-run, or push it to the Hub with --push."""
     from mixer.release import DEFAULT_MIXTURE_MAX_TOKENS, push_release, write_release
+    from mixer.release_layout import FILE_TOKENS
 
     cap = DEFAULT_MIXTURE_MAX_TOKENS if args.mixture_max_tokens is None else (args.mixture_max_tokens or None)
-    files = write_release(args.plan, args.out, mixture_max_tokens=cap, overwrite=args.overwrite,
-                          progress=not args.json)
+    files = write_release(args.plan, args.out, mixture_max_tokens=cap, samples=args.samples,
+                          file_tokens=args.file_tokens or FILE_TOKENS, overwrite=args.overwrite, progress=not args.json)
     total = sum(f.n_bytes for f in files)
     result: dict[str, Any] = {"out": args.out, "files": [{"path": f.path, "bytes": f.n_bytes} for f in files],
                               "bytes": total, "pushed": None}

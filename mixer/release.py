@@ -1,14 +1,21 @@
 """Release a plan as a Hugging Face dataset folder (any fsspec URL) and optionally push it to the Hub.
 
-Layout: ``data/<source>/train-*.parquet`` holds the documents the plan takes from each source
-(every document once, however many epochs; a fractional single epoch releases its seeded prefix),
-``data/mixture/train-*.parquet`` holds the mixture stream's documents in sampler order (repeats
-included, capped at ``mixture_max_tokens``), ``tokenizer/`` the corpus tokenizer, and README.md the
-dataset card whose YAML ``configs:`` block names one config per source plus ``mixture``.
+Layout (planned and checked against the Hub's limits before writing: ``mixer.release_layout``):
+``data/<source>/train-*.parquet`` holds the documents the plan takes from each source (every
+document once, however many epochs; a fractional single epoch releases its seeded prefix),
+``data/mixture/train-*.parquet`` the mixture stream's documents in sampler order (repeats included,
+capped at ``mixture_max_tokens``), ``data/sample-<N>/`` the sampler's first ``N // seq_len``
+sequences as rows, ``tokenizer/`` the corpus tokenizer, and README.md the dataset card
+(``mixer.release_card``). Files are written one at a time with bounded memory
+(``mixer.release_write``) and renamed when whole, so a killed release resumes where it stopped.
 
 Every release folder holds a marker, ``.demix-release.json``, written before anything else:
 
-    {"tool": "mixer release", "version": 1, "plan_id": "9f2c61d0a4b7e815"}
+    {"tool": "mixer release", "version": 1, "plan_id": "9f2c61d0a4b7e815",
+     "settings": {"seq_len": 2048, "file_tokens": 64000000, "mixture_slots": 48829, "samples": [10000000]}}
+
+``settings`` are what decides the files' contents besides the plan: a rerun with the same plan and
+settings resumes (writes only missing files); anything else needs ``overwrite``.
 
 It is what makes ``overwrite`` safe: only a folder with the marker is ever replaced, and then only
 the entries a release writes (``data/``, ``tokenizer/``, README.md, the marker) are deleted, so a
@@ -19,29 +26,25 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Sequence
 
 import fsspec
-import numpy as np
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
-import yaml
 
-from corpus import format_tokens
 from mixer.plan import Plan
+from mixer.release_card import render_card
+from mixer.release_layout import FILE_TOKENS, ConfigLayout, plan_layout
+from mixer.release_write import write_mixture_file, write_sample_file, write_source_file
 from mixer.sampler import Sampler
-from mixer.stream import SourceStream, join_url
+from mixer.stream import join_url
 from corpus.errors import DemixError
 
-ROWS_PER_FILE = 50_000
 MARKER = ".demix-release.json"
 MARKER_VERSION = 1
 RELEASE_ENTRIES = ("data", "tokenizer", "README.md", MARKER)  # all that a release writes at its top level
 DEFAULT_MIXTURE_MAX_TOKENS = 100_000_000
-SOURCE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("tokens", pa.list_(pa.uint32())),
-                           ("n_tokens", pa.int32())])
-MIXTURE_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),
-                            ("text", pa.string()), ("tokens", pa.list_(pa.uint32())), ("n_tokens", pa.int32())])
 
 
 class ReleaseError(DemixError, RuntimeError):
@@ -56,65 +59,18 @@ class ReleaseFile:
     n_bytes: int
 
 
-def iter_documents(stream: SourceStream, stop: int) -> Iterator[tuple[int, int, dict[str, Any]]]:
-    """Yield ``(stream offset, epoch, row)`` for each document starting before stream offset ``stop`` (int)."""
-    pos = 0
-    while pos < stop:
-        key, bstart, blen = stream.locate(pos)
-        epoch, i, g = key
-        table = stream.open_shard(i).read_row_group(g, columns=["id", "text", "tokens", "n_tokens"])
-        perm = stream.doc_permutation(key, table.num_rows)
-        table = table.take(pa.array(perm))
-        starts = bstart + np.concatenate([[0], np.cumsum(np.asarray(table.column("n_tokens"), dtype=np.int64) + 1)])
-        n = int(np.searchsorted(starts[:-1], stop, side="left"))
-        for j, row in enumerate(table.slice(0, n).to_pylist()):
-            yield int(starts[j]), epoch, row
-        pos = bstart + blen
-
-
-def _size_category(n: int) -> str:
-    for bound, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-                        (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")):
-        if n < bound:
-            return name
-    return "1B<n<10B"
-
-
-class _Writer:
-    """Buffers rows and writes ``<folder>/train-NNNNN.parquet`` files atomically."""
-
-    def __init__(self, fs: fsspec.AbstractFileSystem, folder: str, schema: pa.Schema):
-        self.fs, self.folder, self.schema = fs, folder, schema
-        self.rows: list[dict[str, Any]] = []
-        self.n_files = self.n_rows = self.n_tokens = 0
-        fs.makedirs(folder, exist_ok=True)
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        self.n_rows += 1
-        self.n_tokens += int(row["n_tokens"])
-        if len(self.rows) >= ROWS_PER_FILE:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.rows and self.n_files:
-            return
-        table = pa.Table.from_pylist(self.rows, schema=self.schema)
-        path = f"{self.folder}/train-{self.n_files:05d}.parquet"
-        tmp = f"{self.folder}/.tmp-train-{self.n_files:05d}.parquet"
-        with self.fs.open(tmp, "wb") as f:
-            pq.write_table(table, f, compression="zstd")
-        self.fs.mv(tmp, path)
-        self.n_files += 1
-        self.rows = []
-
-
 def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_tokens: int | None = DEFAULT_MIXTURE_MAX_TOKENS,
-                  overwrite: bool = False, progress: bool = False) -> list[ReleaseFile]:
+                  samples: Sequence[int] = (), file_tokens: int = FILE_TOKENS, overwrite: bool = False,
+                  dry_run: bool = False, progress: bool = False) -> list[ReleaseFile]:
     """Write the release folder for ``plan`` at ``out`` (path or fsspec URL); returns its files and sizes.
 
-    ``mixture_max_tokens`` (int or None for all) caps the mixture config. Raises ReleaseError when
-    ``out`` holds files and ``overwrite`` is False.
+    ``mixture_max_tokens`` (int, or None for the whole stream) caps the mixture config; ``samples``
+    (token counts) adds one ``sample-<N>`` config per count, the first ``N // seq_len`` sequences of
+    the stream. The layout is planned and checked against the Hub limits before anything is written
+    (LayoutError). A rerun on a folder that holds the same plan and settings writes only the files
+    that are missing (a killed release resumes); another folder with files is refused unless it holds
+    a release and ``overwrite`` is set. ``dry_run`` plans and checks only and returns the planned
+    files (sizes 0).
     """
     if isinstance(plan, Plan):  # names become paths: check a Plan built in code as a loaded one is checked
         plan = Plan.from_dict(plan.to_dict(), file="<plan>")
@@ -124,44 +80,54 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     if clash:
         raise ReleaseError(f"plan {plan.plan_id}: source {clash[0]!r} would share data/{clash[0]}/ with the "
                            "release's own config of that name; rename the source")
+    L = sampler.seq_len
+    epoch_lens = [sum(int(sh["n_tokens"]) + int(sh["n_docs"]) for sh in s.shards) for s in plan.sources]
+    budget = sampler.num_sequences * L if mixture_max_tokens is None else min(mixture_max_tokens, sampler.num_sequences * L)
+    layout = plan_layout(sampler.source_names, [min(n * L, e) for n, e in zip(sampler.sequence_counts, epoch_lens)],
+                         sampler.num_sequences, L, mixture_slots=-(-budget // L), samples=samples,
+                         file_tokens=file_tokens)
+    if dry_run:
+        return [ReleaseFile(c.path(i), 0) for c in layout.configs for i in range(c.n_files)]
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
-    prepare_folder(fs, root, out, overwrite=overwrite)
-    write_marker(fs, root, plan)
+    settings = {"seq_len": L, "file_tokens": file_tokens, "mixture_slots": -(-budget // L),
+                "samples": sorted(set(int(n) for n in samples))}
+    marker = read_marker(fs, root) if fs.isdir(root) else None
+    resume = bool(marker) and not overwrite and marker.get("plan_id") == plan.plan_id \
+        and marker.get("settings") == settings
+    if not resume:
+        prepare_folder(fs, root, out, overwrite=overwrite)
+        write_marker(fs, root, plan, settings)
     streams = sampler.streams()
-    L = sampler.seq_len
-    stats: dict[str, dict[str, int]] = {}
-    names = sampler.source_names
-    for s, name in enumerate(names):
-        stream = streams[s]
-        if stream is None:
-            continue
-        writer = _Writer(fs, f"{root}/data/{name}", SOURCE_SCHEMA)
-        for _, _, row in iter_documents(stream, min(sampler.sequence_counts[s] * L, stream.epoch_len)):
-            writer.add(row)
-        writer.flush()
-        stats[name] = {"docs": writer.n_rows, "tokens": writer.n_tokens}
+    for c in layout.configs:
+        todo = [i for i in range(c.n_files) if not fs.exists(f"{root}/{c.path(i)}")]
+        for i in todo:  # whole files only ever exist under final names, so a rerun skips them
+            path = f"{root}/{c.path(i)}"
+            if c.kind == "source":
+                write_source_file(fs, path, c, i, streams[c.source])
+            elif c.kind == "mixture":
+                write_mixture_file(fs, path, c, i, sampler, streams)
+            else:
+                write_sample_file(fs, path, c, i, plan)
         if progress:
-            print(f"  {name}: {writer.n_rows} documents, {format_tokens(writer.n_tokens)} tokens")
-    mix = _Writer(fs, f"{root}/data/mixture", MIXTURE_SCHEMA)
-    docs = [iter_documents(st, n * L) if st is not None else iter(()) for st, n in zip(streams, sampler.sequence_counts)]
-    pending: list[tuple[int, int, dict[str, Any]] | None] = [next(d, None) for d in docs]
-    budget = plan.target_tokens if mixture_max_tokens is None else min(mixture_max_tokens, plan.target_tokens)
-    streamed = 0
-    for s, k in sampler.schedule.iter_slots():
-        if streamed >= budget:
-            break
-        streamed += L
-        while pending[s] is not None and pending[s][0] < (k + 1) * L:
-            _, epoch, row = pending[s]
-            mix.add({"source": names[s], "epoch": epoch, **row})
-            pending[s] = next(docs[s], None)
-    mix.flush()
+            print(f"  {c.name}: {c.n_files} file(s), {len(todo)} written, {c.n_files - len(todo)} already there")
     _copy_tokenizer(plan, fs, root)
-    card = render_card(plan, sampler, stats, {"docs": mix.n_rows, "tokens": mix.n_tokens, "streamed": streamed})
+    stats = {c.name: config_stats(fs, root, c) for c in layout.configs}
     with fs.open(f"{root}/README.md", "w") as f:
-        f.write(card)
+        f.write(render_card(plan, sampler, layout, stats))
     return list_release(out)
+
+
+def config_stats(fs: fsspec.AbstractFileSystem, root: str, config: ConfigLayout) -> dict[str, int]:
+    """Rows and document tokens of a written config, read from its files' footers and n_tokens columns."""
+    rows = tokens = 0
+    for i in range(config.n_files):
+        with fs.open(f"{root}/{config.path(i)}", "rb") as f:
+            pf = pq.ParquetFile(f)
+            rows += pf.metadata.num_rows
+            if config.kind != "sample":
+                tokens += int(pa.compute.sum(pf.read(columns=["n_tokens"]).column("n_tokens")).as_py() or 0)
+    return {"rows": rows, "tokens": tokens}
 
 
 def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | None:
@@ -176,11 +142,12 @@ def read_marker(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, Any] | No
     return marker if isinstance(marker, dict) and marker.get("tool") == "mixer release" else None
 
 
-def write_marker(fs: fsspec.AbstractFileSystem, root: str, plan: Plan) -> None:
-    """Mark ``root`` as a folder this tool wrote (the first file of every release)."""
+def write_marker(fs: fsspec.AbstractFileSystem, root: str, plan: Plan, settings: dict[str, Any]) -> None:
+    """Mark ``root`` as a folder this tool wrote (the first file of every release), with what it holds."""
     fs.makedirs(root, exist_ok=True)
     with fs.open(f"{root}/{MARKER}", "w") as f:
-        json.dump({"tool": "mixer release", "version": MARKER_VERSION, "plan_id": plan.plan_id}, f)
+        json.dump({"tool": "mixer release", "version": MARKER_VERSION, "plan_id": plan.plan_id,
+                   "settings": settings}, f)
 
 
 def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwrite: bool) -> None:
@@ -201,8 +168,8 @@ def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwr
         raise ReleaseError(f"{out}: is not empty and holds no {MARKER}, so no release wrote it; refusing to write "
                            "there or delete anything (give --out a new or empty folder)")
     if not overwrite:
-        raise ReleaseError(f"{out}: exists and is not empty (a release of plan {marker.get('plan_id')}); "
-                           "pass --overwrite to replace it")
+        raise ReleaseError(f"{out}: exists and is not empty (a release of plan {marker.get('plan_id')} with settings "
+                           f"{marker.get('settings')}); pass --overwrite to replace it")
     for path in entries:
         if os.path.basename(path.rstrip("/")) in RELEASE_ENTRIES and os.path.basename(path.rstrip("/")) != MARKER:
             fs.rm(path, recursive=True)
@@ -230,51 +197,6 @@ def list_release(out: str) -> list[ReleaseFile]:
         rel = path[len(root):].lstrip("/") if path.startswith(root) else path.split(root.lstrip("/"), 1)[-1].lstrip("/")
         files.append(ReleaseFile(rel, int(info.get("size") or 0)))
     return files
-
-
-def render_card(plan: Plan, sampler: Sampler, stats: dict[str, dict[str, int]], mixture: dict[str, int]) -> str:
-    """The README.md dataset card: YAML header (configs, license, language, size) and the ratio table."""
-    licenses = sorted({s.license or "unknown" for s in plan.sources if s.source in stats})
-    total_docs = sum(v["docs"] for v in stats.values())
-    configs = [{"config_name": "mixture", "default": True,
-                "data_files": [{"split": "train", "path": "data/mixture/train-*.parquet"}]}]
-    configs += [{"config_name": name, "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}]}
-                for name in stats]
-    header = {"license": licenses[0] if len(licenses) == 1 and licenses[0] != "unknown" else "other",
-              "language": ["en"], "size_categories": [_size_category(total_docs)],
-              "tags": ["demix", "pretraining", "data-mixture"], "configs": configs}
-    # safe_dump quotes what YAML would misread (a source named `null`, `yes` or `1e3`), never an f-string
-    lines = ["---", yaml.safe_dump(header, sort_keys=False, allow_unicode=True).rstrip("\n"), "---"]
-    m = plan.mixture or {}
-    capped = mixture["streamed"] < plan.target_tokens
-    lines += [
-        "", f"# {m.get('name', 'mixture')}: a DeMix data mixture", "",
-        f"Plan `{plan.plan_id}`: {plan.target_tokens:,} tokens ({format_tokens(plan.target_tokens)}) in "
-        f"{sampler.num_sequences:,} sequences of {sampler.seq_len}, seed {plan.seed}.", "",
-        f"- recipe: `{plan.recipe}`; pipeline config hash: `{plan.config_hash}`",
-        f"- tokenizer: `{plan.tokenizer_path}` (copied to `tokenizer/`), EOS id {plan.eos_id}",
-        f"- mixture level: `{m.get('level')}`; licenses: {', '.join(licenses)}", "",
-        "## Mixture", "", "| key | ratio |", "|---|---|",
-        *[f"| {k} | {v:.6f} |" for k, v in sorted((m.get('ratios') or {}).items())], "",
-        "## Sources", "",
-        "Each `data/<source>` config holds the documents the plan takes from that source once; `epochs` says "
-        "how many times training repeats them (allotted / available tokens).", "",
-        "| source | domain | tier | candidate | share | available tokens | allotted tokens | epochs | documents released |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for s in plan.sources:
-        st = stats.get(s.source, {"docs": 0})
-        lines.append(f"| {s.source} | {s.domain} | {s.tier} | {s.candidate or ''} | {s.share:.6f} | "
-                     f"{s.available_tokens:,} | {s.allotted_tokens:,} | {s.epochs:.3f} | {st['docs']:,} |")
-    lines += ["", "## The `mixture` config", "",
-              f"Documents in the order the `mixer` Sampler streams them (EOS-joined and packed into sequences of "
-              f"{sampler.seq_len} at training time), repeats included, with their `source` and `epoch`: "
-              f"{mixture['docs']:,} documents, {mixture['tokens']:,} tokens."]
-    if capped:
-        lines.append(f"This is the first {mixture['streamed']:,} stream tokens of {plan.target_tokens:,} "
-                     "(a prefix; regenerate the whole stream with `mixer.Sampler` and the plan).")
-    lines += ["", "Rebuild: `mixer resolve` writes the plan; `mixer release --plan plan.json --out DIR` writes this folder.", ""]
-    return "\n".join(lines)
 
 
 def push_release(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:

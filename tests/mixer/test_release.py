@@ -22,14 +22,14 @@ def release_dir(tiny_plan, tmp_path_factory):
     return out
 
 
-def test_release_loads_with_datasets(release_dir, tiny_plan, monkeypatch):
+def test_release_loads_with_datasets(release_dir, tiny_plan, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import datasets
 
     sampler = Sampler(tiny_plan)
     for s, n_seq in zip(tiny_plan.sources, sampler.sequence_counts):
-        ds = datasets.load_dataset(str(release_dir), s.source, split="train")
+        ds = datasets.load_dataset(str(release_dir), s.source, split="train", cache_dir=str(tmp_path))
         assert set(ds.column_names) >= {"id", "text", "tokens", "n_tokens"}
         assert len(set(ds["id"])) == len(ds)  # each document once, however many epochs
         if s.epochs >= 1.02:  # the stream (with one EOS per document) covers a whole epoch
@@ -37,7 +37,7 @@ def test_release_loads_with_datasets(release_dir, tiny_plan, monkeypatch):
         else:
             assert 0 < len(ds) < s.n_docs
             assert abs(sum(ds["n_tokens"]) + len(ds) - n_seq * tiny_plan.seq_len) <= max(ds["n_tokens"]) + 1
-    mix = datasets.load_dataset(str(release_dir), "mixture", split="train")
+    mix = datasets.load_dataset(str(release_dir), "mixture", split="train", cache_dir=str(tmp_path))
     by_source = Counter(mix["source"])
     assert set(by_source) == {s.source for s in tiny_plan.sources}
     tokens = Counter()
@@ -45,7 +45,7 @@ def test_release_loads_with_datasets(release_dir, tiny_plan, monkeypatch):
         tokens[src] += n + 1
     for s in tiny_plan.sources:  # the mixture config follows the plan's token split
         assert abs(tokens[s.source] - s.allotted_tokens) < 0.05 * s.allotted_tokens + 200
-    default = datasets.load_dataset(str(release_dir), split="train")
+    default = datasets.load_dataset(str(release_dir), split="train", cache_dir=str(tmp_path))
     assert len(default) == len(mix)
 
 
