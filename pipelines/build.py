@@ -116,17 +116,26 @@ def _check_out(recipe: Recipe, cfg: BuildConfig) -> None:
     out = Path(cfg.out)
     key_file = out / "build.json"
     key = build_key(recipe, cfg)
-    if key_file.exists() and not cfg.overwrite:
-        old = json.loads(key_file.read_text())
-        if old != key:
-            diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
-            raise BuildError(f"{out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out")
-    if cfg.overwrite:
-        for name in ("logs", "work", "shards", "validation", TOKENIZER_DIR, "manifest.duckdb", "build.json"):
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-    key_file.write_text(json.dumps(key, indent=1))
+    try:
+        if out.exists() and not out.is_dir():
+            raise BuildError(f"--out: {str(out)!r}: exists and is not a folder")
+        if key_file.exists() and not cfg.overwrite:
+            try:
+                old = json.loads(key_file.read_text())
+            except (ValueError, UnicodeDecodeError) as e:
+                raise BuildError(f"{key_file}: not a build key written by build-corpus ({e}); "
+                                 "pass --overwrite or use a new --out") from None
+            if old != key:
+                diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
+                raise BuildError(f"{out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out")
+        if cfg.overwrite:
+            for name in ("logs", "work", "shards", "validation", TOKENIZER_DIR, "manifest.duckdb", "build.json"):
+                p = out / name
+                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(json.dumps(key, indent=1))
+    except OSError as e:  # an unwritable or odd --out is the user's input, not a bug
+        raise BuildError(f"--out: {str(out)!r}: {e.strerror or e} ({e.filename or out})") from None
 
 
 def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[dict[str, list], dict[str, int]]:

@@ -1,7 +1,8 @@
 """build-corpus: build a recipe's sources into token shards and a DuckDB manifest with datatrove.
 
 Run as ``build-corpus``, ``python -m pipelines.build_corpus`` or ``python pipelines/build_corpus.py``.
-Exit codes: 0 ok, 1 build failed, 2 usage or recipe error (nothing was done).
+Exit codes: 0 ok, 1 build failed (one line on stderr), 2 usage or recipe error (nothing was done,
+no output folder made). A traceback shows only for a bug, or with --debug.
 """
 from __future__ import annotations
 
@@ -12,6 +13,13 @@ import sys
 
 if __package__ in (None, ""):  # `python pipelines/build_corpus.py`: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from rich.console import Console  # noqa: E402 - after the path fix above
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
+
+from corpus import RecipeError, UsageError, load_recipe, run_cli  # noqa: E402
+from pipelines.build import BuildConfig, build  # noqa: E402
+from pipelines.summary import render  # noqa: E402
 
 EXAMPLES = """examples:
   build-corpus --recipe corpus/recipes/demo.yaml --out out/demo
@@ -24,21 +32,40 @@ A rerun of the same command resumes: finished tasks are skipped, shards are rewr
 """
 
 
+class RecipeRefused(UsageError):
+    """A recipe, --out or --sources value refused before any work (exit 2); the problem is in the file, not the flags."""
+
+    show_usage = False  # for run_cli: the usage line says nothing about a bad recipe
+
+
+def _at_least_one(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= 1") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= 1")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="build-corpus", description=__doc__.split("\n")[0],
+                                usage="build-corpus --recipe RECIPE --out OUT [options] (see --help)",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", required=True, help="recipe YAML path, or a built-in name (demo)")
-    p.add_argument("--out", required=True, help="output corpus folder (shards, manifest.duckdb, tokenizer, logs)")
+    p.add_argument("--out", required=True,
+                   help="output corpus folder (shards, manifest.duckdb, tokenizer, logs)")
     p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
-    p.add_argument("--tasks", type=int, default=None, help="datatrove tasks per stage (default: 2 x workers)")
-    p.add_argument("--workers", type=int, default=None, help="tasks run at once (default: CPU count; slurm: no limit)")
-    p.add_argument("--limit", type=int, default=None, help="about DOCS documents per source (quick runs)")
+    p.add_argument("--tasks", type=_at_least_one, default=None, help="datatrove tasks per stage (default: 2 x workers)")
+    p.add_argument("--workers", type=_at_least_one, default=None,
+                   help="tasks run at once (default: CPU count; slurm: no limit)")
+    p.add_argument("--limit", type=_at_least_one, default=None, help="about DOCS documents per source (quick runs)")
     p.add_argument("--sources", default=None, help="comma-separated source names to build (default: all)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out with other settings")
     p.add_argument("--partition", default="cpu", help="slurm partition")
     p.add_argument("--time", default="12:00:00", help="slurm time limit per task")
-    p.add_argument("--cpus-per-task", type=int, default=2, help="slurm CPUs per task")
+    p.add_argument("--cpus-per-task", type=_at_least_one, default=2, help="slurm CPUs per task")
     p.add_argument("--dry-run", action="store_true", help="slurm: write the sbatch scripts without submitting")
     p.add_argument("--ray-address", default=None, help="ray cluster address (default: start a local one)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
@@ -48,56 +75,41 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    args = parser().parse_args(argv)
-    from rich.console import Console
+    """Entry point; returns the exit code (see the module docstring)."""
+    return run_cli("build-corpus", parser(), argv, _command)
 
-    # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log
-    console = Console(file=os.fdopen(os.dup(2), "w", buffering=1), stderr=True)
+
+def _command(args: argparse.Namespace) -> int:
     try:
-        from corpus import RecipeError, load_recipe
-        from pipelines.build import BuildConfig
-
-        if args.tasks is not None and args.tasks < 1 or args.workers is not None and args.workers < 1:
-            raise RecipeError("--tasks and --workers must be >= 1")
-        if args.limit is not None and args.limit < 1:
-            raise RecipeError(f"--limit must be >= 1, got {args.limit}")
         recipe = load_recipe(args.recipe)
-        cpus = os.cpu_count() or 1
-        workers = args.workers or (0 if args.executor == "slurm" else cpus)  # slurm: no array throttle by default
+        workers = args.workers or (0 if args.executor == "slurm" else os.cpu_count() or 1)  # slurm: no array throttle
         cfg = BuildConfig(
-            out=args.out, executor=args.executor, tasks=args.tasks or 2 * (workers or cpus), workers=workers, limit=args.limit,
+            out=args.out, executor=args.executor, tasks=args.tasks or 2 * (workers or os.cpu_count() or 1), workers=workers,
+            limit=args.limit,
             sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else None,
             overwrite=args.overwrite, slurm_partition=args.partition, slurm_time=args.time,
             slurm_cpus_per_task=args.cpus_per_task, slurm_dry_run=args.dry_run, ray_address=args.ray_address,
             quiet_logs=not args.verbose)
-        summary = _run(recipe, cfg, console, show_progress=not args.json)
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 1
-    except Exception as e:  # noqa: BLE001 - map to exit codes, traceback only with --debug
-        from corpus import RecipeError
-
-        if args.debug:
-            console.print_exception()
-        print(f"error: {e}", file=sys.stderr)
-        return 2 if isinstance(e, RecipeError) else 1
-    if args.json:
-        print(json.dumps(summary, indent=1, default=str))
-    elif summary.get("executor") == "slurm":
-        console.print(f"slurm jobs {'written (dry run)' if summary['dry_run'] else 'submitted'}: {summary['scripts']}")
-    else:
-        from pipelines.summary import render
-
-        render(summary, Console())
+    except RecipeError as e:  # a bad recipe: nothing was done, exit 2
+        raise RecipeRefused(str(e)) from e
+    # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log
+    with os.fdopen(os.dup(2), "w", buffering=1) as stderr_copy:
+        console = Console(file=stderr_copy, stderr=True)
+        try:
+            summary = _run(recipe, cfg, console, show_progress=not args.json)
+        except RecipeError as e:  # raised before any work (a bad selection, filter or benchmark file): exit 2
+            raise RecipeRefused(str(e)) from e
+        if args.json:
+            print(json.dumps(summary, indent=1, default=str))
+        elif summary.get("executor") == "slurm":
+            console.print(f"slurm jobs {'written (dry run)' if summary['dry_run'] else 'submitted'}: "
+                          f"{summary['scripts']}")
+        else:
+            render(summary, Console())
     return 0
 
 
 def _run(recipe, cfg, console, show_progress: bool) -> dict:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from pipelines.build import build
-
     if not show_progress:
         return build(recipe, cfg)
     bars: dict[str, int] = {}

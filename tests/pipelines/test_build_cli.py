@@ -5,9 +5,11 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+from corpus import RecipeError
 from pipeline_inputs import make_inputs, write_recipe
-from pipelines.build_corpus import main
+from pipelines.build_corpus import RecipeRefused, main
 
 
 def test_bad_recipe_stops_before_any_work(tmp_path, capsys):
@@ -19,6 +21,62 @@ def test_bad_recipe_stops_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "sources[1].tier" in err and "'hgh'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("section,value,expected", [
+    ("dedup", {"ngram": 0}, "dedup.ngram: 0: expected an integer >= 1"),
+    ("dedup", {"threshold": 7}, "dedup.threshold: 7: expected a number in (0, 1]"),
+    ("dedup", {"ngram": "thirteen"}, "dedup.ngram: 'thirteen': expected an integer"),
+    ("decontamination", {"enabled": "no"}, "decontamination.enabled: 'no': expected true or false"),
+    ("language", {"languages": 7}, "language.languages: 7: expected a list of strings"),
+    ("stages", [{"name": "1", "target": "1,5T"}], "stages[0].target: '1,5T': a comma may only separate thousands"),
+    ("stages", [{"name": "1", "target": "1e400"}], "stages[0].target: '1e400': more than"),
+    ("colour", "red", "colour: unknown key; allowed keys are name,"),
+])
+def test_bad_recipe_section_exits_2_in_one_line_before_out_exists(tmp_path, capsys, section, value, expected):
+    data = make_inputs(tmp_path)
+    data[section] = value
+    out = tmp_path / "out"
+    assert main(["--recipe", str(write_recipe(tmp_path, data)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines[-1].startswith(f"build-corpus: error: {tmp_path / 'recipe.yaml'}: {expected}"), err
+    assert len(lines) <= 2 and "Traceback" not in err  # the error, and at most a one-line usage
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag,value", [("--tasks", "0"), ("--workers", "-1"), ("--limit", "many"),
+                                        ("--cpus-per-task", "0"), ("--executor", "spark")])
+def test_bad_flag_exits_2_before_out_exists(tmp_path, capsys, flag, value):
+    recipe = write_recipe(tmp_path, make_inputs(tmp_path))
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_:
+        main(["--recipe", str(recipe), "--out", str(out), flag, value])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and repr(value).strip("'") in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_unusable_out_and_missing_recipe_are_one_line(tmp_path, capsys):
+    recipe = write_recipe(tmp_path, make_inputs(tmp_path))
+    (tmp_path / "file").write_text("x")
+    assert main(["--recipe", str(recipe), "--out", str(tmp_path / "file"), "--sources", "math"]) == 1
+    err = capsys.readouterr().err
+    assert "exists and is not a folder" in err and "Traceback" not in err
+    assert main(["--recipe", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml: recipe file not found" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    data = make_inputs(tmp_path)
+    data["dedup"] = {"ngram": 0}
+    with pytest.raises(RecipeRefused, match="dedup.ngram") as err:
+        main(["--recipe", str(write_recipe(tmp_path, data)), "--out", str(tmp_path / "out"), "--debug"])
+    assert isinstance(err.value.__cause__, RecipeError)
+    assert not (tmp_path / "out").exists()
 
 
 def test_bad_selection_and_filter_params_exit_2(tmp_path, capsys):
