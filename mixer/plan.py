@@ -11,12 +11,12 @@ from typing import Any
 
 from mixer.mixture import read_json, write_json_atomic
 from corpus.errors import DemixError
+from corpus.recipe import NAME_RULE  # not exported by corpus/__init__.py (yet)
 
 PLAN_VERSION = 1
-# The recipe's source-name rule (corpus/recipe.py checks sources[i].name with the same pattern): a name
-# becomes a folder (data/<source>/ in a release), so it may hold no '/', no '..' and no leading dot.
-# TODO(corpus): import it once corpus exports the pattern; until then keep the two in step.
-SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+# The recipe's source-name rule: a name becomes a folder (data/<source>/ in a release), so it may hold
+# no '/' and cannot start with a dot; one rule for recipes and plans.
+SOURCE_NAME = re.compile(NAME_RULE["pattern"])
 
 
 class PlanError(DemixError, ValueError):
@@ -183,8 +183,7 @@ class _Check:
     def name(self, value: Any, key: str) -> str:
         name = self.string(value, key)
         if not SOURCE_NAME.fullmatch(name):
-            self.fail(key, f"{name!r} must use letters, digits, '_', '.', '-' and start with a letter or digit "
-                           "(it names folders)")
+            self.fail(key, f"{name!r} {NAME_RULE['hint']}")
         return name
 
     def relative_path(self, value: Any, key: str) -> str:
