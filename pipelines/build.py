@@ -11,8 +11,10 @@ finished tasks and reads their counts back. Under Slurm the stages are chained j
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -110,6 +112,28 @@ def build_key(recipe: Recipe, cfg: BuildConfig) -> dict[str, Any]:
     """What must match for a rerun to reuse an output folder."""
     return {"recipe": recipe.name, "config_hash": recipe.config_hash(), "tasks": cfg.tasks, "limit": cfg.limit,
             "sources": list(cfg.sources) if cfg.sources else None}
+
+
+def local_out(out: str) -> str:
+    """``out`` as a local folder path (a ``file://`` URL becomes its path); raises BuildError for other URLs.
+
+    The shards, logs, tokenizer and the DuckDB manifest are written with local file operations, so
+    ``s3://bucket/corpus`` would become a local folder named ``s3:``: refuse it instead.
+    """
+    text = str(out)
+    if not text.strip():
+        raise BuildError("--out: '': expected a folder path")
+    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", text)
+    if scheme is None:
+        return text
+    if scheme.group(1).lower() == "file":
+        path = text[len("file://"):]
+        if not path.startswith("/"):
+            raise BuildError(f"--out: {text!r}: a file:// URL needs an absolute path (file:///data/corpus)")
+        return path
+    raise BuildError(f"--out: {text!r}: remote outputs are not supported (the build writes shards, logs and "
+                     f"manifest.duckdb with local file operations); build into a local or mounted folder and "
+                     f"copy it, e.g. `aws s3 sync out/corpus {text}`")
 
 
 def _check_out(recipe: Recipe, cfg: BuildConfig) -> None:
@@ -305,6 +329,8 @@ def build(recipe: Recipe, cfg: BuildConfig,
     t0 = time.time()
     if cfg.executor not in EXECUTORS:
         raise BuildError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
+    if local_out(cfg.out) != cfg.out:
+        cfg = dataclasses.replace(cfg, out=local_out(cfg.out))
     pipelines, missing = make_pipelines(recipe, cfg)  # validates everything before touching cfg.out
     _check_out(recipe, cfg)
     tasks = {"prepare": cfg.tasks, "dedup": 1, "shard": cfg.tasks}

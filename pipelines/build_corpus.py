@@ -18,7 +18,7 @@ from rich.console import Console  # noqa: E402 - after the path fix above
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from corpus import RecipeError, UsageError, load_recipe, run_cli  # noqa: E402
-from pipelines.build import BuildConfig, build  # noqa: E402
+from pipelines.build import BuildConfig, BuildError, build, local_out  # noqa: E402
 from pipelines.summary import render  # noqa: E402
 
 EXAMPLES = """examples:
@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   build-corpus --recipe my.yaml --out /shared/corpus --executor slurm --partition cpu --tasks 512
   build-corpus --recipe my.yaml --out /shared/corpus --executor ray --ray-address auto --tasks 64
 
+--out is a local (or mounted) folder, or a file:///abs/path URL; build there and copy to s3:// or hf://.
 A rerun of the same command resumes: finished tasks are skipped, shards are rewritten identically.
 """
 
@@ -55,7 +56,7 @@ def parser() -> argparse.ArgumentParser:
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", required=True, help="recipe YAML path, or a built-in name (demo)")
     p.add_argument("--out", required=True,
-                   help="output corpus folder (shards, manifest.duckdb, tokenizer, logs)")
+                   help="output corpus folder (shards, manifest.duckdb, tokenizer, logs); local or file:///abs/path")
     p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
     p.add_argument("--tasks", type=_at_least_one, default=None, help="datatrove tasks per stage (default: 2 x workers)")
     p.add_argument("--workers", type=_at_least_one, default=None,
@@ -81,16 +82,17 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     try:
+        out = local_out(args.out)  # refuse s3://... before anything else: it would become a folder named `s3:`
         recipe = load_recipe(args.recipe)
         workers = args.workers or (0 if args.executor == "slurm" else os.cpu_count() or 1)  # slurm: no array throttle
         cfg = BuildConfig(
-            out=args.out, executor=args.executor, tasks=args.tasks or 2 * (workers or os.cpu_count() or 1), workers=workers,
+            out=out, executor=args.executor, tasks=args.tasks or 2 * (workers or os.cpu_count() or 1), workers=workers,
             limit=args.limit,
             sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else None,
             overwrite=args.overwrite, slurm_partition=args.partition, slurm_time=args.time,
             slurm_cpus_per_task=args.cpus_per_task, slurm_dry_run=args.dry_run, ray_address=args.ray_address,
             quiet_logs=not args.verbose)
-    except RecipeError as e:  # a bad recipe: nothing was done, exit 2
+    except (BuildError, RecipeError) as e:  # a bad --out or recipe: nothing was done, exit 2
         raise RecipeRefused(str(e)) from e
     # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log
     with os.fdopen(os.dup(2), "w", buffering=1) as stderr_copy:

@@ -9,6 +9,7 @@ import pytest
 
 from corpus import RecipeError
 from pipeline_inputs import make_inputs, write_recipe
+from pipelines.build import BuildError, local_out
 from pipelines.build_corpus import RecipeRefused, main
 
 
@@ -56,6 +57,25 @@ def test_bad_flag_exits_2_before_out_exists(tmp_path, capsys, flag, value):
     err = capsys.readouterr().err
     assert flag in err and repr(value).strip("'") in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("url", ["s3://bucket/corpus", "hf://datasets/me/corpus", "memory://corpus", "file://rel"])
+def test_remote_out_is_refused_at_parse_time(tmp_path, capsys, monkeypatch, url):
+    recipe = write_recipe(tmp_path, make_inputs(tmp_path))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert main(["--recipe", str(recipe), "--out", url]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: {url!r}:" in err and "Traceback" not in err
+    assert list((tmp_path / "cwd").iterdir()) == []  # no local folder named `s3:`
+
+
+def test_local_out_reads_file_urls_and_refuses_remote_ones():
+    assert local_out("out/demo") == "out/demo" and local_out("file:///data/corpus") == "/data/corpus"
+    with pytest.raises(BuildError, match="remote outputs are not supported"):
+        local_out("s3://bucket/corpus")
+    with pytest.raises(BuildError, match="expected a folder path"):
+        local_out("")
 
 
 def test_unusable_out_and_missing_recipe_are_one_line(tmp_path, capsys):
