@@ -1,7 +1,7 @@
 """Assemble and run the corpus build: four datatrove stages on one executor kind, then the manifest.
 
   prepare (N tasks)  read → normalize → domain filters → content hash + MinHash bands → prepared parts
-  dedup   (1 task)   exact + near duplicates per source → drop list; tokenizer (path, hub or trained BPE)
+  dedup   (N tasks)  bucket shards: exact + near duplicate edges; the last one clusters → drop list, tokenizer
   shard   (N tasks)  prepared parts minus duplicates → decontaminate → [language id] → tokenize → shards
   register (driver)  shards, sources, step stats and meta into <out>/manifest.duckdb (one DuckDB writer)
 
@@ -12,6 +12,7 @@ finished tasks and reads their counts back. Under Slurm the stages are chained j
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -32,7 +33,7 @@ from corpus.tokenizer import load_tokenizer, tokenizer_hash
 from manifests import open_manifest, register_shards, register_sources, register_step_stats, set_meta
 from manifests.manifest import ShardRecord
 from pipelines.decontaminate import Decontaminate
-from pipelines.dedup import DedupSignature, DuplicateFinder, PreparedReader, PreparedWriter
+from pipelines.dedup import DedupPlan, DedupSignature, DuplicateFinder, PreparedReader, PreparedWriter
 from pipelines.filters import DomainFilter, LanguageId, Normalize
 from pipelines.readers import SourceFormat, SourceReader, list_units
 from pipelines.shards import TOKENIZER_DIR, ShardInfo, ShardWriter, Tokenize, prepare_tokenizer
@@ -81,22 +82,6 @@ class RegisterManifest(PipelineStep):
         if data:
             yield from data
         register_manifest(self.recipe, self.cfg, self.missing)
-
-
-class PrepareTokenizer(PipelineStep):
-    """One task: make <out>/tokenizer after the drop list exists (a trained BPE samples kept docs)."""
-
-    name = "tokenizer"
-    type = "🔢 - TOKENIZER"
-
-    def __init__(self, recipe: Recipe, out: str, prepared: str, drop_file: str):
-        super().__init__()
-        self.recipe, self.out, self.prepared, self.drop_file = recipe, out, prepared, drop_file
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        if data:
-            yield from data
-        prepare_tokenizer(self.recipe, self.out, self.prepared, self.drop_file)
 
 
 def selected_sources(recipe: Recipe, names: tuple[str, ...] | None) -> list[str]:
@@ -180,10 +165,12 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[dict[str, list], d
     except (ValueError, TypeError) as e:
         raise RecipeError(f"{recipe.path}: {e}") from None
     drop_file = f"{work}/dedup.parquet"
+    plan = DedupPlan.of(recipe, f"{work}/dedup", cfg.tasks)  # prepare writes runs for cfg.tasks bucket shards
     prepare = [SourceReader(units, {s.name: SourceFormat.of(s) for s in chosen}, cfg.limit), Normalize(),
-               domain_filter, DedupSignature(recipe.dedup), PreparedWriter(f"{work}/prepared")]
-    dedup = [DuplicateFinder(f"{work}/prepared", drop_file, recipe.dedup),
-             PrepareTokenizer(recipe, out, f"{work}/prepared", drop_file)]
+               domain_filter, DedupSignature(recipe.dedup), PreparedWriter(f"{work}/prepared", plan=plan)]
+    # the tokenizer is made once, after the drop list exists (a trained BPE samples kept docs)
+    dedup = [DuplicateFinder(f"{work}/prepared", drop_file, recipe.dedup, plan,
+                             finish=functools.partial(prepare_tokenizer, recipe, out, f"{work}/prepared", drop_file))]
     shard: list = [PreparedReader(f"{work}/prepared", drop_file)]
     if recipe.decontamination.enabled:
         try:
@@ -333,7 +320,7 @@ def build(recipe: Recipe, cfg: BuildConfig,
         cfg = dataclasses.replace(cfg, out=local_out(cfg.out))
     pipelines, missing = make_pipelines(recipe, cfg)  # validates everything before touching cfg.out
     _check_out(recipe, cfg)
-    tasks = {"prepare": cfg.tasks, "dedup": 1, "shard": cfg.tasks}
+    tasks = {"prepare": cfg.tasks, "dedup": cfg.tasks, "shard": cfg.tasks}
     timings: dict[str, float] = {}
     if cfg.executor == "slurm":
         return _submit_slurm(recipe, cfg, pipelines, tasks, missing)
@@ -344,8 +331,7 @@ def build(recipe: Recipe, cfg: BuildConfig,
             ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else max(1, cfg.workers),
                      include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
     for stage in ("prepare", "dedup", "shard"):
-        kind = "local" if stage == "dedup" else cfg.executor
-        ex = make_executor(kind, pipelines[stage], tasks[stage], cfg, stage)
+        ex = make_executor(cfg.executor, pipelines[stage], tasks[stage], cfg, stage)
         timings[stage] = run_stage(stage, ex, tasks[stage], cfg, progress)
     t = time.time()
     register_manifest(recipe, cfg, missing)
