@@ -38,7 +38,7 @@ demo: install
 		--pool 20000 --top-k 128 --seed 0 --out $(DEMO_RUNS)/search
 	$(BIN)/mixer resolve --mixture $(DEMO_RUNS)/search/best_mixture.json --db $(DB) --target $(DEMO_TARGET) \
 		--seq-len 256 --out $(DEMO_RUNS)/plan.json
-	$(BIN)/mixer release --plan $(DEMO_RUNS)/plan.json --out $(DEMO_RUNS)/release --overwrite
+	$(BIN)/mixer release --plan $(DEMO_RUNS)/plan.json --out $(DEMO_RUNS)/release --samples 1M --overwrite
 	$(PY) scripts/demo_summary.py --corpus $(DEMO_OUT) --runs $(DEMO_RUNS)
 
 test: install

@@ -1,9 +1,11 @@
 """Typed registry of corpus sources and recipes (the DeMix Corpora recipe and a demo recipe)."""
 from __future__ import annotations
 
+from corpus.config_check import ConfigError, check_config, rules
 from corpus.errors import DemixError, UsageError, run_cli
 from corpus.recipe import (
     FORMATS,
+    NAME_RULE,
     TIERS,
     Recipe,
     RecipeError,
@@ -13,9 +15,9 @@ from corpus.recipe import (
     load_recipe,
     parse_recipe,
 )
-from corpus.tokens import format_tokens, parse_tokens
+from corpus.tokens import TokenAmountError, format_tokens, parse_tokens
 
 __all__ = [
-    "DemixError", "UsageError", "run_cli", "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
+    "ConfigError", "DemixError", "NAME_RULE", "TokenAmountError", "UsageError", "check_config", "rules", "run_cli", "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
     "format_tokens", "load_recipe", "parse_recipe", "parse_tokens",
 ]

@@ -35,7 +35,8 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | No
     except UsageError as e:
         if debug:
             raise
-        parser.print_usage(sys.stderr)
+        if getattr(e, "show_usage", True):  # a refused recipe is a usage error, but its usage line adds nothing
+            parser.print_usage(sys.stderr)
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except DemixError as e:

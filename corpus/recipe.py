@@ -168,6 +168,8 @@ class DecontaminationConfig:
     """More benchmark files (JSONL; one path or a list; placeholders expand)."""
     text_field: str = "text"
     """The field of the extra files' records that holds the benchmark text."""
+    min_words: int = field(default=8, metadata=rules(ge=1))
+    """Benchmark texts with fewer words are not used as whole-text matches ("42" would drop every doc; words)."""
 
 
 @dataclass(frozen=True)
@@ -215,11 +217,11 @@ class Recipe:
         raise KeyError(f"{self.path}: no source {name!r}; sources are {', '.join(s.name for s in self.sources)}")
 
     def stage(self, name: str) -> Stage:
-        """Return the stage called ``name``; raises KeyError naming the known stages."""
+        """Return the stage called ``name``; raises RecipeError naming the known stages."""
         for s in self.stages:
             if s.name == str(name):
                 return s
-        raise KeyError(f"{self.path}: no stage {name!r}; stages are {', '.join(s.name for s in self.stages) or 'none'}")
+        raise RecipeError(f"{self.path}: no stage {name!r}; stages are {', '.join(s.name for s in self.stages) or 'none'}")
 
     def config_hash(self) -> str:
         """Stable hash of everything that changes what the pipeline writes (hex, 16 chars)."""

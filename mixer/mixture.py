@@ -89,6 +89,8 @@ def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any
         raise error(f"{path}: {what} file not found") from None
     except json.JSONDecodeError as e:
         raise error(f"{path}: invalid JSON: {e}") from None
+    except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
+        raise error(f"{path}: cannot read the {what} file: {e}") from None
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:

@@ -174,7 +174,7 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[dict[str, list], d
     shard: list = [PreparedReader(f"{work}/prepared", drop_file)]
     if recipe.decontamination.enabled:
         try:
-            shard.append(Decontaminate(recipe.decontamination))
+            shard.append(Decontaminate(recipe.decontamination, min_words=recipe.decontamination.min_words))
         except (OSError, ValueError) as e:
             raise RecipeError(f"{recipe.path}: decontamination: {e}") from None
     if recipe.language.model_path:
@@ -301,7 +301,9 @@ def register_manifest(recipe: Recipe, cfg: BuildConfig, missing: dict[str, int])
         register_sources(con, sub)
         con.execute("DELETE FROM shards WHERE source IN (SELECT unnest(?))", [sorted(names)])
         register_shards(con, records)
-        con.execute("DELETE FROM step_stats WHERE source IN (SELECT unnest(?))", [sorted(names)])
+        # '(benchmarks)' holds decontamination's own counts: a rebuild without decontamination must not keep them
+        con.execute("DELETE FROM step_stats WHERE source IN (SELECT unnest(?)) OR source = '(benchmarks)'",
+                    [sorted(names)])
         register_step_stats(con, collect_step_stats(cfg, missing))
         set_meta(con, meta)
     return meta

@@ -95,6 +95,8 @@ BAD_INPUT = [  # (id, argv with {placeholders}, exit code, what stderr must name
     ("db-missing", "resolve --mixture {mix} --db {tmp}/nowhere --target 1M", 1, "nowhere"),
     ("db-not-duckdb", "resolve --mixture {mix} --db {binary} --target 1M", 1, "binary.bin"),
     ("plan-binary", "sample --plan {binary}", 1, "binary.bin"),
+    ("stage-unknown", "resolve --recipe {recipe} --target 1M --stage nosuch", 1, "no stage 'nosuch'"),
+    ("mixture-binary", "resolve --mixture {binary} --db {db} --target 1M", 1, "binary.bin"),
     ("plan-is-a-folder", "sample --plan {tmp}", 1, "{tmp}"),
     ("release-plan-is-a-folder", "release --plan {tmp} --out {tmp}/rel", 1, "{tmp}"),
     ("recipe-is-a-folder", "resolve --recipe {tmp} --target 1M", 1, "{tmp}"),

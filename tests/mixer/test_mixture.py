@@ -73,3 +73,12 @@ def test_mixture_and_plan_save_to_fsspec_urls(tiny_plan):
     finally:
         import fsspec
         fsspec.filesystem("memory").rm("/mixer-test", recursive=True)
+
+
+def test_unreadable_mixture_files_are_one_error(tmp_path):
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\xff\xfe\x00\x81" * 10)
+    with pytest.raises(MixtureError, match="binary.bin: cannot read the mixture file"):
+        Mixture.load(binary)
+    with pytest.raises(MixtureError, match="cannot read the mixture file"):
+        Mixture.load(tmp_path)
