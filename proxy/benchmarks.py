@@ -344,3 +344,23 @@ def suite_cache_key(suite: Suite, db: str | os.PathLike | None, seed: int) -> st
     text = json.dumps([suite.name, OFFLINE_FORMAT, str(Path(db).resolve()) if db else None, seed])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+
+
+def default_cache(suite: Suite, db: str | os.PathLike | None, seed: int = 0) -> Path:
+    """Where a suite's generated task files go by default: $XDG_CACHE_HOME/demix/suites/<name>-<hash>."""
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "demix" / "suites"
+    return root / f"{suite.name}-{suite_cache_key(suite, db, seed)}"
+
+
+def load_tokenizer_for(model_dir: str | os.PathLike, db: str | os.PathLike | None = None) -> Any:
+    """The Hugging Face tokenizer in a model folder (components carry one), else the corpus's tokenizer folder."""
+    from transformers import AutoTokenizer  # noqa: PLC0415
+
+    if (Path(model_dir) / "tokenizer.json").is_file() or db is None:
+        return AutoTokenizer.from_pretrained(str(model_dir))
+    from manifests import get_meta, open_manifest  # noqa: PLC0415
+
+    with open_manifest(db, read_only=True) as con:
+        meta = get_meta(con)
+    root = Path(db) if Path(db).is_dir() else Path(db).parent
+    return AutoTokenizer.from_pretrained(str(root / meta.get("tokenizer_path", "tokenizer")))

@@ -11,6 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from corpus.errors import UsageError
 from proxy.errors import ProxyError
 
 
@@ -106,53 +107,129 @@ def _summary(result: SearchResult, paths: dict[str, Path], name: str) -> None:
         console.print(f"{key}: {p}")
 
 
+def _cached_scores(path: Path, names: tuple[str, ...]) -> dict[tuple[float, ...], dict[str, float]]:
+    """Scores of proxies a previous search wrote to evaluated.parquet, keyed by their ratios (12 digits)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    if not path.is_file():
+        return {}
+    out = {}
+    for row in pq.read_table(path).to_pylist():
+        if all(f"ratio/{n}" in row for n in names):
+            out[tuple(round(float(row[f"ratio/{n}"]), 12) for n in names)] = row
+    return out
+
+
+def _expected_metrics(vset, suite) -> list[str]:
+    """Every metric name one proxy's evaluation produces (held-out bpb and, with a suite, its columns)."""
+    names = [f"{f}/{d.domain}" for d in vset.domains for f in ("bpb", "loss")]
+    names += [f"bpb_source/{s}" for d in vset.domains for s in d.sources]
+    names += [f"bpb_candidate/{c}" for c in sorted({c for s, c in vset.candidate_of
+                                                    if any(s in d.sources for d in vset.domains)})]
+    if suite is not None:
+        names += [t.column(m) for t in suite.tasks for m in (t.metric, *t.also)]
+        names += [suite.domain_column(d) for d in suite.domains]
+    return names
+
+
+def _suite_objective(args: argparse.Namespace, suite) -> tuple[Objective, str]:
+    """The search objective and rank_by: "bpb" (held-out), "suite" (the suite's domain scores) or a spec."""
+    rank_by = args.rank_by or "percentile"
+    if args.objective != "suite":
+        return Objective(args.objective, maximize=args.maximize), rank_by
+    if suite is None:
+        raise UsageError("--objective suite needs --suite NAME")
+    if suite.direction is None:
+        raise UsageError(f"--objective suite: suite {suite.name!r} mixes directions over domains; name its domain "
+                         "columns one direction at a time with --objective")
+    maximize = suite.direction == "higher"
+    if args.maximize and not maximize:
+        raise UsageError(f"--maximize: suite {suite.name!r} scores are lower-is-better ({suite.file})")
+    spec = ",".join(suite.domain_column(d) for d in suite.domains)
+    # PAPER.md step 6: mixtures ranked by the mean percentile over domains (combine: mean_percentile)
+    return Objective(spec, maximize=maximize), args.rank_by or ("percentile" if suite.combine == "mean_percentile"
+                                                                  else "value")
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Handler of `proxy search`; returns an exit code."""
+    import torch  # noqa: PLC0415
+
+    from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite  # noqa: PLC0415
     from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics  # noqa: PLC0415
     from proxy.predictor import PredictorSettings  # noqa: PLC0415
     from proxy.proxies import ProxyFactory  # noqa: PLC0415
+    from proxy.suite import load_suite  # noqa: PLC0415
     from proxy.weights import load_components  # noqa: PLC0415
 
+    if args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: expected at least 1 sample per task")
     comps = load_components(args.components, budget=args.budget)
     db = args.db or comps.db
     if db is None:
         print("error: --db is required (components.json names no manifest)", file=sys.stderr)
         return 2
+    suite = load_suite(args.suite) if args.suite else None  # a bad suite is refused before any model loads
+    objective, rank_by = _suite_objective(args, suite)
     settings = SearchSettings(iterations=args.iterations, per_iteration=args.per_iteration, pool=args.pool,
-                              seed=args.seed, top_k=args.top_k, rank_by=args.rank_by, final=args.final,
+                              seed=args.seed, top_k=args.top_k, rank_by=rank_by, final=args.final,
                               predictor=PredictorSettings(kind=args.predictor, seed=args.seed))
-    objective = Objective(args.objective, maximize=args.maximize)
     name = args.name or f"search-seed{args.seed}"
     done = Path(args.out) / "best_mixture.json"
     if done.exists() and not args.overwrite:
         prov = json.loads(done.read_text()).get("provenance", {})
         if prov.get("settings") == json.loads(json.dumps(asdict(settings))) and \
-                prov.get("objective") == asdict(objective) and prov.get("components") == [str(p) for p in comps.paths]:
+                prov.get("objective") == asdict(objective) and prov.get("components") == [str(p) for p in comps.paths] \
+                and prov.get("suite") == (suite.name if suite else None):
             print(f"{done}: a finished search with the same settings; kept (pass --overwrite to rerun)",
                   file=sys.stderr)
             return 0
         print(f"error: {done} holds a search with other settings (pass --overwrite to replace it)", file=sys.stderr)
         return 1
     prior = search_prior(db, comps.names, args.prior)
+    prepared = None
+    if suite is not None:
+        prepared = prepare_suite(suite, args.suite_cache or default_cache(suite, db, args.seed), db, seed=args.seed)
     vset = ValidationSet.from_manifest(db, args.tokens_per_domain, args.seq_len)
-    factory = ProxyFactory(comps, device=args.device)
+    factory = ProxyFactory(comps, device=args.device, dtype=getattr(torch, args.dtype))
+    runner = None
+    if prepared is not None:  # one harness wrapper around the factory's model: each proxy rewrites its weights
+        runner = SuiteRunner(prepared, factory.model, load_tokenizer_for(comps.paths[0], db),
+                             batch_size=args.batch_size, device=str(factory.device), limit=args.limit)
+    expected = _expected_metrics(vset, suite)
+    cached = _cached_scores(Path(args.out) / "evaluated.parquet", comps.names)
+    reused = 0
 
     def score_fn(ratios: dict[str, float]) -> dict[str, float]:
-        return flat_metrics(evaluate_model(factory.proxy(ratios), vset, batch_size=args.batch_size))
+        nonlocal reused
+        row = cached.get(tuple(round(float(ratios[n]), 12) for n in comps.names))
+        if row is not None and all(row.get(m) is not None for m in expected):  # scored by an earlier run
+            reused += 1
+            return {m: float(row[m]) for m in expected}
+        metrics = flat_metrics(evaluate_model(factory.proxy(ratios), vset, batch_size=args.batch_size))
+        if runner is not None:
+            metrics.update(runner.score())
+        return metrics
 
-    Objective.resolve(objective, [f"bpb/{d}" for d in vset.domain_names] + [f"loss/{d}" for d in vset.domain_names])
+    Objective.resolve(objective, expected)
     t0 = time.perf_counter()
     result = run_search(score_fn, comps.names, prior, objective, settings, progress=not args.json)
     result.extra_provenance["components"] = [str(p) for p in comps.paths]
+    if suite is not None:
+        result.extra_provenance.update({"suite": suite.name, "suite_file": suite.file, "suite_limit": args.limit,
+                                        "suite_combine": suite.combine})
     # the components' general share: `mixer resolve` materialises g * general + (1 - g) * alpha from it
     result.extra_provenance.update(comps.general_provenance())
     paths = write_outputs(result, args.out, name, db if not args.no_register else None)
     if args.json:
         print(json.dumps({"name": name, "best_ratios": result.best_ratios, "best_objective": result.best_objective,
                           "predicted_objective": result.predicted_best_objective, "n_evaluated": len(result.evaluated) + 1,
+                          "reused_scores": reused, "suite_seconds": runner.seconds if runner else 0.0,
                           "seconds": time.perf_counter() - t0, "outputs": {k: str(v) for k, v in paths.items()}}))
     else:
         _summary(result, paths, name)
+        if reused:
+            print(f"{reused} proxies' scores reused from {paths['evaluated']}")
     return 0
 
 
@@ -161,13 +238,23 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--components", required=True, help="components dir (components.json)")
     p.add_argument("--db", default=None, help="manifest.duckdb or corpus folder (default: components.json's db)")
     p.add_argument("--objective", default="bpb",
-                   help="'bpb' (mean bits/byte over domains), or weights like 'general:0.5,code:0.25,math:0.25'")
+                   help="'bpb' (mean held-out bits/byte over domains), 'suite' (the --suite's domain scores, its "
+                        "direction), or weights like 'general:0.5,code:0.25,math:0.25'")
+    p.add_argument("--suite", default=None,
+                   help="benchmark suite run through lm-eval on every proxy: a shipped name (offline, demix_paper) "
+                        "or a suite YAML; its per-task and per-domain scores go to evaluated.parquet")
+    p.add_argument("--suite-cache", default=None, help="folder for the suite's generated task files "
+                   "(default ~/.cache/demix/suites/<suite>-<hash>)")
+    p.add_argument("--limit", type=int, default=None, help="samples per suite task (quick runs)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="proxy weights (bfloat16 on GPUs)")
     p.add_argument("--maximize", action="store_true", help="higher objective is better (accuracies)")
     p.add_argument("--iterations", type=int, default=3)
     p.add_argument("--per-iteration", type=int, default=64, help="proxies in iteration 1; halved each iteration")
     p.add_argument("--pool", type=int, default=200_000, help="sampled mixtures the predictor ranks")
     p.add_argument("--top-k", type=int, default=128, help="top predicted mixtures averaged into the final one")
-    p.add_argument("--rank-by", choices=("percentile", "value"), default="percentile")
+    p.add_argument("--rank-by", choices=("percentile", "value"), default=None,
+                   help="how predictions rank (default percentile; with --objective suite, the suite's combine)")
     p.add_argument("--final", choices=FINAL_CHOICES, default="average",
                    help="the mixture written to best_mixture.json: average = the mean of the top-k predicted "
                         "(PAPER.md, default); best = the best evaluated proxy; auto = whichever of the two "

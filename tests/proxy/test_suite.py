@@ -151,3 +151,30 @@ def test_offline_suite_runs_through_lm_eval_and_one_hot_equals_component(offline
     assert one_hot == pytest.approx(direct, rel=1e-5, abs=1e-6)
     assert mixed["bpb_task/offline_code_humaneval"] != pytest.approx(one_hot["bpb_task/offline_code_humaneval"])
     assert all(0.0 < one_hot[c] < 20.0 for c in expected if c.startswith(("bpb_task", "suite_loss")))
+
+
+def test_search_with_suite_writes_scores_and_rerun_reuses_them(offline_setup, tiny_corpus, tmp_path, capsys):
+    import json
+
+    import pyarrow.parquet as pq
+
+    from proxy.cli import main
+
+    comps, _, prepared = offline_setup
+    argv = ["search", "--components", str(comps), "--db", str(tiny_corpus), "--prior", "uniform",
+            "--suite", "offline", "--objective", "suite", "--suite-cache", str(prepared.include_path),
+            "--limit", "2", "--iterations", "1", "--per-iteration", "2", "--pool", "50", "--top-k", "2",
+            "--predictor", "ridge", "--out", str(tmp_path / "s"), "--no-register", "--json"]
+    assert main(argv) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    table = pq.read_table(tmp_path / "s" / "evaluated.parquet")
+    for col in ("bpb_task/offline_code_humaneval", "acc_norm/offline_general_cloze", "suite_loss/general",
+                "suite_loss/code", "suite_loss/math", "bpb/general"):
+        assert col in table.column_names
+    rows = table.to_pylist()
+    assert [r["objective"] for r in rows] == pytest.approx(
+        [(r["suite_loss/general"] + r["suite_loss/code"] + r["suite_loss/math"]) / 3 for r in rows])
+    assert main(argv + ["--overwrite"]) == 0
+    second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert second["reused_scores"] == first["n_evaluated"] and second["suite_seconds"] == 0.0
+    assert second["best_objective"] == first["best_objective"]
