@@ -278,9 +278,21 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.components is None):
         print("error: give --model DIR, or --components DIR with --mixture FILE", file=sys.stderr)
         return 2
+    prepared = None
+    if args.suite:  # a bad suite, unknown task or missing data file is refused before any model loads
+        from proxy.benchmarks import default_cache, prepare_suite  # noqa: PLC0415
+        from proxy.suite import load_suite  # noqa: PLC0415
+        if args.limit is not None and args.limit < 1:
+            print(f"error: --limit {args.limit}: expected at least 1 sample per task", file=sys.stderr)
+            return 2
+        suite = load_suite(args.suite)
+        prepared = prepare_suite(suite, args.suite_cache or default_cache(suite, args.db), args.db)
     vset = ValidationSet.from_manifest(args.db, args.tokens_per_domain, args.seq_len)
+    dtype = getattr(torch, args.dtype)
     if args.model is not None:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, use_safetensors=True)
+        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, use_safetensors=True)
+        if args.device:
+            model = model.to(args.device)
         label = args.model
     else:
         if args.mixture is None:
@@ -289,7 +301,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         from proxy.merge import load_mixture_ratios  # noqa: PLC0415
         from proxy.proxies import ProxyFactory  # noqa: PLC0415
         name, ratios = load_mixture_ratios(args.mixture)
-        model = ProxyFactory(args.components).proxy(ratios)
+        factory = ProxyFactory(args.components, device=args.device, dtype=dtype)
+        model = factory.proxy(ratios)
         label = f"proxy {name}"
     results = evaluate_model(model, vset, batch_size=args.batch_size)
     report: dict[str, Any] = {"model": label, "seq_len": args.seq_len, "tokens_per_domain": args.tokens_per_domain,
@@ -302,6 +315,16 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print("error: --tasks needs --model (a folder lm-eval can load)", file=sys.stderr)
             return 2
         report["tasks"] = lm_eval_scores(args.model, args.tasks.split(","))
+    if prepared is not None:
+        from proxy.benchmarks import SuiteRunner, load_tokenizer_for  # noqa: PLC0415
+        tok_dir = args.model if args.model is not None else factory.components.paths[0]
+        runner = SuiteRunner(prepared, model, load_tokenizer_for(tok_dir, args.db), batch_size=args.batch_size,
+                             limit=args.limit)
+        scores = runner.score()
+        report["suite"] = {"name": prepared.suite.name, "combine": prepared.suite.combine, "limit": args.limit,
+                           "scores": scores, "seconds": runner.seconds}
+        if prepared.suite.combine == "mean":  # a percentile needs a population of proxies: see proxy search
+            report["suite"]["combined"] = prepared.suite.combined([scores])[0]
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -319,6 +342,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     Console(file=sys.stdout).print(table)
     for task, v in report.get("tasks", {}).items():
         print(f"{task}: {v:.4f}")
+    if "suite" in report:
+        suite_table = Table(title=f"suite {report['suite']['name']} (lm-eval, limit {args.limit})")
+        suite_table.add_column("score")
+        suite_table.add_column("value", justify="right")
+        for col, v in report["suite"]["scores"].items():
+            suite_table.add_row(col, f"{v:.4f}", style=None if col.startswith("suite") else "dim")
+        Console(file=sys.stdout).print(suite_table)
     return 0
 
 
@@ -328,7 +358,8 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "evaluate", help="per-domain held-out loss and bits per byte on the validation shards",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  proxy evaluate --model runs/merged/mix --db out/demo/manifest.duckdb\n"
-               "  proxy evaluate --components runs/components --mixture mix.json --db out/demo --json\n")
+               "  proxy evaluate --components runs/components --mixture mix.json --db out/demo --json\n"
+               "  proxy evaluate --model runs/merged/mix --db out/demo --suite offline --limit 50\n")
     p.add_argument("--model", default=None, help="model folder to evaluate")
     p.add_argument("--components", default=None, help="components dir; evaluates the in-memory proxy of --mixture")
     p.add_argument("--mixture", default=None, help="Mixture JSON (with --components)")
@@ -337,5 +368,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tasks", default=None, help="comma-separated lm-eval-harness tasks (needs lm_eval installed)")
+    p.add_argument("--suite", default=None, help="benchmark suite through lm-eval on the (in-memory) model: offline, "
+                   "demix_paper or a suite YAML")
+    p.add_argument("--suite-cache", default=None, help="folder for the suite's generated task files")
+    p.add_argument("--limit", type=int, default=None, help="samples per suite task (quick runs)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the model's / cuda when available)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_evaluate)

@@ -178,3 +178,21 @@ def test_search_with_suite_writes_scores_and_rerun_reuses_them(offline_setup, ti
     second = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert second["reused_scores"] == first["n_evaluated"] and second["suite_seconds"] == 0.0
     assert second["best_objective"] == first["best_objective"]
+
+
+def test_evaluate_cli_suite(offline_setup, tiny_corpus, tmp_path, capsys):
+    import json
+
+    from proxy.cli import main
+
+    comps, _, prepared = offline_setup
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ndomains:\n  code:\n    - {task: offline_code_humaneval, metric: acc}\n")
+    base = ["evaluate", "--model", str(comps / "code_a"), "--db", str(tiny_corpus), "--tokens-per-domain", "500",
+            "--suite-cache", str(prepared.include_path), "--limit", "2", "--json"]
+    assert main(base + ["--suite", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "bad.yaml: domains.code[0].direction" in err and "Traceback" not in err
+    assert main(base + ["--suite", "offline"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["suite"]["scores"]) >= {"suite_loss/general", "suite_loss/code", "suite_loss/math"}
