@@ -1,4 +1,8 @@
-"""Sampler: determinism, resume identity, prefix proportions, rank/worker slices, epochs, bounded state."""
+"""Sampler: determinism, resume identity, prefix proportions, rank/worker slices, epochs, bounded state, seeks.
+
+Every test here runs with the smallest schedule blocks (the longest window, ~40 slots for the tiny
+plan), so resumes, elastic splits and DataLoader workers all cross many block boundaries.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,9 +16,15 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+import mixer.slot_schedule
 from manifests import list_shards
-from mixer import Sampler, Schedule
+from mixer import Sampler, SamplerError, Schedule
 from mixer.stream import StreamError
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(mixer.slot_schedule, "BLOCK", 1)  # raised to the longest window by Schedule
 
 
 def _all(sampler) -> list[torch.Tensor]:
@@ -238,3 +248,65 @@ def test_reads_shards_through_fsspec_urls(tiny_plan):
     finally:
         fs.rm("/corpus-copy", recursive=True)
     assert all(torch.equal(x, y) for x, y in zip(got, _all(Sampler(tiny_plan)), strict=True))
+
+
+def test_small_blocks_are_in_use(tiny_plan):
+    s = Sampler(tiny_plan)
+    assert s.num_sequences // s.schedule.block >= 10
+
+
+def test_a_seek_steps_at_most_one_block_of_the_schedule(tiny_plan, monkeypatch):
+    full = list(Sampler(tiny_plan).items())
+    stepped = []
+    run_block = Schedule._run_block
+
+    def counting(self, start, end, counts, limit):
+        for x in run_block(self, start, end, counts, limit):
+            stepped.append(start)
+            yield x
+
+    monkeypatch.setattr(Schedule, "_run_block", counting)
+    for p in (1777, 1001, len(full) - 1):
+        s = Sampler(tiny_plan)
+        s.load_state_dict({"position": p})  # what DataLoader workers and `mixer sample --start` give
+        stepped.clear()
+        first = next(s.items())
+        assert len(stepped) <= s.schedule.block  # not p slots: no replay from slot 0
+        assert first[:3] == full[p][:3] and torch.equal(first[3], full[p][3])
+        state = s.state_dict()
+        assert state["slot"] == p + 1 and sum(state["counts"].values()) == p + 1
+    # elastic: another world size near the end of the stream
+    st = {**Sampler(tiny_plan, world_size=4).state_dict(), "position": 490, "consumed": 1960}
+    s = Sampler(tiny_plan, rank=1, world_size=3)
+    stepped.clear()
+    s.load_state_dict(st)
+    got = list(s.items())
+    assert len(stepped) <= s.schedule.block + len(full) - 1960
+    assert [x[:3] for x in got] == [x[:3] for x in full[1961::3]]
+
+
+def test_a_plan_too_small_for_one_sequence_is_refused(tiny_plan):
+    with pytest.raises(SamplerError, match=rf"plan {tiny_plan.plan_id}: target_tokens 64,000 is less than one "
+                                           r"sequence of seq_len 100,000"):
+        Sampler(tiny_plan, seq_len=100_000)
+    small = dataclasses.replace(tiny_plan, target_tokens=31)
+    with pytest.raises(SamplerError, match="target_tokens 31 is less than one sequence of seq_len 32"):
+        Sampler(small)
+
+
+def test_a_version_2_state_resumes_by_position(tiny_plan):
+    full = _all(Sampler(tiny_plan))
+    s = Sampler(tiny_plan)
+    it = iter(s)
+    for _ in range(600):
+        next(it)
+    state = s.state_dict()
+    old = {**state, "version": 2, "counts": {n: 0 for n in state["counts"]}, "slot": 0}  # the old schedule's
+    fresh = Sampler(tiny_plan)
+    fresh.load_state_dict(old)
+    assert all(torch.equal(x, y) for x, y in zip(_all(fresh), full[600:], strict=True))
+    for bad, field in (({**state, "version": 9}, "version"),
+                       ({**state, "counts": {**state["counts"], s.source_names[0]: state["counts"][s.source_names[0]] + 5,
+                                             s.source_names[1]: state["counts"][s.source_names[1]] - 5}}, "outside")):
+        with pytest.raises(SamplerError, match=field):
+            Sampler(tiny_plan).load_state_dict(bad)
