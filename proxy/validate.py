@@ -6,8 +6,8 @@ macro rho), Spearman within the best 25% of mixtures by reference objective, and
 
 A metric's direction comes from its family, the part of its name before the first "/" (exact match,
 never a substring: "acc/supplementary_math" is an accuracy): lower is better for bpb, bpb_source,
-bpb_candidate, loss, nll, ppl and perplexity; higher is better for acc, acc_norm, exact_match, pass@1,
-pass@k, f1, em and score. Any other family needs --lower-is-better or --higher-is-better, and metrics
+bpb_candidate, bpb_task, suite_loss, loss, nll, ppl and perplexity; higher is better for acc, acc_norm, exact_match, pass@1,
+pass@k, f1, em, score and suite (a suite's combined domain score). Any other family needs --lower-is-better or --higher-is-better, and metrics
 of both directions in one comparison are an error (their mean would be meaningless).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from proxy.errors import ProxyError
 
 NAME_COLUMNS = ("name", "mixture")
 SKIP_COLUMNS = ("iteration", "objective", "predicted_objective")
-LOWER_IS_BETTER = ("bpb", "bpb_source", "bpb_candidate", "loss", "nll", "ppl", "perplexity")
-HIGHER_IS_BETTER = ("acc", "acc_norm", "exact_match", "pass@1", "pass@k", "f1", "em", "score")
+LOWER_IS_BETTER = ("bpb", "bpb_source", "bpb_candidate", "bpb_task", "suite_loss", "loss", "nll", "ppl", "perplexity")
+HIGHER_IS_BETTER = ("acc", "acc_norm", "exact_match", "pass@1", "pass@k", "f1", "em", "score", "suite")
 
 
 @dataclass(frozen=True)
@@ -57,15 +57,19 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
         raise ProxyError(f"{path}: no .parquet, .csv or .json score tables")
     out: dict[str, dict[str, float]] = {}
     for f in files:
-        if f.suffix == ".json":
-            data = json.loads(f.read_text())
-            if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
-                data = [{"name": k, **v} for k, v in data.items()]
-            frame = pl.DataFrame(data if isinstance(data, list) else data)
-        elif f.suffix == ".csv":
-            frame = pl.read_csv(f)
-        else:
-            frame = pl.read_parquet(f)
+        try:
+            if f.suffix == ".json":
+                data = json.loads(f.read_text())
+                if isinstance(data, dict) and all(isinstance(v, dict) for v in data.values()):
+                    data = [{"name": k, **v} for k, v in data.items()]
+                frame = pl.DataFrame(data if isinstance(data, list) else data)
+            elif f.suffix == ".csv":
+                frame = pl.read_csv(f)
+            else:
+                frame = pl.read_parquet(f)
+        except (OSError, UnicodeDecodeError, ValueError, TypeError, pl.exceptions.PolarsError) as e:
+            # a score table we cannot parse is the user's file, not a bug: name it in one line
+            raise ProxyError(f"{f}: not a readable score table ({type(e).__name__}: {str(e).splitlines()[0]})") from None
         name_col = next((c for c in NAME_COLUMNS if c in frame.columns), None)
         if name_col is None:
             raise ProxyError(f"{f}: no mixture name column (one of {', '.join(NAME_COLUMNS)})")

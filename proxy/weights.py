@@ -70,6 +70,8 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
     """
     if isinstance(source, (str, os.PathLike)):
         root = Path(source)
+        if not root.is_dir():
+            raise CheckpointError(f"{root}: no such components folder (components.json) or model folder")
         manifest = root / "components.json"
         if manifest.exists():
             spec = _read_json(manifest)
