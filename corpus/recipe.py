@@ -114,6 +114,8 @@ class Source:
     """The record field that holds a stable document id (default: derived from the location and row)."""
     license: str = "unknown"
     """The data's license, as the release card states it."""
+    url: str | None = field(default=None, metadata=rules(pattern=r"https?://\S+", hint="expected an http(s) URL"))
+    """The upstream dataset's page (an http(s) URL, e.g. its Hub card), as the release card links it."""
     filters: FilterSet = "none"
     """The quality filter set (default: the domain's set when it has one, else none)."""
     candidate: str | None = None
@@ -228,6 +230,8 @@ class Recipe:
         payload = asdict(self)
         payload.pop("path")
         payload.pop("description")
+        for src in payload["sources"]:  # a link for the card changes nothing the pipeline writes
+            src.pop("url")
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

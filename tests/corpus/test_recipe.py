@@ -195,3 +195,18 @@ def test_demix_corpora_recipe_matches_paper_totals():
 def test_parse_recipe_from_dict_names_pseudo_file():
     with pytest.raises(RecipeError, match=r"^<recipe>: sources: \[\]: expected a non-empty list"):
         parse_recipe({"name": "x", "tokenizer": {"hub": "a/b"}, "sources": []})
+
+
+def test_source_url_is_an_optional_checked_link_outside_the_config_hash(tmp_path):
+    with_url = copy.deepcopy(BASE)
+    with_url["sources"][0]["url"] = "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu"
+    recipe, _ = _load(tmp_path, with_url)
+    assert recipe.source("a").url == "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu"
+    assert recipe.source("b").url is None
+    assert recipe.config_hash() == _load(tmp_path, BASE)[0].config_hash()  # a link rebuilds nothing
+    with_url["sources"][1]["url"] = "huggingface.co/datasets/x"
+    with pytest.raises(RecipeError, match=r"r\.yaml: sources\[1\]\.url: 'huggingface\.co/datasets/x': expected an http"):
+        _load(tmp_path, with_url)
+    corpora = load_recipe("demix_corpora")
+    assert corpora.source("fineweb_edu").url == "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu"
+    assert corpora.source("web_crawl_en").url is None  # unpublished: no link is better than a guessed one
