@@ -41,9 +41,11 @@ CFG = DedupConfig()
 TARGETS = (0.80, 0.85, 0.88, 0.90, 0.92, 0.95, 0.98)
 
 
+VOCAB = [f"w{i}" for i in range(30_000)]
+
+
 def _words(rng: np.random.Generator, n: int) -> list[str]:
-    vocab = [f"w{i}" for i in range(30_000)]
-    return [vocab[i] for i in rng.zipf(1.2, n) % len(vocab)]
+    return [VOCAB[i] for i in rng.zipf(1.2, n) % len(VOCAB)]
 
 
 def _edit(rng: np.random.Generator, words: list[str], target: float) -> list[str]:
