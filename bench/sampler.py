@@ -9,12 +9,21 @@ seq_len 2048 and the largest proportion error over stream prefixes (in sequences
            packed into sequences of 2048
 Targets: ours >= 0.8x pyarrow, ours >= 3x hf.
 
+Then seeks at 22T scale: the DeMix Corpora recipe resolved to 22T (no corpus needed for the schedule,
+10.7 billion slots at seq_len 2048) and timed (target < 1 s each):
+  seek     Schedule.counts_at(m) plus the first slot, for slots m near the end of the stream
+  resume   a Sampler over that schedule (its sources read the bench shards, round robin) loading a
+           state near the end: position-only on the same world size, and elastic (saved by rank 3 of 8,
+           loaded by rank 1 of 6), timed to the first sequence in hand
+  replay   what a replay of the schedule from slot 0 would cost there (its slots/s, projected)
+
     .venv/bin/python bench/sampler.py --quick
     .venv/bin/python bench/sampler.py --tokens 120M --out /tmp/bench-corpus --json
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -34,8 +43,9 @@ from corpus import parse_recipe, parse_tokens  # noqa: E402
 from manifests import (  # noqa: E402
     SHARD_SCHEMA, open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path,
 )
-from mixer import Mixture, Sampler, resolve_mixture  # noqa: E402
+from mixer import Mixture, Sampler, Schedule, resolve_mixture, resolve_recipe  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 SHARES = {"web": 0.45, "code": 0.25, "math": 0.2, "books": 0.1}
 VOCAB, EOS, SEQ_LEN = 50_000, 0, 2048
 
@@ -142,6 +152,47 @@ def run_hf(plan, n: int, shares: list[float]) -> tuple[float, float]:
     return made / dt, max_prefix_error(rows, counts, shares)
 
 
+def seek_22t(bench_plan) -> dict[str, float]:
+    """Seek and resume near the end of the 22T schedule; seconds (module docstring)."""
+    plan = resolve_recipe(ROOT / "corpus/recipes/demix_corpora.yaml", parse_tokens("22T"), seq_len=SEQ_LEN)
+    # the schedule needs no corpus; to time a resume to real tokens, every source reads bench shards
+    shards = [src.shards for src in bench_plan.sources]
+    plan = dataclasses.replace(plan, corpus_root=bench_plan.corpus_root, eos_id=EOS, sources=tuple(
+        dataclasses.replace(src, shards=shards[i % len(shards)]) for i, src in enumerate(plan.sources)))
+    t0 = time.perf_counter()
+    probe = Sampler(plan, prefetch=0)
+    n, schedule = probe.num_sequences, probe.schedule
+    setup = time.perf_counter() - t0
+    seeks = []
+    for m in (n - 1, n - 2, n - schedule.block // 2 - 1, n - 10_000_019, n - 123_456_789):
+        t0 = time.perf_counter()
+        next(schedule.iter_slots(m, schedule.counts_at(m)))
+        seeks.append(time.perf_counter() - t0)
+    t0, k = time.perf_counter(), 0
+    for _ in schedule.iter_slots(n // 2):  # the slots/s of a replay, on the same schedule
+        k += 1
+        if k >= 300_000:
+            break
+    replay_rate = k / (time.perf_counter() - t0)
+
+    def first_item(sampler: Sampler, state: dict) -> float:
+        t0 = time.perf_counter()
+        sampler.load_state_dict(state)
+        next(iter(sampler))
+        return time.perf_counter() - t0
+
+    pos = len(Sampler(plan, rank=0, world_size=1, prefetch=0)) - 1000
+    position_s = first_item(Sampler(plan, prefetch=0), {"position": pos})
+    saver = Sampler(plan, rank=3, world_size=8, prefetch=0)
+    saver.load_state_dict({"position": len(saver) - 1000})
+    next(iter(saver))
+    state = json.loads(json.dumps(saver.state_dict()))
+    elastic_s = first_item(Sampler(plan, rank=1, world_size=6, prefetch=0), state)
+    return {"slots_22t": n, "sources_22t": len(plan.sources), "block": schedule.block, "sampler_init_s": setup,
+            "seek_max_s": max(seeks), "seek_mean_s": sum(seeks) / len(seeks), "position_resume_s": position_s,
+            "elastic_resume_s": elastic_s, "replay_slots_per_s": replay_rate, "replay_to_end_s": n / replay_rate}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; prints a table (or --json) and the ratios against the targets."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,10 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     raw = max(run_pyarrow(plan, n), run_pyarrow(plan, n))  # best of two: the machine may be shared
     ours, ours_err = max(run_ours(plan, n), run_ours(plan, n))
     hf, hf_err = run_hf(plan, args.hf_sequences or (300 if args.quick else 1000), shares)
+    seek = seek_22t(plan)
     result = {"tokens": total, "sequences": n, "seq_len": SEQ_LEN, "build_s": round(build_s, 1),
               "ours_seq_per_s": round(ours, 1), "pyarrow_seq_per_s": round(raw, 1), "hf_seq_per_s": round(hf, 1),
               "ours_vs_pyarrow": round(ours / raw, 3), "ours_vs_hf": round(ours / hf, 2),
-              "ours_max_prefix_error_seq": round(ours_err, 3), "hf_max_prefix_error_seq": round(hf_err, 3)}
+              "ours_max_prefix_error_seq": round(ours_err, 3), "hf_max_prefix_error_seq": round(hf_err, 3),
+              **{f"seek22t_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in seek.items()}}
     if args.json:
         print(json.dumps(result))
     else:
@@ -177,6 +230,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'pyarrow':<10}{raw:>12,.0f}{raw / ours:>10.2f}{'(no mixing)':>26}")
         print(f"{'hf':<10}{hf:>12,.0f}{hf / ours:>10.2f}{hf_err:>26.3f}")
         print(f"ours / pyarrow = {ours / raw:.2f} (target >= 0.8); ours / hf = {ours / hf:.1f} (target >= 3)")
+        print(f"\n22T plan: {seek['slots_22t']:,} slots, {seek['sources_22t']} sources, schedule block "
+              f"{seek['block']:,} slots (Sampler built in {seek['sampler_init_s']:.2f}s)")
+        print(f"{'near the end of the stream':<44}{'seconds':>10}{'target':>10}")
+        print(f"{'seek the schedule (worst of 5)':<44}{seek['seek_max_s']:>10.3f}{'< 1':>10}")
+        print(f"{'resume a position-only state, 1st sequence':<44}{seek['position_resume_s']:>10.3f}{'< 1':>10}")
+        print(f"{'elastic resume 8 -> 6 ranks, 1st sequence':<44}{seek['elastic_resume_s']:>10.3f}{'< 1':>10}")
+        print(f"{'a replay from slot 0 instead (projected)':<44}{seek['replay_to_end_s']:>10,.0f}"
+              f"{'':>10}  ({seek['replay_slots_per_s']:,.0f} slots/s)")
     if tmp is not None:
         tmp.cleanup()
     return 0

@@ -4,8 +4,8 @@ The global stream has ``N = target_tokens // seq_len`` slots. Source ``s`` fills
 (its allotted tokens in sequences, largest-remainder rounded so the ``n_s`` sum to ``N``), in the
 order of the slot schedule (``mixer.slot_schedule``): after any prefix every source is within one
 sequence of its share, and the per-source counts at any slot are a closed form plus a replay of at
-most one block (65,536 slots, under 0.1 s), so every resume below costs that much, at any position
-of a 22T plan. The ``k``-th sequence of source ``s`` is tokens ``[k L, (k+1) L)`` of that source's
+most one block (32,768 slots for the 22T plan: about 0.1 s), so that is what every resume
+below costs, at any position. The ``k``-th sequence of source ``s`` is tokens ``[k L, (k+1) L)`` of that source's
 stream (``mixer.stream``: seeded document order per epoch, EOS-joined), so a document cut at a
 sequence end continues in the source's next sequence. Rank ``r`` of ``world_size`` takes slots
 ``origin + r, origin + r + world_size, ...`` (``origin`` is 0 until an elastic resume, below);
@@ -70,8 +70,8 @@ class Sampler(IterableDataset):
             "origin": 0,
             "position": 1200,
             "consumed": 2400,
-            "slot": 2401,
-            "counts": {"fineweb_edu": 131, "starcoder": 22, "finemath_4": 3}
+            "slot": 2400,
+            "counts": {"web": 1320, "code": 720, "math": 360}
         }
 
     - ``version``: layout of this dict (3). A version-2 state resumes by position; its counts, of
@@ -83,9 +83,10 @@ class Sampler(IterableDataset):
       ``load_state_dict`` needs (``{"position": n}``), the rest is seeked from it.
     - ``consumed``: global slot that all ranks have reached when they advance in lockstep,
       ``origin + position * world_size`` (at most the stream length); an elastic resume starts there.
-    - ``slot``: the next global schedule slot this iterator steps from (0 before iteration).
-    - ``counts``: per source (all plan sources), its sequences in the slots ``[0, slot)``; they sum
-      to ``slot`` and let a resume skip even the schedule's one-block replay.
+    - ``slot``: the global schedule slot after the last one this iterator stepped (before any
+      iteration: this sampler's next slot, ``origin + rank + position * world_size``).
+    - ``counts``: per source, every plan source by name, its sequences in the slots ``[0, slot)``;
+      they sum to ``slot``, and let a resume skip even the schedule's one-block replay.
     """
 
     def __init__(self, plan: Plan | str | os.PathLike, seq_len: int | None = None, seed: int | None = None,

@@ -305,8 +305,8 @@ def test_a_version_2_state_resumes_by_position(tiny_plan):
     fresh = Sampler(tiny_plan)
     fresh.load_state_dict(old)
     assert all(torch.equal(x, y) for x, y in zip(_all(fresh), full[600:], strict=True))
-    for bad, field in (({**state, "version": 9}, "version"),
-                       ({**state, "counts": {**state["counts"], s.source_names[0]: state["counts"][s.source_names[0]] + 5,
-                                             s.source_names[1]: state["counts"][s.source_names[1]] - 5}}, "outside")):
+    a, b = s.source_names[:2]
+    moved = {**state["counts"], a: state["counts"][a] + 5, b: state["counts"][b] - 5}  # same sum, wrong counts
+    for bad, field in (({**state, "version": 9}, "version"), ({**state, "counts": moved}, "outside")):
         with pytest.raises(SamplerError, match=field):
             Sampler(tiny_plan).load_state_dict(bad)

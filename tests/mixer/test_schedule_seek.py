@@ -14,7 +14,8 @@ def _random_plan(rng: random.Random) -> list[int]:
         return [rng.randint(1, 3000) for _ in range(rng.randint(1, 2))]
     if kind == "skewed":  # one source dwarfs the rest (shares down to ~1e-4)
         return [rng.randint(20_000, 60_000)] + [rng.randint(1, 30) for _ in range(rng.randint(1, 6))]
-    n = [rng.choice([rng.randint(1, 9), rng.randint(10, 200), rng.randint(300, 1500)]) for _ in range(rng.randint(3, 40))]
+    sizes = [(1, 9), (10, 200), (300, 1500)]
+    n = [rng.randint(*rng.choice(sizes)) for _ in range(rng.randint(3, 40))]
     if kind == "zeros":
         n[rng.randrange(len(n))] = 0
     return n
