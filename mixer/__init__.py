@@ -6,7 +6,7 @@ from mixer.plan import Plan, PlanError, PlanSource
 from mixer.release import ReleaseError, push_release, write_release
 from mixer.resolve import ResolveError, largest_remainder, record_plan, resolve_mixture, resolve_recipe
 from mixer.sampler import Sampler, SamplerError
-from mixer.schedule import Schedule
+from mixer.slot_schedule import Schedule
 
 __all__ = [
     "LEVELS", "Mixture", "MixtureError", "Plan", "PlanError", "PlanSource", "ReleaseError", "ResolveError", "Sampler",
