@@ -40,7 +40,7 @@ from mixer.plan import Plan
 from mixer.resolve import largest_remainder
 from mixer.slot_schedule import Schedule
 from mixer.stream import SourceStream
-from corpus.errors import DemixError
+from corpus.errors import DemixError, UsageError
 
 STATE_VERSION = 3
 # Version 2 states hold counts of the previous schedule (one EDF run over the whole stream); they
@@ -49,6 +49,10 @@ STATE_VERSION = 3
 
 class SamplerError(DemixError, ValueError):
     """A plan the sampler cannot stream, or a state that does not belong to this sampler; names the field."""
+
+
+class SamplerSizeError(SamplerError, UsageError):
+    """A sequence length the plan cannot fill even once (a usage error: pick a smaller --seq-len or a larger plan)."""
 
 
 class Sampler(IterableDataset):
@@ -103,10 +107,10 @@ class Sampler(IterableDataset):
         self.verify, self.prefetch = verify, int(prefetch)
         self.source_names = [s.source for s in self.plan.sources]
         if self.seq_len < 1:
-            raise SamplerError(f"seq_len: {self.seq_len} is not a positive number of tokens")
+            raise SamplerSizeError(f"seq_len: {self.seq_len} is not a positive number of tokens")
         self.num_sequences = self.plan.target_tokens // self.seq_len
         if self.num_sequences < 1:  # an empty stream would train on nothing and say nothing
-            raise SamplerError(f"plan {self.plan.plan_id}: target_tokens {self.plan.target_tokens:,} is less than one "
+            raise SamplerSizeError(f"plan {self.plan.plan_id}: target_tokens {self.plan.target_tokens:,} is less than one "
                                f"sequence of seq_len {self.seq_len:,}; resolve at least {self.seq_len:,} tokens")
         self.sequence_counts = largest_remainder(self.num_sequences, [s.allotted_tokens for s in self.plan.sources])
         for s, n in zip(self.plan.sources, self.sequence_counts):

@@ -95,6 +95,7 @@ BAD_INPUT = [  # (id, argv with {placeholders}, exit code, what stderr must name
     ("db-missing", "resolve --mixture {mix} --db {tmp}/nowhere --target 1M", 1, "nowhere"),
     ("db-not-duckdb", "resolve --mixture {mix} --db {binary} --target 1M", 1, "binary.bin"),
     ("plan-binary", "sample --plan {binary}", 1, "binary.bin"),
+    ("sample-plan-too-small", "sample --plan {plan} --seq-len 1000000000", 2, "less than one sequence"),
     ("stage-unknown", "resolve --recipe {recipe} --target 1M --stage nosuch", 1, "no stage 'nosuch'"),
     ("mixture-binary", "resolve --mixture {binary} --db {db} --target 1M", 1, "binary.bin"),
     ("plan-is-a-folder", "sample --plan {tmp}", 1, "{tmp}"),
