@@ -8,17 +8,23 @@ capped at ``mixture_max_tokens``), ``data/sample-<N>/`` the sampler's first ``N 
 sequences as rows, ``tokenizer/`` the corpus tokenizer, and README.md the dataset card
 (``mixer.release_card``). Files are written one at a time with bounded memory
 (``mixer.release_write``) and renamed when whole, so a killed release resumes where it stopped.
+A recipe-only release (``recipe_only``) holds the plan, the manifest's rows for it, the recipe and
+the card instead of data (``mixer.release_recipe``). ``push_release`` uploads a folder in batched,
+resumable commits (``mixer.release_push``).
 
 Every release folder holds a marker, ``.demix-release.json``, written before anything else:
 
     {"tool": "mixer release", "version": 1, "plan_id": "9f2c61d0a4b7e815",
      "settings": {"seq_len": 2048, "file_tokens": 64000000, "mixture_slots": 48829, "samples": [10000000]}}
 
+(a recipe-only release's settings are ``{"recipe_only": true}``)
+
 ``settings`` are what decides the files' contents besides the plan: a rerun with the same plan and
 settings resumes (writes only missing files); anything else needs ``overwrite``.
 
 It is what makes ``overwrite`` safe: only a folder with the marker is ever replaced, and then only
-the entries a release writes (``data/``, ``tokenizer/``, README.md, the marker) are deleted, so a
+the entries a release writes (RELEASE_ENTRIES: ``data/``, ``tokenizer/``, ``manifest/``, plan.json,
+recipe.yaml, README.md, the marker) are deleted, so a
 mistyped ``--out .`` or a Hub clone's ``.git`` is never touched.
 """
 from __future__ import annotations
@@ -35,7 +41,9 @@ import pyarrow.parquet as pq
 
 from mixer.plan import Plan
 from mixer.release_card import render_card
-from mixer.release_layout import FILE_TOKENS, ConfigLayout, plan_layout
+from mixer.release_layout import BYTES_PER_TOKEN, FILE_TOKENS, ConfigLayout, ReleaseFile, plan_layout
+from mixer.release_push import push_release  # noqa: F401  (the package face: mixer.push_release)
+from mixer.release_recipe import PlanRecipe, find_recipe, write_recipe_release
 from mixer.release_write import write_mixture_file, write_sample_file, write_source_file
 from mixer.sampler import Sampler
 from mixer.stream import join_url
@@ -43,7 +51,8 @@ from corpus.errors import DemixError
 
 MARKER = ".demix-release.json"
 MARKER_VERSION = 1
-RELEASE_ENTRIES = ("data", "tokenizer", "README.md", MARKER)  # all that a release writes at its top level
+# all that a release (data or recipe-only) writes at its top level: the only entries --overwrite deletes
+RELEASE_ENTRIES = ("data", "tokenizer", "manifest", "plan.json", "recipe.yaml", "README.md", MARKER)
 DEFAULT_MIXTURE_MAX_TOKENS = 100_000_000
 
 
@@ -51,17 +60,10 @@ class ReleaseError(DemixError, RuntimeError):
     """A release that cannot be written or pushed; the message names the path or repo."""
 
 
-@dataclass(frozen=True)
-class ReleaseFile:
-    """One file of a release folder: path relative to the folder, size in bytes."""
-
-    path: str
-    n_bytes: int
-
-
 def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_tokens: int | None = DEFAULT_MIXTURE_MAX_TOKENS,
                   samples: Sequence[int] = (), file_tokens: int = FILE_TOKENS, overwrite: bool = False,
-                  dry_run: bool = False, progress: bool = False) -> list[ReleaseFile]:
+                  recipe: str | os.PathLike | None = None, recipe_only: bool = False, dry_run: bool = False,
+                  progress: bool = False) -> list[ReleaseFile]:
     """Write the release folder for ``plan`` at ``out`` (path or fsspec URL); returns its files and sizes.
 
     ``mixture_max_tokens`` (int, or None for the whole stream) caps the mixture config; ``samples``
@@ -69,11 +71,20 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     the stream. The layout is planned and checked against the Hub limits before anything is written
     (LayoutError). A rerun on a folder that holds the same plan and settings writes only the files
     that are missing (a killed release resumes); another folder with files is refused unless it holds
-    a release and ``overwrite`` is set. ``dry_run`` plans and checks only and returns the planned
-    files (sizes 0).
+    a release and ``overwrite`` is set. ``dry_run`` plans and checks only, writes and reads nothing
+    at ``out``, and returns the planned files with upper estimates of their sizes (BYTES_PER_TOKEN;
+    README.md and the marker as 0).
+
+    ``recipe`` names the recipe file the plan was built from (found from the plan when None;
+    ``mixer.release_recipe.find_recipe``): the card states its sources' upstream URLs and its filter
+    and dedup settings. ``recipe_only`` writes the plan, the manifest's rows for it, the recipe and the
+    card, and no data (``mixer.release_recipe``).
     """
-    if isinstance(plan, Plan):  # names become paths: check a Plan built in code as a loaded one is checked
-        plan = Plan.from_dict(plan.to_dict(), file="<plan>")
+    # names become paths: check a Plan built in code as a loaded one is checked
+    plan = Plan.from_dict(plan.to_dict(), file="<plan>") if isinstance(plan, Plan) else Plan.load(plan)
+    found = find_recipe(plan, recipe)
+    if recipe_only:
+        return _write_recipe_only(plan, out, found, overwrite=overwrite, dry_run=dry_run)
     sampler = Sampler(plan, prefetch=0)
     plan = sampler.plan
     clash = [s.source for s in plan.sources if s.source == "mixture" or s.source.startswith("sample-")]
@@ -87,7 +98,8 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
                          sampler.num_sequences, L, mixture_slots=-(-budget // L), samples=samples,
                          file_tokens=file_tokens)
     if dry_run:
-        return [ReleaseFile(c.path(i), 0) for c in layout.configs for i in range(c.n_files)]
+        return [ReleaseFile(MARKER, 0), ReleaseFile("README.md", 0), *_tokenizer_files(plan),
+                *(ReleaseFile(c.path(i), _estimate(c, i, L)) for c in layout.configs for i in range(c.n_files))]
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
     settings = {"seq_len": L, "file_tokens": file_tokens, "mixture_slots": -(-budget // L),
@@ -114,7 +126,22 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     _copy_tokenizer(plan, fs, root)
     stats = {c.name: config_stats(fs, root, c) for c in layout.configs}
     with fs.open(f"{root}/README.md", "w") as f:
-        f.write(render_card(plan, sampler, layout, stats))
+        f.write(render_card(plan, sampler, layout, stats, found.recipe if found else None))
+    return list_release(out)
+
+
+def _write_recipe_only(plan: Plan, out: str, found: PlanRecipe | None, *, overwrite: bool,
+                       dry_run: bool) -> list[ReleaseFile]:
+    if dry_run:
+        return [ReleaseFile(MARKER, 0), *write_recipe_release(plan, None, "", found, dry_run=True)]
+    fs, root = fsspec.core.url_to_fs(out)
+    root = root.rstrip("/")
+    settings = {"recipe_only": True}
+    marker = read_marker(fs, root) if fs.isdir(root) else None
+    if not (marker and not overwrite and marker.get("plan_id") == plan.plan_id and marker.get("settings") == settings):
+        prepare_folder(fs, root, out, overwrite=overwrite)
+        write_marker(fs, root, plan, settings)
+    write_recipe_release(plan, fs, root, found)
     return list_release(out)
 
 
@@ -176,6 +203,22 @@ def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwr
     fs.rm(f"{root}/{MARKER}")  # last: a crash above leaves the folder still marked as ours
 
 
+def _estimate(config: ConfigLayout, i: int, seq_len: int) -> int:
+    a, b = config.span_of(i)
+    return (b - a) * (1 if config.kind == "source" else seq_len) * BYTES_PER_TOKEN
+
+
+def _tokenizer_files(plan: Plan) -> list[ReleaseFile]:
+    """The tokenizer files a release copies, with their sizes (none when the plan names no tokenizer)."""
+    if not plan.tokenizer_path:
+        return []
+    src_fs, src = fsspec.core.url_to_fs(join_url(plan.corpus_root, plan.tokenizer_path))
+    if not src_fs.isdir(src):
+        return []
+    return [ReleaseFile(f"tokenizer/{os.path.basename(e['name'])}", int(e.get("size") or 0))
+            for e in sorted(src_fs.ls(src, detail=True), key=lambda e: e["name"])]
+
+
 def _copy_tokenizer(plan: Plan, fs: fsspec.AbstractFileSystem, root: str) -> None:
     if not plan.tokenizer_path:
         return
@@ -197,27 +240,3 @@ def list_release(out: str) -> list[ReleaseFile]:
         rel = path[len(root):].lstrip("/") if path.startswith(root) else path.split(root.lstrip("/"), 1)[-1].lstrip("/")
         files.append(ReleaseFile(rel, int(info.get("size") or 0)))
     return files
-
-
-def push_release(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None) -> str:
-    """Create the dataset repo and upload ``folder`` resumably (``upload_large_folder``, or ``upload_folder`` on hub >= 2).
-
-    The token comes from the usual Hugging Face login or HF_TOKEN and is never printed. Raises
-    ReleaseError for a non-local folder.
-    """
-    fs, path = fsspec.core.url_to_fs(folder)
-    if "file" not in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
-        raise ReleaseError(f"{folder}: --push needs a local folder (upload_large_folder reads from disk)")
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    url = api.create_repo(repo_id=repo_id, repo_type="dataset", private=private, exist_ok=True)
-    if revision:
-        api.create_branch(repo_id=repo_id, repo_type="dataset", branch=revision, exist_ok=True)
-    if hasattr(api, "upload_large_folder"):  # huggingface_hub < 2: the resumable multi-commit uploader
-        api.upload_large_folder(repo_id=repo_id, folder_path=path, repo_type="dataset", revision=revision,
-                                private=private)
-    else:  # huggingface_hub >= 2: upload_folder itself batches large folders and resumes a rerun
-        api.upload_folder(repo_id=repo_id, folder_path=path, repo_type="dataset", revision=revision,
-                          commit_message="mixer release")
-    return str(url)

@@ -43,6 +43,14 @@ class LayoutError(DemixError, ValueError):
 
 
 @dataclass(frozen=True)
+class ReleaseFile:
+    """One file of a release folder: path relative to the folder, size in bytes (an estimate in a dry run)."""
+
+    path: str
+    n_bytes: int
+
+
+@dataclass(frozen=True)
 class ConfigLayout:
     """One config of the release: what it holds and how it is cut into files."""
 

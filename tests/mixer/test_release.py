@@ -1,4 +1,4 @@
-"""Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; push with HfApi mocked."""
+"""Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; the marker; a dry run."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,7 +12,7 @@ import yaml
 
 from mixer import Plan, PlanError, Sampler
 from mixer.cli import main
-from mixer.release import ReleaseError, list_release, push_release, write_release
+from mixer.release import ReleaseError, write_release
 
 
 @pytest.fixture(scope="module")
@@ -76,46 +76,6 @@ def test_release_to_memory_url(tiny_plan):
     fs.rm("/releases", recursive=True)
 
 
-class FakeApi:
-    calls: list = []
-
-    def __init__(self, *a, **k):
-        FakeApi.calls.append(("init", a, k))
-
-    def create_repo(self, **k):
-        FakeApi.calls.append(("create_repo", k))
-        return f"https://huggingface.co/datasets/{k['repo_id']}"
-
-    def create_branch(self, **k):
-        FakeApi.calls.append(("create_branch", k))
-
-    def upload_folder(self, **k):
-        FakeApi.calls.append(("upload", k))
-
-
-class FakeOldApi(FakeApi):
-    def upload_large_folder(self, **k):
-        FakeApi.calls.append(("upload_large_folder", k))
-
-
-@pytest.mark.parametrize("api, upload", [(FakeApi, "upload"), (FakeOldApi, "upload_large_folder")])
-def test_push_uses_hfapi_with_the_right_arguments(release_dir, monkeypatch, api, upload):
-    import huggingface_hub
-
-    FakeApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", api)
-    url = push_release(str(release_dir), "org/tiny-mix", private=True, revision="v1")
-    assert url.endswith("org/tiny-mix")
-    calls = {c[0]: c[-1] for c in FakeApi.calls}
-    assert calls["init"] == {}  # token from the HF login / environment, never passed or printed
-    assert calls["create_repo"] == {"repo_id": "org/tiny-mix", "repo_type": "dataset", "private": True, "exist_ok": True}
-    assert calls["create_branch"]["branch"] == "v1"
-    up = calls[upload]
-    assert up["repo_id"] == "org/tiny-mix" and up["repo_type"] == "dataset" and up["revision"] == "v1"
-    assert up["folder_path"] == str(release_dir)
-    assert "upload" not in calls or upload == "upload"  # exactly one uploader is used
-
-
 def test_cli_dry_run_contacts_nothing(tiny_plan, tmp_path, monkeypatch, capsys):
     import huggingface_hub
 
@@ -129,8 +89,8 @@ def test_cli_dry_run_contacts_nothing(tiny_plan, tmp_path, monkeypatch, capsys):
     rc = main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--push", "org/x", "--dry-run"])
     assert rc == 0
     printed = capsys.readouterr().out
-    assert "dry run" in printed and "README.md" in printed
-    assert {f.path for f in list_release(str(out))} >= {"README.md", "data/mixture/train-00000.parquet"}
+    assert "dry run" in printed and "README.md" in printed and "data/mixture/train-00000.parquet" in printed
+    assert not out.exists()  # planned, not written (the commit plan: tests/mixer/test_release_push.py)
 
 
 def test_overwrite_refuses_a_folder_no_release_wrote(tiny_plan, tmp_path, monkeypatch, capsys):
