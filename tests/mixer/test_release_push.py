@@ -153,3 +153,18 @@ def test_cli_dry_run_prints_the_commit_plan_and_touches_nothing(tiny_plan, tmp_p
     printed = capsys.readouterr().out
     assert "commit plan for org/x" in printed and f"{push['n_commits']} commit(s) of at most 5 files" in printed
     assert "was not contacted" in printed and not out.exists()
+
+
+def test_cli_push_writes_then_uploads_through_hfapi(tiny_plan, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    hub = FakeHub()
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: hub if not (a or k) else None)  # no token passed
+    tiny_plan.save(tmp_path / "plan.json")
+    out = tmp_path / "rel"
+    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--mixture-max-tokens", "2K",
+                 "--push", "org/tiny", "--private", "--commit-files", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["pushed"] == "https://huggingface.co/datasets/org/tiny"
+    assert sorted(hub.files) == sorted(f.path for f in list_release(str(out)))
+    assert len(hub.commits) == result["push"]["n_commits"] == math.ceil(len(hub.files) / 3)
