@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stream tokens per Parquet file (default 64M, about 0.5 GB)")
     rel.add_argument("--overwrite", action="store_true", help="replace a previous release at --out (only one)")
     rel.add_argument("--recipe", help="the recipe file the plan was built from, for the card's upstream URLs and "
-                                      "filter/dedup settings (default: found from the plan, if its config hash matches)")
+                                      "filter/dedup settings (default: found from the plan if its hash matches)")
     rel.add_argument("--recipe-only", action="store_true",
                      help="write the plan, the manifest's rows for it (Parquet), the recipe and the card; no data")
     rel.add_argument("--push", metavar="ORG/NAME", help="create this dataset repo and upload the folder in batched "

@@ -127,15 +127,16 @@ def local_files(folder: str) -> tuple[str, list[ReleaseFile]]:
     return root, sorted(files, key=lambda f: f.path)
 
 
-def plan_push(files: Sequence[ReleaseFile], repo_id: str, *, revision: str | None = None, remote: dict[str, Any] | None = None,
-              root: str | None = None, max_files: int = COMMIT_FILES, max_bytes: int = COMMIT_BYTES) -> PushPlan:
+def plan_push(files: Sequence[ReleaseFile], repo_id: str, *, revision: str | None = None,
+              remote: dict[str, Any] | None = None, root: str | None = None, max_files: int = COMMIT_FILES,
+              max_bytes: int = COMMIT_BYTES) -> PushPlan:
     """The commit plan for ``files``; with ``remote`` (path -> the repo tree's entry) and the local ``root``,
     a file the repo already holds at the same size and hash is skipped. Without ``remote`` it is a dry run."""
     skipped, todo = [], []
     for f in files:
         entry = (remote or {}).get(f.path)
-        (skipped if entry is not None and root is not None and same_content(os.path.join(root, f.path), f.n_bytes, entry)
-         else todo).append(f)
+        there = entry is not None and root is not None and same_content(os.path.join(root, f.path), f.n_bytes, entry)
+        (skipped if there else todo).append(f)
     return PushPlan(repo_id, revision, plan_commits(todo, max_files=max_files, max_bytes=max_bytes), tuple(skipped),
                     remote_checked=remote is not None)
 
@@ -246,7 +247,8 @@ def push_release(folder: str, repo_id: str, *, private: bool = False, revision: 
         waited = pacer.wait()
         if progress and waited:
             progress(f"  waiting {waited:,.0f} s: the Hub allows {commits_per_hour} commits per hour")
-        ops = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=os.path.join(root, f.path)) for f in commit.files]
+        ops = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=os.path.join(root, f.path))
+               for f in commit.files]
         try:
             api.create_commit(repo_id=repo_id, repo_type="dataset", revision=revision, operations=ops,
                               commit_message=plan.message(i))

@@ -46,7 +46,8 @@ class FakeHub:
             raise ConnectionError("connection reset by peer")
         for op in operations:
             data = open(op.path_or_fileobj, "rb").read()
-            lfs = SimpleNamespace(sha256=hashlib.sha256(data).hexdigest()) if op.path_in_repo.endswith(".parquet") else None
+            lfs = (SimpleNamespace(sha256=hashlib.sha256(data).hexdigest())
+                   if op.path_in_repo.endswith(".parquet") else None)  # the Hub keeps Parquet in LFS
             blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
             self.files[op.path_in_repo] = SimpleNamespace(path=op.path_in_repo, size=len(data), blob_id=blob, lfs=lfs)
         self.commits.append((commit_message, [op.path_in_repo for op in operations]))

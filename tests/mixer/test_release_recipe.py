@@ -1,4 +1,4 @@
-"""Recipe-only release (plan, manifest rows, recipe, card; no data) and the card's upstream URLs and processing settings."""
+"""Recipe-only release (plan, manifest rows, recipe, card; no data); the card's upstream URLs and processing settings."""
 from __future__ import annotations
 
 import dataclasses
@@ -19,14 +19,15 @@ URLS = {"math_a": "https://example.org/datasets/math-a"}  # code_a has none
 
 @pytest.fixture()
 def recipe_and_plan(epoch_plan, tmp_path):
-    """A recipe file for the tiny corpus's sources (a URL, settings), and epoch_plan (2 of its 4 sources) built from it."""
+    """A recipe file for the tiny corpus's sources (a URL, settings) and epoch_plan (2 of 4 sources) built from it."""
     raw = {"name": "tiny", "tokenizer": {"train": {"vocab_size": 384}},
            "dedup": {"num_buckets": 14, "hashes_per_bucket": 8, "threshold": 0.8},
            "decontamination": {"ngram": 11, "min_words": 5},
            "sources": [{"name": n, "domain": d, "tier": "high", "location": "builtin:math", "format": "builtin",
                         **({"url": URLS[n]} if n in URLS else {}),
                         **({"params": {"filter_params": {"c4": {"min_num_sentences": 2}}}} if n == "math_a" else {})}
-                       for n, d in (("gen_a", "general"), ("gen_b", "general"), ("code_a", "code"), ("math_a", "math"))]}
+                       for n, d in (("gen_a", "general"), ("gen_b", "general"), ("code_a", "code"),
+                                    ("math_a", "math"))]}
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     # the plan names the recipe by its config hash: this plan was "built" from this file
@@ -48,7 +49,8 @@ def test_recipe_only_writes_plan_manifest_rows_recipe_and_card_and_no_data(recip
     sources = pq.read_table(out / "manifest/sources.parquet")
     assert set(sources.column("source").to_pylist()) == names
     shards = pq.read_table(out / "manifest/shards.parquet")
-    expected = {sh["path"] for split in ("train", "validation") for sh in list_shards(tiny_corpus, split, sorted(names))}
+    expected = {sh["path"] for split in ("train", "validation")
+                for sh in list_shards(tiny_corpus, split, sorted(names))}
     assert set(shards.column("path").to_pylist()) == expected  # the plan's sources' shards, and only those
     assert set(shards.column("sha256").to_pylist()) >= {sh["sha256"] for s in plan.sources for sh in s.shards}
     card = (out / "README.md").read_text()
