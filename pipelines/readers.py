@@ -14,7 +14,7 @@ import math
 import re
 import zlib
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import fsspec
 from datatrove.data import Document, DocumentsPipeline
@@ -271,46 +271,40 @@ class TruncatedStream(EOFError):
     """A compressed stream that ends inside a frame."""
 
 
+def _frame_chunks(raw, new_decoder: Callable[[], Any], what: str, block: int = 1 << 20) -> Iterator[bytes]:
+    """Decompressed chunks of a stream of concatenated frames (zstd frames, gzip members).
+
+    Everything decodable before a cut is yielded first, so a reader keeps the complete lines before it;
+    then TruncatedStream says the stream ended inside a frame.
+    """
+    d, pending = new_decoder(), False
+    for chunk in iter(lambda: raw.read(block), b""):
+        while chunk:
+            pending = True
+            out = d.decompress(chunk)
+            if out:
+                yield out
+            if d.eof:  # a frame ends; the next one (gzip -c a b, multi-frame zstd) continues in unused_data
+                chunk, d, pending = d.unused_data, new_decoder(), False
+            else:
+                chunk = b""
+    if pending:
+        tail = d.flush() if hasattr(d, "flush") else b""
+        if tail:
+            yield tail
+        raise TruncatedStream(f"{what} stream ends inside a frame")
+
+
 def _zstd_chunks(raw, block: int = 1 << 20) -> Iterator[bytes]:
     """Decompressed chunks of a (multi-frame) zstd stream; raises TruncatedStream if it ends mid-frame."""
     import zstandard
 
-    d, pending = zstandard.ZstdDecompressor().decompressobj(), False
-    for chunk in iter(lambda: raw.read(block), b""):
-        while chunk:
-            pending = True
-            out = d.decompress(chunk)
-            if out:
-                yield out
-            if d.eof:
-                chunk, d, pending = d.unused_data, zstandard.ZstdDecompressor().decompressobj(), False
-            else:
-                chunk = b""
-    if pending:
-        raise TruncatedStream("zstd stream ends inside a frame")
+    return _frame_chunks(raw, lambda: zstandard.ZstdDecompressor().decompressobj(), "zstd", block)
 
 
 def _gzip_chunks(raw, block: int = 1 << 20) -> Iterator[bytes]:
-    """Decompressed chunks of a (multi-member) gzip stream; raises TruncatedStream if it ends mid-member.
-
-    Everything decodable before a cut is yielded first, so a reader keeps the complete lines before it.
-    """
-    d, pending = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), False
-    for chunk in iter(lambda: raw.read(block), b""):
-        while chunk:
-            pending = True
-            out = d.decompress(chunk)
-            if out:
-                yield out
-            if d.eof:  # a member ends; concatenated members (gzip -c a b) continue in unused_data
-                chunk, d, pending = d.unused_data, zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), False
-            else:
-                chunk = b""
-    if pending:
-        tail = d.flush()
-        if tail:
-            yield tail
-        raise TruncatedStream("gzip stream ends inside a member")
+    """Decompressed chunks of a (multi-member) gzip stream; raises TruncatedStream if it ends mid-member."""
+    return _frame_chunks(raw, lambda: zlib.decompressobj(wbits=16 + zlib.MAX_WBITS), "gzip", block)
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
