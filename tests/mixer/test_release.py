@@ -76,21 +76,7 @@ def test_release_to_memory_url(tiny_plan):
     fs.rm("/releases", recursive=True)
 
 
-def test_cli_dry_run_contacts_nothing(tiny_plan, tmp_path, monkeypatch, capsys):
-    import huggingface_hub
-
-    class Forbidden:
-        def __init__(self, *a, **k):
-            raise AssertionError("--dry-run must not touch the Hub")
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", Forbidden)
-    tiny_plan.save(tmp_path / "plan.json")
-    out = tmp_path / "rel"
-    rc = main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--push", "org/x", "--dry-run"])
-    assert rc == 0
-    printed = capsys.readouterr().out
-    assert "dry run" in printed and "README.md" in printed and "data/mixture/train-00000.parquet" in printed
-    assert not out.exists()  # planned, not written (the commit plan: tests/mixer/test_release_push.py)
+# The dry run (nothing written, the Hub not contacted, the commit plan) is tested in test_release_push.py.
 
 
 def test_overwrite_refuses_a_folder_no_release_wrote(tiny_plan, tmp_path, monkeypatch, capsys):
