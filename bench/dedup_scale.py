@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import resource
 import sys
 import tempfile
 import time
@@ -95,6 +94,12 @@ def quality(n_docs: int, tmp: str) -> dict:
             "signature_docs_per_s": n_docs / t_sig, "find_docs_per_s": n_docs / t_find}
 
 
+def _peak_rss_kb() -> int:
+    """This process's peak RSS (VmHWM): unlike ru_maxrss it is not inherited from the parent over fork + exec."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+
 def _synthetic_part(args) -> tuple[int, float]:
     """One prepare part of synthetic signatures plus its runs (the measured work is `write_runs`)."""
     plan, folder, rank, part, start, n, total = args
@@ -118,21 +123,21 @@ def _synthetic_part(args) -> tuple[int, float]:
     pq.write_table(table, f"{folder}/{rank:05d}_{part:05d}.parquet")
     t = time.process_time()
     write_runs(plan, rank, part, table)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - t
+    return _peak_rss_kb(), time.process_time() - t
 
 
 def _bucket(args) -> tuple[int, float]:
     plan, prepared, shard = args
     t = time.process_time()
     bucket_shard(plan, shard, prepared, CFG)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - t
+    return _peak_rss_kb(), time.process_time() - t
 
 
 def _cluster(args) -> tuple[int, float]:
     plan, prepared = args
     t = time.process_time()
     cluster(plan, prepared)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.process_time() - t
+    return _peak_rss_kb(), time.process_time() - t
 
 
 def scale(n_docs: int, tmp: str, memory_mb: int, workers: int) -> dict:
@@ -157,17 +162,18 @@ def scale(n_docs: int, tmp: str, memory_mb: int, workers: int) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    p.add_argument("--quality-docs", type=int, help="documents of real text (default 100K, quick 5K)")
+    p.add_argument("--quality-docs", type=int, help="documents of real text (default 100K, quick 5K; 0 skips)")
     p.add_argument("--sizes", type=int, nargs=2, help="the two scale sizes (default 1M 4M, quick 100K 400K)")
     p.add_argument("--memory-mb", type=int, default=256, help="dedup max_memory_mb of every bucket task")
     p.add_argument("--workers", type=int, default=2, help="processes running tasks at once")
     a = p.parse_args(argv)
     small, large = a.sizes or ((100_000, 400_000) if a.quick else (1_000_000, 4_000_000))
     with tempfile.TemporaryDirectory(prefix="demix-dedup-bench-") as tmp:
-        q = quality(a.quality_docs or (5_000 if a.quick else 100_000), tmp)
-        print(f"quality ({q['docs']} docs, {q['pairs_j>=0.9']} planted pairs with J >= 0.9): recall {q['recall']:.4f} "
-              f"(target >= 0.95), precision {q['precision']:.4f} (target >= 0.99), {q['dropped']} dropped; "
-              f"signatures {q['signature_docs_per_s']:.0f} docs/s, runs+buckets+cluster {q['find_docs_per_s']:.0f} docs/s")
+        q = quality(a.quality_docs or (5_000 if a.quick else 100_000), tmp) if a.quality_docs != 0 else None
+        if q:
+            print(f"quality ({q['docs']} docs, {q['pairs_j>=0.9']} planted pairs with J >= 0.9): recall {q['recall']:.4f} "
+                  f"(target >= 0.95), precision {q['precision']:.4f} (target >= 0.99), {q['dropped']} dropped; "
+                  f"signatures {q['signature_docs_per_s']:.0f} docs/s, runs+buckets+cluster {q['find_docs_per_s']:.0f} docs/s")
         rows = [scale(n, tmp, a.memory_mb, a.workers) for n in (small, large)]
     keys = ["shards"] + [f"{s}_{m}" for s in ("runs", "buckets", "cluster") for m in ("rss_mb", "us_per_doc")] + \
            ["docs_per_s_per_core"]
