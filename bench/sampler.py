@@ -1,7 +1,7 @@
 """Benchmark the mixer Sampler against a raw pyarrow read (upper bound) and HF `interleave_datasets`.
 
 Writes its own corpus of random-token documents (4 sources, a few hundred MB at full size) in the
-DESIGN.md shard layout, resolves a source-level mixture over it, then measures sequences/s at
+docs/design.md shard layout, resolves a source-level mixture over it, then measures sequences/s at
 seq_len 2048 and the largest proportion error over stream prefixes (in sequences):
   ours     mixer.Sampler (seeded per-epoch shuffle, EOS packing per source, EDF-Pfair schedule)
   pyarrow  the same shards' tokens columns read in order and cut into sequences (no mixing at all)

@@ -1,4 +1,4 @@
-"""The reference manifest: the published DeMix Corpora sizes (PAPER.md), from the recipe that holds them."""
+"""The reference manifest: the published DeMix Corpora sizes (docs/method.md), from the recipe that holds them."""
 from __future__ import annotations
 
 from typing import Any

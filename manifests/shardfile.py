@@ -1,4 +1,4 @@
-"""The token shard format (DESIGN.md): one Parquet row per document, zstd, DeMix footer metadata."""
+"""The token shard format (docs/design.md): one Parquet row per document, zstd, DeMix footer metadata."""
 from __future__ import annotations
 
 import os
@@ -16,7 +16,7 @@ SHARD_SCHEMA = pa.schema([
     ("tokens", pa.list_(pa.uint32())),
     ("n_tokens", pa.int32()),
 ])
-ROW_GROUP_BYTES = 96 << 20  # DESIGN.md: row groups of roughly 64-128 MB
+ROW_GROUP_BYTES = 96 << 20  # docs/design.md: row groups of roughly 64-128 MB
 
 
 def shard_table(ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Sequence[int]],

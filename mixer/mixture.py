@@ -1,4 +1,4 @@
-"""Mixtures: named ratios over candidates, domains or sources (DESIGN.md's mixture JSON), validated at load."""
+"""Mixtures: named ratios over candidates, domains or sources (docs/design.md's mixture JSON), validated at load."""
 from __future__ import annotations
 
 import json

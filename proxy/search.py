@@ -1,4 +1,4 @@
-"""Mixture search (PAPER.md steps 5-6): sample a pool, evaluate proxies, fit predictors, evaluate the top, repeat.
+"""Mixture search (docs/method.md steps 5-6): sample a pool, evaluate proxies, fit predictors, evaluate the top, repeat.
 
 `run_search(score_fn, ...)` works for any `score_fn(ratios) -> {metric: value}`; `proxy search` plugs in
 in-memory merged proxies scored on held-out bits per byte.
@@ -70,7 +70,7 @@ class SearchSettings:
     seed: int = 0
     top_k: int = 128
     rank_by: str = "percentile"
-    final: str = "average"  # average (PAPER.md: mean of the top_k predicted) | best (best evaluated) | auto (better measured)
+    final: str = "average"  # average (docs/method.md: mean of the top_k predicted) | best (best evaluated) | auto (better measured)
     predictor: PredictorSettings = field(default_factory=PredictorSettings)
     sampling: SamplingSettings = field(default_factory=SamplingSettings)
 

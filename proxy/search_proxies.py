@@ -146,7 +146,7 @@ def _suite_objective(args: argparse.Namespace, suite) -> tuple[Objective, str]:
     if args.maximize and not maximize:
         raise UsageError(f"--maximize: suite {suite.name!r} scores are lower-is-better ({suite.file})")
     spec = ",".join(suite.domain_column(d) for d in suite.domains)
-    # PAPER.md step 6: mixtures ranked by the mean percentile over domains (combine: mean_percentile)
+    # docs/method.md step 6: mixtures ranked by the mean percentile over domains (combine: mean_percentile)
     return Objective(spec, maximize=maximize), args.rank_by or ("percentile" if suite.combine == "mean_percentile"
                                                                   else "value")
 
@@ -257,7 +257,7 @@ def add_search_arguments(p: argparse.ArgumentParser) -> None:
                    help="how predictions rank (default percentile; with --objective suite, the suite's combine)")
     p.add_argument("--final", choices=FINAL_CHOICES, default="average",
                    help="the mixture written to best_mixture.json: average = the mean of the top-k predicted "
-                        "(PAPER.md, default); best = the best evaluated proxy; auto = whichever of the two "
+                        "(docs/method.md, default); best = the best evaluated proxy; auto = whichever of the two "
                         "measured better")
     p.add_argument("--predictor", choices=("lightgbm", "ridge"), default="lightgbm")
     p.add_argument("--prior", choices=("manifest", "uniform"), default="manifest")

@@ -9,7 +9,7 @@ A suite is a small YAML file (``proxy/suites/<name>.yaml`` ships ``demix_paper``
       general:
         - {task: offline_general_cloze, metric: bpb, direction: lower, also: [acc_norm, acc]}
 
-PAPER.md step 4: a domain's score is the mean of its benchmarks; step 6: mixtures are ranked by the mean
+docs/method.md step 4: a domain's score is the mean of its benchmarks; step 6: mixtures are ranked by the mean
 percentile over domains. So the tasks of one domain must share a direction (their mean is the domain score);
 ``combine: mean`` also needs one direction over the whole suite, ``mean_percentile`` does not (percentiles
 are oriented per domain).
@@ -80,7 +80,7 @@ class Suite:
     domains: dict[str, tuple[SuiteTask, ...]] = field(metadata=rules(min_items=1))
     """Domain -> its tasks (at least one each)."""
     combine: Literal["mean", "mean_percentile"] = "mean_percentile"
-    """How domain scores combine: their mean, or the mean over domains of each proxy's percentile (PAPER.md)."""
+    """How domain scores combine: their mean, or the mean over domains of each proxy's percentile (docs/method.md)."""
     build: Literal["offline"] | None = None
     """``offline``: the task files are generated at run time (proxy.benchmarks); null: lm-eval's built-in tasks."""
     description: str = ""
@@ -120,7 +120,7 @@ class Suite:
                                          f"(it reported {sorted(got)}); fix the suite's metric")
                     out[t.column(metric)] = float(got[metric])
                 values.append(float(got[t.metric]))
-            out[self.domain_column(domain)] = float(np.mean(values))  # PAPER.md step 4: mean of its benchmarks
+            out[self.domain_column(domain)] = float(np.mean(values))  # docs/method.md step 4: mean of its benchmarks
         return out
 
     def combined(self, rows: Sequence[Mapping[str, float]]) -> list[float]:

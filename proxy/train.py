@@ -1,4 +1,4 @@
-"""`proxy base`, `proxy components` and `proxy train`: the DeMix component models (PAPER.md steps 1-2).
+"""`proxy base`, `proxy components` and `proxy train`: the DeMix component models (docs/method.md steps 1-2).
 
 Every subcommand runs under `torchrun --nproc-per-node N -m proxy ...` as DDP (gloo on CPU,
 nccl on CUDA), each rank reading its own slice of the mixer's Sampler.

@@ -1,4 +1,4 @@
-"""Rank consistency of proxies against reference models trained on the same mixtures (PAPER.md step 7).
+"""Rank consistency of proxies against reference models trained on the same mixtures (docs/method.md step 7).
 
 Reports Spearman rho between proxy and reference scores on the objective and per metric (their mean is the
 macro rho), Spearman within the best 25% of mixtures by reference objective, and the maintain ratio

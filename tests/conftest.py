@@ -65,7 +65,7 @@ def non_ascii_doc(domain: str, rng: random.Random) -> str:
 
 def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source: int = 2, seed: int = 0,
                       recipe_dict: dict | None = None, doc_fn=synthetic_doc) -> Path:
-    """Write a tiny corpus in the DESIGN.md layout (train + validation shards, tokenizer, manifest)."""
+    """Write a tiny corpus in the docs/design.md layout (train + validation shards, tokenizer, manifest)."""
     recipe = parse_recipe(recipe_dict or TINY_RECIPE, file=f"{(recipe_dict or TINY_RECIPE)['name']}.yaml")
     rng = random.Random(seed)
     docs = {s.name: [doc_fn(s.domain, rng) for _ in range(docs_per_source)] for s in recipe.sources}

@@ -1,4 +1,4 @@
-"""DESIGN.md's import rules: what each package may import of ours."""
+"""docs/design.md's import rules: what each package may import of ours."""
 from __future__ import annotations
 
 import ast
@@ -42,11 +42,11 @@ def test_import_rules(package):
         extra = imported_packages(path) - ALLOWED[package] - {package}
         if extra:
             bad[str(path.relative_to(ROOT))] = sorted(extra)
-    assert not bad, f"imports that DESIGN.md forbids: {bad}"
+    assert not bad, f"imports that docs/design.md forbids: {bad}"
 
 
 def test_modules_stay_small():
-    """CONVENTIONS.md: a module that passes ~400 lines is two ideas (allow some slack)."""
+    """The conventions (docs/design.md): a module that passes ~400 lines is two ideas (allow some slack)."""
     too_long = {str(p.relative_to(ROOT)): n for pkg in OURS for p in (ROOT / pkg).rglob("*.py")
                 if (n := len(p.read_text().splitlines())) > 600}
     assert not too_long, too_long

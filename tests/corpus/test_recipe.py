@@ -184,7 +184,7 @@ def test_demix_corpora_recipe_matches_paper_totals():
     for s in recipe.sources:
         if s.candidate:
             candidates[s.candidate] = candidates.get(s.candidate, 0) + s.available_tokens
-    # PAPER.md: the 7 search candidates and their sizes (billions).
+    # docs/method.md: the 7 search candidates and their sizes (billions).
     assert {k: v // 10**9 for k, v in candidates.items()} == {
         "general_target": 2236, "math_very_high": 284, "math_high": 69, "math_medium": 100,
         "code_very_high": 51, "code_high": 141, "code_medium": 633}
