@@ -1,4 +1,9 @@
-"""Render docs/reproduction.md and its plots from every docs/reproduction/<tag>.json (see reproduce.py)."""
+"""Render docs/reproduction.md and its plots from every docs/reproduction/<tag>.json (bench/reproduce.py, issue 16).
+
+The pre-registered protocol (PROTOCOL_TEXT) is fixed text, committed before any number; each run adds
+its endpoint tables with 95% bootstrap intervals, its verdict lines and three plots (scatter, forest, compute
+curve).
+"""
 from __future__ import annotations
 
 import json
@@ -9,160 +14,201 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-KNOBS = ("general_share", "component_tokens", "preset", "base_tokens", "references", "baseline")
+LABELS = {"demix/g0.5": "DeMix g = 0.5", "demix/g0": "DeMix g = 0 (materialised weights)", "regmix": "RegMix-style "
+          "(small, from scratch)", "share": "share rule (zero compute)"}
+
+PROTOCOL_TEXT = """## Pre-registered protocol (fixed before any number below)
+
+Question: does merging rank data mixtures as training does, at what cost, and against what?
+
+- **Mixtures.** n mixtures (64 full, 24 `--quick`, 96 on the GPU) over the 5 demo candidates, drawn with
+  `proxy.mixture_sampling.sample_mixtures` (the paper's sampler, prior = candidate token counts) before any
+  training, fixed by the protocol seed (`bench/reproduce_protocol.py`).
+- **Materialisation.** Every mixture alpha is trained as `g x general + (1 - g) x alpha` with the components'
+  g = 0.5, through `mixer.materialise` (what `mixer resolve` does).
+- **References.** From the shared base, one model per mixture and per data-order seed (two seeds; three on the
+  GPU), each with a component's token budget. Their mean is the reference of E1, E2 and E4.
+- **Scoring.** Every source is scored, about equal tokens per source within a domain (whole documents, seeded);
+  bits per byte per candidate (primary targets, 5) and per domain (secondary). The summed NLL of every
+  document is saved for every model.
+- **Methods, against the same references:** DeMix with g = 0.5 components merged on alpha; DeMix with g = 0
+  components merged on the materialised candidate weights; the paper-style trained proxy (same model, same
+  base, trained on each materialised mixture) with 1x and 4x the components' total training tokens split over
+  the n mixtures (1/2/4/6x on the GPU); the RegMix-style baseline (a smaller model from scratch, 6ND compute
+  equal to the components'); the zero-compute share rule (more of a candidate's data -> lower bpb on it).
+- **Statistics.** 10,000 bootstrap replicates; each resamples the mixtures and, within each source, the
+  documents, with replacement; the same replicate serves every method, so differences are paired. 95%
+  percentile intervals. Spearman rho per target; macro = mean over the informative primary targets; the rank
+  aggregate = Spearman of the mean of per-target ranks (the paper's percentile objective); rho of mean bpb is
+  shown but never alone. Top-25% rho is printed with its chance probability P(rho = 1) = 1/k!.
+- **Endpoints and decision rules.**
+  - E0, noise ceiling: Spearman between reference seeds, per target and macro. A target below 0.7 is
+    uninformative and is left out of the macro; with no informative target no ranking claim is resolved.
+  - E1: macro rho of DeMix g = 0.5 minus trained 1x: *non-inferior at equal compute* when the CI's lower bound
+    is above -0.05, *inferior* when its upper bound is below -0.05, otherwise *not resolved*; and DeMix minus the
+    share rule: *better* when the CI is above 0.
+  - E2: g = 0.5 minus g = 0 (macro rho): a difference is claimed only when the CI excludes 0.
+  - E3: each method picks the mixture with its best rank aggregate; regret = the pick's mean candidate bpb minus
+    the best, under a reference seed the pick did not use (the last seed; the first seed's own pick is the
+    yardstick); top-3 recall of that seed's best. Paired regret difference DeMix minus trained 1x.
+  - E4: linearity gap of the merge: mean over mixtures and candidates of (merged minus trained bpb), and the
+    maintain ratio (sum of proxy bpb / sum of reference bpb).
+- **Reporting.** Every endpoint with its interval and a verdict in plain words, including a negative result.
+"""
 
 
-def _fmt_tokens(n: int) -> str:
-    for unit, scale in (("B", 10**9), ("M", 10**6), ("K", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return str(n)
+def _iv(r: dict, key: str, fmt: str = "{:.2f}") -> str:
+    lo, hi = r["ci"].get(key, (float("nan"), float("nan")))
+    return f"{fmt.format(r['point'][key])} [{fmt.format(lo)}, {fmt.format(hi)}]"
 
 
-def _plot(report: dict, folder: Path) -> list[str]:
-    tag = report["setup"]["tag"]
-    names = sorted(report["mixtures"])
+def _label(m: str) -> str:
+    if m.startswith("trained/"):
+        return f"trained proxy {m.split('/')[1]}"
+    return LABELS.get(m, m)
+
+
+def _compute(r: dict, m: str) -> float:
+    """Compute of a method in units of the components' (6ND); runs before the per-variant key used "demix"."""
+    return r["compute"].get(m, r["compute"].get(m.split("/")[0], float("nan")))
+
+
+def _plots(r: dict, folder: Path) -> list[str]:
+    tag = r["protocol"]["tag"]
+    methods = r["labels"]["methods"]
+    names = sorted(r["mixtures"])
+    primary = [r["targets"]["names"][t] for t in r["targets"]["primary"]]
     files = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, method in zip(axes, ("demix", "regmix")):
-        ref = [report["scores"]["reference"][n]["bpb/mean"] for n in names]
-        oth = [report["scores"][method][n]["bpb/mean"] for n in names]
-        ax.scatter(ref, oth, s=22)
-        for n, x, y in zip(names, ref, oth):
-            ax.annotate(n.split("-")[-1], (x, y), fontsize=6, alpha=0.6)
-        c = report["consistency"][method]
-        ax.set_title(f"{method}: rho {c['overall']:.2f} (top-25% {c['top25']:.2f})")
-        ax.set_xlabel("reference (trained) mean bpb")
-        ax.set_ylabel(f"{method} mean bpb")
-    fig.suptitle(f"Proxy vs trained reference, {len(names)} mixtures ({tag})")
-    fig.tight_layout()
-    path = folder / f"{tag}_scatter.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path.name)
 
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    labels = ["overall", "top25", *report["domains"]]
-    width = 0.38
-    for i, method in enumerate(("demix", "regmix")):
-        c = report["consistency"][method]
-        vals = [c["overall"], c["top25"], *[c["per_domain"][d] for d in report["domains"]]]
-        ax.bar([j + i * width for j in range(len(labels))], vals, width, label=method)
-    ax.set_xticks([j + width / 2 for j in range(len(labels))], labels)
-    ax.axhline(0, color="black", lw=0.6)
-    ax.set_ylabel("Spearman rho vs references")
-    ax.set_ylim(-1, 1)
-    ax.legend()
-    ax.set_title(f"Rank consistency by domain ({tag})")
+    def mean_bpb(m: str) -> list[float]:
+        return [sum(r["bpb"][m][n][t] for t in primary) / len(primary) for n in names]
+
+    ref = [sum(v) / len(v) for v in zip(*(mean_bpb(x) for x in r["labels"]["refs"]))]
+    cols = 3
+    rows = -(-len(methods) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.4 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, methods):
+        ax.scatter(ref, mean_bpb(m), s=14)
+        ax.set_title(f"{_label(m)}\nrank-aggregate rho {r['point'][f'rho/{m}/rank_aggregate']:.2f}", fontsize=9)
+        ax.set_xlabel("reference mean candidate bpb", fontsize=8)
+        ax.set_ylabel("proxy score", fontsize=8)
+    for ax in list(axes.flat)[len(methods):]:
+        ax.axis("off")
+    fig.suptitle(f"Proxy vs trained references, {len(names)} mixtures ({tag})")
     fig.tight_layout()
-    path = folder / f"{tag}_rho.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    files.append(path.name)
+    files.append(_save(fig, folder / f"{tag}_scatter.png"))
+
+    fig, ax = plt.subplots(figsize=(7, 0.45 * (2 * len(methods) + 2) + 1))
+    rows_ = [("E0 reference seed vs seed", "e0/macro")]
+    for m in methods:
+        rows_ += [(f"{_label(m)}: macro", f"rho/{m}/macro"), (f"{_label(m)}: rank aggregate", f"rho/{m}/rank_aggregate")]
+    for i, (lab, key) in enumerate(rows_):
+        lo, hi = r["ci"][key]
+        ax.errorbar(r["point"][key], -i, xerr=[[r["point"][key] - lo], [hi - r["point"][key]]], fmt="o", capsize=3)
+    ax.set_yticks([-i for i in range(len(rows_))], [lab for lab, _ in rows_], fontsize=8)
+    ax.axvline(0, color="black", lw=0.6)
+    ax.axvline(r["protocol"]["ceiling_min"], color="grey", lw=0.6, ls="--")
+    ax.set_xlim(-1, 1)
+    ax.set_xlabel("Spearman rho vs references (95% bootstrap CI)")
+    ax.set_title(f"Rank consistency ({tag})")
+    fig.tight_layout()
+    files.append(_save(fig, folder / f"{tag}_forest.png"))
+
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    trained = [m for m in methods if m.startswith("trained/")]
+    for group, style in ((trained, "-o"), ([r["labels"]["demix_key"]], "s"), (["regmix"], "^"), (["share"], "x")):
+        xs = [max(_compute(r, m), 0.05) for m in group]
+        ys = [r["point"][f"rho/{m}/macro"] for m in group]
+        err = [[y - r["ci"][f"rho/{m}/macro"][0] for m, y in zip(group, ys)],
+               [r["ci"][f"rho/{m}/macro"][1] - y for m, y in zip(group, ys)]]
+        ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=_label(group[0]) if len(group) == 1 else "trained proxy")
+    ax.set_xscale("log")
+    ax.set_xlabel("training compute / the components' (6ND; share rule plotted at 0.05)")
+    ax.set_ylabel("macro rho (95% CI)")
+    ax.set_title(f"Where DeMix sits on the compute curve ({tag})")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    files.append(_save(fig, folder / f"{tag}_compute.png"))
     return files
 
 
-def _knob_findings(reports: list[dict]) -> list[str]:
-    """Pairs of runs that differ in exactly one knob: how did DeMix's rho move?"""
-    lines = []
-    for i, a in enumerate(reports):
-        for b in reports[i + 1:]:
-            diff = [k for k in KNOBS if a["setup"].get(k) != b["setup"].get(k)]
-            same_rest = all(a["setup"].get(k) == b["setup"].get(k) for k in ("seq_len", "batch_size", "lr", "eval_tokens"))
-            if len(diff) == 1 and same_rest:
-                k = diff[0]
-                ra, rb = a["consistency"]["demix"], b["consistency"]["demix"]
-                lines.append(f"- **{k}** {a['setup'][k]} → {b['setup'][k]} (runs `{a['setup']['tag']}` → "
-                             f"`{b['setup']['tag']}`): DeMix overall rho {ra['overall']:.3f} → {rb['overall']:.3f}, "
-                             f"top-25% {ra['top25']:.3f} → {rb['top25']:.3f}, macro {ra['macro']:.3f} → {rb['macro']:.3f}.")
+def _save(fig, path: Path) -> str:
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
+def _run_section(r: dict, folder: Path) -> list[str]:
+    p, tag = r["protocol"], r["protocol"]["tag"]
+    names = r["targets"]["names"]
+    methods = r["labels"]["methods"]
+    t = r["timings_s"]
+    lines = [f"## Run `{tag}`", "",
+             f"{len(r['mixtures'])} mixtures over {', '.join(r['candidates'])}; model `{p['model']}` "
+             f"({r['parameters']['model']:,} parameters), baseline `{p['baseline_model']}` "
+             f"({r['parameters']['baseline']:,}); base {p['base_tokens']:,} tokens; components and references "
+             f"{p['component_tokens']:,} tokens each; reference seeds {p['reference_seeds']}; general share "
+             f"{p['general_share']}; {r['n_docs']} validation documents; {p['bootstrap']:,} bootstrap replicates; "
+             f"device {r.get('device_name', r.get('device'))}. Runtime {t.get('total', 0):.0f} s ("
+             + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k not in ("total", "train+score")) + ").", "",
+             "**Verdicts.**", ""]
+    lines += [f"- {v}" for v in r["verdicts"].values()]
+    lines += ["", "### E0: noise ceiling (reference seed vs seed)", "", "| target | rho [95% CI] | informative |",
+              "|---|---|---|"]
+    for i, n in enumerate(names):
+        lines.append(f"| {n} | {_iv(r, f'e0/{i}')} | {'yes' if i in r['targets']['informative'] else '—' if i >= len(r['targets']['primary']) else 'no'} |")
+    lines.append(f"| **macro (candidates)** | {_iv(r, 'e0/macro')} | |")
+    lines += ["", "### Rank consistency against the references (mean of seeds)", "",
+              "| method | compute (x components') | macro rho | rank-aggregate rho | rho of mean bpb | macro rho, domains "
+              "| top-25% rho (k; P(rho = 1) by chance) |", "|---|---|---|---|---|---|---|"]
+    for m in methods:
+        tp = r["top25"][m]
+        lines.append(f"| {_label(m)} | {_compute(r, m):.2f} | {_iv(r, f'rho/{m}/macro')} | "
+                     f"{_iv(r, f'rho/{m}/rank_aggregate')} | {_iv(r, f'rho/{m}/mean_bpb')} | "
+                     f"{_iv(r, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |")
+    lines += ["", "Per target (rho [95% CI]):", "", "| method | " + " | ".join(n.split("/", 1)[1] for n in names) + " |",
+              "|---|" + "---|" * len(names)]
+    for m in methods:
+        lines.append(f"| {_label(m)} | " + " | ".join(_iv(r, f"rho/{m}/{i}") for i in range(len(names))) + " |")
+    lines += ["", "### E1, E2: paired differences (bootstrap, same replicates)", "",
+              "| difference | macro rho | rank-aggregate rho | regret (bpb) |", "|---|---|---|---|"]
+    for key, lab in (("demix_vs_trained1x", "DeMix g = 0.5 − trained 1x (E1)"),
+                     ("demix_vs_share", "DeMix g = 0.5 − share rule (E1)"), ("g_vs_g0", "DeMix g = 0.5 − g = 0 (E2)"),
+                     ("demix_vs_regmix", "DeMix g = 0.5 − RegMix-style"), ("trained1x_vs_share", "trained 1x − share rule")):
+        lines.append(f"| {lab} | {_iv(r, f'diff/{key}', '{:+.2f}')} | {_iv(r, f'diff_agg/{key}', '{:+.2f}')} | "
+                     f"{_iv(r, f'diff_regret/{key}', '{:+.4f}')} |")
+    lines += ["", "### E3: decision quality (judged on a reference seed the pick did not use)", "",
+              "| method | regret of its pick (bpb) | top-3 recall of the best |", "|---|---|---|",
+              f"| another reference seed | {_iv(r, 'e3/reference_seed/regret', '{:.4f}')} | "
+              f"{_iv(r, 'e3/reference_seed/top3')} |"]
+    for m in methods:
+        lines.append(f"| {_label(m)} | {_iv(r, f'e3/{m}/regret', '{:.4f}')} | {_iv(r, f'e3/{m}/top3')} |")
+    lines += ["", "### E4: linearity gap and maintain ratio", "",
+              "| method | gap: proxy − reference bpb (mean over candidates) | maintain (Σ proxy / Σ reference) |",
+              "|---|---|---|"]
+    for m in methods:
+        if m != "share":
+            lines.append(f"| {_label(m)} | {_iv(r, f'e4/{m}/delta', '{:+.3f}')} | {_iv(r, f'e4/{m}/maintain', '{:.3f}')} |")
+    lines += [""] + [f"![{png}](reproduction/{png})" for png in _plots(r, folder)] + [""]
     return lines
-
-
-def _summary_table(reports: list[dict]) -> list[str]:
-    """One row per run: its knobs, both methods' rho, where the search's mixture lands when trained."""
-    lines = ["## Summary", "",
-             "| run | model (params) | base | components | general share | DeMix rho overall / macro / top-25% "
-             "| RegMix-style rho overall / macro / top-25% | search best, trained: rank among references + itself "
-             "| runtime |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in reports:
-        s, d, b = r["setup"], r["consistency"]["demix"], r["consistency"]["regmix"]
-        lines.append(f"| `{s['tag']}` | {s['preset']} ({r['parameters']['component'] / 1e6:.2f}M) | "
-                     f"{_fmt_tokens(s['base_tokens'])} | {_fmt_tokens(s['component_tokens'])} | {s['general_share']} | "
-                     f"{d['overall']:.2f} / {d['macro']:.2f} / {d['top25']:.2f} | "
-                     f"{b['overall']:.2f} / {b['macro']:.2f} / {b['top25']:.2f} | "
-                     f"{r['search']['rank_among_references']} of {len(r['mixtures']) + 1} | "
-                     f"{r['timings_s']['total']:.0f} s |")
-    return lines + ["", "Runs that move only the general share reuse the base, references and baseline of the run "
-                    "they vary (their runtime leaves those out). Lower bpb is better; rho is against the references.", ""]
 
 
 def render_report(folder: Path, out: Path) -> Path:
     """Write `out` (markdown) and the PNGs beside the JSON results in `folder`; returns `out`."""
     reports = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    lines = ["# Do merged proxies rank mixtures like training does?", "",
-             "Regenerated by `python bench/reproduce.py [--quick]` (each run adds or replaces "
-             "`docs/reproduction/<tag>.json`; `--report-only` re-renders this page). Everything runs offline "
-             "on the demo corpus, on CPU.", "",
-             "Method (PAPER.md step 7 at toy scale): a base model on general data; one component per candidate "
-             "continued from it on (1 − g) candidate + g general data; N reference models trained for real from "
-             "the same base on Dirichlet-sampled mixtures (PAPER.md step 5) with a component's token budget; "
-             "DeMix proxies = linear merges of the components with the mixture ratios; a RegMix-style baseline = "
-             "smaller models trained from scratch on each mixture, with total compute (6·N·D) equal to the "
-             "components'. Score = held-out bits per byte per domain (lower is better); rho = Spearman against "
-             "the references (overall on the mean over domains, per domain, and within the best 25% of references).", ""]
+    reports = [r for r in reports if "verdicts" in r]  # results of the issue-16 protocol only
+    lines = ["# Does merging rank mixtures as training does?", "",
+             "Regenerated by one command: `python bench/reproduce.py --quick` (n = 24), `python bench/reproduce.py` "
+             "(n = 64), or, for the GPU run, `python bench/reproduce.py --device cuda` (exports inputs and prints the "
+             "runner command) then `--collect`. Each run writes `docs/reproduction/<tag>.json`; `--report-only` "
+             "re-renders this page. Everything runs offline on the demo corpus.", "", PROTOCOL_TEXT]
     if not reports:
         lines.append("_No results yet: run `python bench/reproduce.py --quick`._")
-    else:
-        lines += _summary_table(reports)
     for r in reports:
-        s = r["setup"]
-        tag = s["tag"]
-        lines += [f"## Run `{tag}`", "",
-                  f"{len(r['mixtures'])} mixtures over {len(r['candidates'])} candidates ({', '.join(r['candidates'])}); "
-                  f"model `{s['preset']}` ({r['parameters']['component']:,} parameters), baseline "
-                  f"{r['parameters']['regmix']:,} parameters; base {_fmt_tokens(s['base_tokens'])} tokens, "
-                  f"components and references {_fmt_tokens(s['component_tokens'])} tokens each, general share "
-                  f"{s['general_share']}, sequence {s['seq_len']}, batch {s['batch_size']}, evaluation "
-                  f"{_fmt_tokens(s['eval_tokens'])} tokens per domain. Runtime {r['timings_s']['total']:.0f} s "
-                  f"(" + ", ".join(f"{k} {v:.0f} s" for k, v in r["timings_s"].items() if k != "total") + ").", "",
-                  "| method | tokens trained | overall rho | top-25% rho | macro rho | "
-                  + " | ".join(f"rho {d}" for d in r["domains"]) + " | maintain |",
-                  "|---|---|---|---|---|" + "---|" * len(r["domains"]) + "---|"]
-        for method, label in (("demix", "DeMix (merged proxies)"), ("regmix", "RegMix-style small proxies")):
-            c = r["consistency"][method]
-            lines.append(f"| {label} | {_fmt_tokens(r['compute_tokens'][method])} | {c['overall']:.3f} | "
-                         f"{c['top25']:.3f} | {c['macro']:.3f} | "
-                         + " | ".join(f"{c['per_domain'][d]:.3f}" for d in r["domains"]) + f" | {c['maintain']:.3f} |")
-        lines.append(f"| references (ground truth) | {_fmt_tokens(r['compute_tokens']['references'])} | 1 | 1 | 1 | "
-                     + " | ".join("1" for _ in r["domains"]) + " | 1 |")
-        d, b = r["consistency"]["demix"], r["consistency"]["regmix"]
-        better = ("better than" if d["macro"] > b["macro"] + 0.2 else
-                  "worse than" if d["macro"] < b["macro"] - 0.2 else "about as well as")
-        lines += ["", f"In short: per domain, DeMix ranks the mixtures {better} the RegMix-style baseline "
-                  f"(macro rho {d['macro']:.2f} vs {b['macro']:.2f}; differences under 0.2 are noise here) for "
-                  f"{r['compute_tokens']['demix'] / max(r['compute_tokens']['regmix'], 1):.2f}x its training tokens "
-                  f"(equal 6ND compute); on the mean over domains its rho is {d['overall']:.2f} vs {b['overall']:.2f}."]
-        se = r["search"]
-        lines += ["", f"Shared cost: the base, {_fmt_tokens(r['compute_tokens']['base'])} tokens. DeMix then costs "
-                  f"{_fmt_tokens(r['compute_tokens']['demix'])} tokens for any number of proxies; the RegMix-style "
-                  f"baseline {_fmt_tokens(r['compute_tokens']['regmix'])} tokens of a smaller model for these "
-                  f"{len(r['mixtures'])} mixtures only.", "",
-                  f"Search ({se['n_evaluated']} merged proxies evaluated): best mixture "
-                  + ", ".join(f"{k} {v:.3f}" for k, v in se["best_ratios"].items())
-                  + f". Trained for real with the same budget it reaches mean bpb {se['trained_bpb_mean']:.4f}, rank "
-                  f"{se['rank_among_references']} among the {len(r['mixtures'])} references plus itself; the best "
-                  f"reference (`{se['best_reference']}`) has {se['best_reference_bpb_mean']:.4f}.", ""]
-        for png in _plot(r, folder):
-            lines.append(f"![{png}](reproduction/{png})")
-        lines.append("")
-    findings = _knob_findings(reports)
-    lines += ["## Knobs", ""]
-    lines += findings or ["_Run the same configuration with one knob changed (e.g. `--general-share 0.0 --tag "
-                          "quick-gs0`) to see which knob moves the ranking._"]
-    lines += ["", "## Reading the numbers", "",
-              "At this scale a proxy's absolute bpb is not comparable to training (appendix D of the paper): read "
-              "ranks, not values. With 16-24 mixtures one Spearman rho has a standard error of roughly "
-              "1/sqrt(n-1) ≈ 0.2-0.25, and the top-25% rho rests on 4-6 points, so differences below ~0.2 are noise.", ""]
+        lines += _run_section(r, folder)
+    if reports:
+        lines += ["## Closing note", ""]
+        for r in reports:
+            lines += [f"Run `{r['protocol']['tag']}`:", ""] + [f"- {v}" for v in r["verdicts"].values()] + [""]
     out.write_text("\n".join(lines) + "\n")
     return out
