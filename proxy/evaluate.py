@@ -30,6 +30,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pyarrow.parquet as pq
 import torch
+
+from manifests import get_meta, list_shards, list_sources, open_manifest
 from proxy.errors import ProxyError
 
 IGNORE = -100
@@ -150,8 +152,6 @@ class ValidationSet:
                       domains: list[str] | None = None, seed: int = 0) -> "ValidationSet":
         """Build from the manifest's validation shards: every source of a domain, equal tokens per source, a seeded
         document sample within each; raises ValueError."""
-        from manifests import get_meta, list_shards, list_sources, open_manifest  # noqa: PLC0415
-
         with open_manifest(db, read_only=True) as con:
             meta = get_meta(con)
         if "eos_id" not in meta:

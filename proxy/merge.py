@@ -28,6 +28,7 @@ from proxy.weights import (
     read_config,
 )
 from corpus.errors import DemixError
+from mixer import Mixture
 
 METHODS = ("linear", "task_arithmetic", "ties")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -58,22 +59,9 @@ class MergeSettings:
 
 
 def load_mixture_ratios(path: str | os.PathLike) -> tuple[str, dict[str, float]]:
-    """(name, ratios) of a Mixture JSON file (mixer.Mixture when available, else the same JSON read directly)."""
-    try:
-        from mixer import Mixture  # noqa: PLC0415 - optional until the mixer package lands
-    except ImportError:
-        Mixture = None  # noqa: N806
-    if Mixture is not None:
-        m = Mixture.load(path)
-        return m.name, dict(m.ratios)
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise MergeError(f"{path}: cannot read mixture ({e})") from None
-    ratios = data.get("ratios") if isinstance(data, dict) else None
-    if not isinstance(ratios, dict):
-        raise MergeError(f"{path}: ratios: missing or not a mapping")
-    return str(data.get("name", Path(path).stem)), {str(k): float(v) for k, v in ratios.items()}
+    """(name, ratios) of a Mixture JSON file; raises mixer.MixtureError naming the file and field."""
+    m = Mixture.load(path)
+    return m.name, dict(m.ratios)
 
 
 def ratio_vector(ratios: Mapping[str, float] | Sequence[float], names: Sequence[str]) -> np.ndarray:

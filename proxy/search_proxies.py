@@ -10,15 +10,16 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
 from corpus.errors import UsageError
+from manifests import list_sources, open_manifest, register_mixture
+from mixer import Mixture
+from proxy import plots
 from proxy.errors import ProxyError
+from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
 
 
 def candidate_tokens(db: str | os.PathLike) -> dict[str, int]:
     """Train tokens per candidate (sources.candidate) from the manifest; sources with no candidate are skipped."""
-    from manifests import list_sources  # noqa: PLC0415
-
     out: dict[str, int] = {}
     for s in list_sources(db):
         if s.get("candidate"):
@@ -47,24 +48,13 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
     """best_mixture.json, evaluated.parquet, three PNG plots, and the manifest's mixtures rows; returns the paths."""
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    from proxy import plots  # noqa: PLC0415
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"best_mixture": out / "best_mixture.json", "evaluated": out / "evaluated.parquet",
              "predicted_vs_measured": out / "predicted_vs_measured.png",
              "best_by_iteration": out / "best_by_iteration.png", "top_ratios": out / "top_ratios.png"}
     doc = {"name": name, "level": "candidate", "ratios": result.best_ratios, "provenance": result.provenance()}
-    try:
-        from mixer import Mixture  # noqa: PLC0415
-    except ImportError:
-        Mixture = None  # noqa: N806
-    if Mixture is not None:
-        Mixture.from_dict(doc, file=str(paths["best_mixture"])).save(paths["best_mixture"])
-    else:
-        tmp = paths["best_mixture"].with_name(f".best_mixture.{uuid.uuid4().hex[:8]}.tmp")
-        tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, paths["best_mixture"])
+    Mixture.from_dict(doc, file=str(paths["best_mixture"])).save(paths["best_mixture"])
     table = evaluated_table(result, name)
     tmp = paths["evaluated"].with_name(f".evaluated.{uuid.uuid4().hex[:8]}.tmp")
     pq.write_table(table, tmp)
@@ -77,7 +67,6 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
     plots.plot_ratio_distribution(result.top_mixtures, result.candidates,
                                   [result.best_ratios[n] for n in result.candidates], paths["top_ratios"])
     if db is not None:
-        from manifests import open_manifest, register_mixture  # noqa: PLC0415
         with open_manifest(db, read_only=False) as con:
             for r in rows:
                 ratios = {n: r[f"ratio/{n}"] for n in result.candidates}

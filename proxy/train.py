@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corpus import format_tokens, parse_tokens
+from mixer import Mixture
 from proxy.schedule import SCHEDULES
 from proxy.training_loop import TrainConfig, distributed_context
 
@@ -128,7 +129,6 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
 
 def run_base(args: argparse.Namespace) -> int:
     """`proxy base`: pretrain (or adopt, with --from) the common base on the general domain."""
-    from mixer import Mixture
     from proxy.training_run import train_on_mixture  # transformers loads here, not for --help
     config = _config(args)
     mixture = Mixture(name="base-general", level="domain", ratios={args.domain: 1.0},
@@ -152,7 +152,6 @@ def run_components(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`proxy train`: a model trained on a mixture (references, small-proxy baselines)."""
-    from mixer import Mixture
     from proxy.training_run import train_on_mixture
     config = _config(args)
     mixture = Mixture.load(args.mixture)

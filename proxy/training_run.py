@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 
 from manifests import corpus_root, get_meta, list_sources, manifest_path, open_manifest
+from mixer import Mixture, Sampler, resolve_mixture
+from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
 from proxy.model import (
     build_model, count_parameters, load_model, model_config, read_demix, save_model_folder, write_json_atomic,
 )
@@ -97,8 +99,6 @@ def train_on_mixture(mixture: Any, db: str | os.PathLike, out: str | os.PathLike
     state otherwise. Checkpoints at config.checkpoints go to out/checkpoints/tokens-<budget>.
     Raises TrainingRunError when `out` holds a finished model of a different run.
     """
-    from mixer import Sampler, resolve_mixture
-
     out, db_path = Path(out), str(manifest_path(db).resolve())
     rank, world = _rank()
     steps = config.total_steps(world)
@@ -163,9 +163,6 @@ def component_mixture(db: str | os.PathLike, candidate: str, general_share: floa
     general domain (mixer.materialise.DEFAULT_GENERAL); a general candidate's own sources get both
     parts. Raises TrainingRunError when the candidate (or, for g > 0, the general domain) has no train tokens.
     """
-    from mixer import Mixture
-    from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
-
     if not 0.0 <= general_share <= 1.0:
         raise TrainingRunError(f"--general-share: {general_share} is not in [0, 1]")
     rows = [r for r in list_sources(db) if int(r["n_tokens"]) > 0]
@@ -200,9 +197,6 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     after every component. Raises TrainingRunError when base is not a model folder or an
     existing components.json was made with another base, general share or budget.
     """
-    from mixer import Mixture
-    from mixer.materialise import DEFAULT_GENERAL
-
     base, out = Path(base).resolve(), Path(out)
     if not _is_model_folder(str(base)):
         raise TrainingRunError(f"--base {base}: not a model folder (config.json + *.safetensors); run `proxy base` first")
