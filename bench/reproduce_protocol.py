@@ -112,7 +112,7 @@ QUICK = Protocol(tag="decide-quick", n_mixtures=24, component_tokens=60_000, bas
                  eval_tokens_per_domain=9_000)
 FULL = Protocol(tag="decide-full", n_mixtures=64)
 CUDA = Protocol(tag="decide-cuda", n_mixtures=96, reference_seeds=(0, 1, 2), model="tiny", baseline_model="micro",
-                base_tokens=4_000_000, component_tokens=1_000_000, trained_multiples=(1.0, 2.0, 4.0, 6.0),
+                base_tokens=2_000_000, component_tokens=400_000, trained_multiples=(1.0, 2.0, 4.0, 6.0),
                 batch_size=32, lr=2e-3, eval_tokens_per_domain=24_000, stream_tokens=4_000_000)
 TOY = Protocol(tag="toy", n_mixtures=8, base_tokens=1_024, component_tokens=512, seq_len=32, batch_size=8,
                eval_tokens_per_domain=600, bootstrap=200, model="pico", baseline_model="pico", stream_tokens=20_000)

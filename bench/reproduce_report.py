@@ -170,6 +170,11 @@ def _run_section(r: dict, folder: Path) -> list[str]:
               "|---|" + "---|" * len(names)]
     for m in methods:
         lines.append(f"| {_label(m)} | " + " | ".join(_iv(r, f"rho/{m}/{i}") for i in range(len(names))) + " |")
+    lines += ["", "Mean bpb over the mixtures, per candidate and domain (lower is better; the share rule has no bpb):", "",
+              "| model | " + " | ".join(n.split("/", 1)[1] for n in names) + " |", "|---|" + "---|" * len(names)]
+    for m in [*r["labels"]["refs"], *[x for x in methods if x != "share"]]:
+        vals = [sum(r["bpb"][m][mix][n] for mix in r["bpb"][m]) / len(r["bpb"][m]) for n in names]
+        lines.append(f"| {_label(m)} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
     lines += ["", "### E1, E2: paired differences (bootstrap, same replicates)", "",
               "| difference | macro rho | rank-aggregate rho | regret (bpb) |", "|---|---|---|---|"]
     for key, lab in (("demix_vs_trained1x", "DeMix g = 0.5 − trained 1x (E1)"),

@@ -58,8 +58,8 @@ def resamples(n_mixtures: int, groups: list[np.ndarray], n_docs: int, count: int
 def target_bpb(nll: np.ndarray, masks: np.ndarray, doc_bytes: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """bpb [replicates, mixtures, targets] = weighted NLL / ln 2 / weighted bytes of each target's documents."""
     wt = weights[:, None, :] * masks[None, :, :]  # [R, T, D]
-    num = np.einsum("rtd,md->rmt", wt, nll)
-    den = np.einsum("rtd,d->rt", wt, doc_bytes)
+    num = np.einsum("rtd,md->rmt", wt, nll, optimize=True)  # optimize: through BLAS, 10,000 replicates in seconds
+    den = np.einsum("rtd,d->rt", wt, doc_bytes, optimize=True)
     return num / LN2 / den[:, None, :]
 
 
