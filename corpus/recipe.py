@@ -140,7 +140,7 @@ class Source:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    """The recipe's ``dedup:`` section: exact and MinHash near-duplicate removal within each source."""
+    """The recipe's ``dedup:`` section: exact and MinHash near-duplicate removal (within each source by default)."""
 
     exact: bool = True
     """Drop documents whose normalized text repeats an earlier one."""
@@ -154,6 +154,13 @@ class DedupConfig:
     """Shingle size (words)."""
     threshold: float = field(default=0.9, metadata=rules(gt=0, le=1))
     """Jaccard similarity of shingle sets from which two documents are duplicates (0 < t <= 1)."""
+    scope: Literal["source", "domain", "corpus"] = "source"
+    """Which documents are compared: within a source, its domain, or the whole corpus; across sources the higher
+    tier survives, then the smaller id."""
+    confirm: bool = True
+    """Confirm LSH candidates with the exact Jaccard similarity (false: every candidate pair is a duplicate)."""
+    max_memory_mb: int = field(default=512, metadata=rules(ge=1))
+    """Run data a dedup bucket task holds at once (MiB); changes memory and time, never the result."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,7 @@ class Recipe:
         payload.pop("description")
         for src in payload["sources"]:  # a link for the card changes nothing the pipeline writes
             src.pop("url")
+        payload["dedup"].pop("max_memory_mb")  # a memory budget changes how, not what, dedup writes
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -117,7 +117,7 @@ def _near_edges(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig) ->
                     join(first, b)
         else:
             pending.append(g)
-    confirm = getattr(cfg, "confirm", True)
+    confirm = cfg.confirm
     wanted = {int(n) for g in pending for n in g["node"]} if confirm else set()
     texts = read_at(prepared, wanted, ["text"]) if wanted else {}
     hasher = MinHasher(cfg)

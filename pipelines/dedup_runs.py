@@ -58,11 +58,11 @@ class DedupPlan:
 
     @classmethod
     def of(cls, recipe, folder: str, shards: int) -> DedupPlan:
-        """The plan of a recipe; `scope` and `max_memory_mb` are read from recipe.dedup where it has them."""
+        """The plan of a recipe (its dedup.scope and dedup.max_memory_mb)."""
         cfg = recipe.dedup
-        return cls(folder.rstrip("/"), max(1, shards), getattr(cfg, "scope", "source"),
+        return cls(folder.rstrip("/"), max(1, shards), cfg.scope,
                    {s.name: s.domain for s in recipe.sources}, {s.name: s.tier for s in recipe.sources},
-                   int(getattr(cfg, "max_memory_mb", 512)))
+                   int(cfg.max_memory_mb))
 
     def group(self, source: str) -> str:
         """The scope group a source's documents are compared within."""

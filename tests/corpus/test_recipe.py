@@ -210,3 +210,19 @@ def test_source_url_is_an_optional_checked_link_outside_the_config_hash(tmp_path
     corpora = load_recipe("demix_corpora")
     assert corpora.source("fineweb_edu").url == "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu"
     assert corpora.source("web_crawl_en").url is None  # unpublished: no link is better than a guessed one
+
+
+def test_dedup_scope_confirm_and_memory_budget():
+    from corpus import parse_recipe
+    base = {"name": "r", "tokenizer": {"train": {"vocab_size": 384}},
+            "sources": [{"name": "a", "domain": "general", "tier": "high", "location": "builtin:math",
+                         "format": "builtin"}]}
+    r = parse_recipe({**base, "dedup": {"scope": "corpus", "confirm": False, "max_memory_mb": 64}}, file="r.yaml")
+    assert (r.dedup.scope, r.dedup.confirm, r.dedup.max_memory_mb) == ("corpus", False, 64)
+    with pytest.raises(RecipeError, match=r"r.yaml: dedup.scope: 'everything'"):
+        parse_recipe({**base, "dedup": {"scope": "everything"}}, file="r.yaml")
+    with pytest.raises(RecipeError, match=r"dedup.max_memory_mb: 0"):
+        parse_recipe({**base, "dedup": {"max_memory_mb": 0}}, file="r.yaml")
+    # the memory budget changes how dedup runs, not what it writes; the scope changes what it writes
+    small = parse_recipe({**base, "dedup": {"max_memory_mb": 64}}, file="r.yaml")
+    assert small.config_hash() == parse_recipe(base, file="r.yaml").config_hash() != r.config_hash()
