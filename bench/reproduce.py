@@ -83,9 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         export_inputs(corpus / "manifest.duckdb", protocol).save(inputs)
         print(f"exported {inputs}", file=sys.stderr)
     if cuda or args.export_only:
-        print("on the GPU machine (no DuckDB needed), then bring the folder back and collect it:")
-        print(f"  python bench/reproduce_runner.py --inputs {inputs} --work {work} --device cuda")
-        print(f"  python bench/reproduce.py --collect {work}")
+        rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in (inputs, work)]
+        print("on the GPU machine (no DuckDB needed; carry the inputs folder), then bring the work folder back:")
+        print(f"  python bench/reproduce_runner.py --inputs {rel[0]} --work {rel[1]} --device {args.device}")
+        print(f"  python bench/reproduce.py --collect {rel[1]}")
         return 0
     from reproduce_runner import run_protocol  # noqa: PLC0415 - torch, only when training
 
