@@ -151,6 +151,8 @@ def verdict_lines(r: dict[str, Any], margin: float, ceiling: float) -> dict[str,
     lo = ci["diff/demix_vs_trained1x"][0]
     hi = ci["diff/demix_vs_trained1x"][1]
     word = ("non-inferior to" if lo > -margin else "inferior to" if hi < -margin else "not resolved against")
+    if not n_inf:  # pre-registered: with no informative target no ranking claim is resolved
+        word = "not resolved (no informative target) against"
     lo_s, hi_s = ci["diff/demix_vs_share"]
     share = ("better than" if lo_s > 0 else "worse than" if hi_s < 0 else "not distinguishable from")
     lines["E1"] = (f"E1: DeMix ({g}) is {word} the trained proxy at equal compute (macro rho difference "
@@ -159,6 +161,8 @@ def verdict_lines(r: dict[str, Any], margin: float, ceiling: float) -> dict[str,
     lo2, hi2 = ci["diff/g_vs_g0"]
     word2 = (f"{g} components rank better than g = 0" if lo2 > 0 else f"g = 0 components rank better than {g}"
              if hi2 < 0 else "no difference resolved between g = 0.5 and g = 0")
+    if not n_inf:
+        word2 = "not resolved (no informative target) between g = 0.5 and g = 0"
     lines["E2"] = f"E2: {word2} (macro rho difference {iv('diff/g_vs_g0')})."
     lo3, hi3 = ci["diff_regret/demix_vs_trained1x"]
     word3 = ("worse picks than" if lo3 > 0 else "better picks than" if hi3 < 0 else "picks not distinguishable from")
