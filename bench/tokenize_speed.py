@@ -203,7 +203,8 @@ def summarise(runs: dict[str, list[dict]], texts: list[str], repeat: int) -> dic
                        "cpu_seconds": _spread([r["cpu_seconds"] for r in rs]),
                        "main_cpu_seconds": _spread([r["main_cpu_seconds"] for r in rs]),
                        "tokens_per_s_best": round(toks / min(r["seconds"] for r in rs)),
-                       "tokens_per_cpu_s_best": round(toks / min(r["cpu_seconds"] for r in rs))}
+                       "tokens_per_cpu_s_best": round(toks / min(r["cpu_seconds"] for r in rs)),
+                       "per_repeat": [{k2: round(v2, 3) if isinstance(v2, float) else v2 for k2, v2 in r.items()} for r in rs]}
     ratios = {}
     for peer in ("datatrove", "raw"):
         for kind, key in (("wall", "seconds"), ("cpu", "cpu_seconds")):
