@@ -182,10 +182,20 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[dict[str, list], d
             raise RecipeError(f"{recipe.path}: language.model_path: {recipe.language.model_path!r} is not a local file")
         shard.append(LanguageId(recipe.language.model_path, recipe.language.languages, recipe.language.threshold))
     meta = {"demix.tokenizer": recipe.tokenizer.display_name, "demix.config_hash": recipe.config_hash()}
-    shard += [Tokenize(f"{out}/{TOKENIZER_DIR}"),
+    shard += [Tokenize(f"{out}/{TOKENIZER_DIR}", threads=encoder_threads_per_task(cfg)),
               ShardWriter(out, {s.name: ShardInfo(s.domain, s.tier, s.candidate or "") for s in chosen}, meta,
                           recipe.validation_fraction, f"{out}/logs/shard/records")]
     return {"prepare": prepare, "dedup": dedup, "shard": shard}, missing
+
+
+def encoder_threads_per_task(cfg: BuildConfig) -> int:
+    """Encoder threads for one shard task: its share of this machine's CPUs (local), its CPUs (Slurm), 1 (Ray)."""
+    if cfg.executor == "slurm":
+        return max(1, cfg.slurm_cpus_per_task)
+    if cfg.executor == "ray":
+        return 1  # each Ray task asks for one CPU
+    # W local workers each starting one thread per CPU would only trade cores in context switches
+    return max(1, len(os.sched_getaffinity(0)) // max(1, cfg.workers))
 
 
 def make_executor(kind: str, pipeline: list, tasks: int, cfg: BuildConfig, stage: str, depends=None):
