@@ -193,7 +193,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             raise UsageError("--stage applies to --recipe only")
         plan = resolve_mixture(args.mixture, args.db, args.target, seq_len=args.seq_len, seed=args.seed,
                                max_epochs=args.max_epochs, general_share=args.general_share, as_is=args.as_is)
-    for warning in getattr(plan, "warnings", ()):
+    for warning in plan.warnings:
         print(f"mixer: warning: {warning}", file=sys.stderr)
     if args.out:
         import fsspec

@@ -71,6 +71,8 @@ class Plan:
     recipe: str | None = None
     config_hash: str | None = None
     max_epochs: float | None = None
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """What the resolver wants the user to know (e.g. a mixture resolved as-is); not part of the content or hash."""
 
     def _content(self) -> dict[str, Any]:
         return {

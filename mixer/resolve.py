@@ -112,9 +112,7 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
     plan = Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
                 eos_id=eos_id, mixture=done.mixture.to_dict(), sources=sources,
                 tokenizer_path=meta.get("tokenizer_path"), recipe=meta.get("recipe_name"),
-                config_hash=meta.get("config_hash"), max_epochs=max_epochs)
-    if done.warnings:
-        object.__setattr__(plan, "warnings", done.warnings)  # not part of the plan's content or its hash
+                config_hash=meta.get("config_hash"), max_epochs=max_epochs, warnings=done.warnings)
     return plan
 
 

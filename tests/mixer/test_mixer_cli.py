@@ -160,3 +160,22 @@ def test_bad_input_prints_one_line_without_a_traceback(bad_inputs, capsys, argv,
     assert "Traceback" not in err and names.format(**bad_inputs) in err, err
     errors = [line for line in err.splitlines() if "error:" in line]
     assert len(errors) == 1 and len(err.splitlines()) <= 8, err  # one error line (after argparse's usage lines)
+
+
+def test_resolve_materialises_a_searched_mixture_and_warns_without_provenance(corpus_copy, tmp_path, capsys):
+    searched = tmp_path / "best.json"
+    Mixture("best", "candidate", {"code_high": 1.0},
+            provenance={"general_share": 0.5, "general": {"level": "domain", "ratios": {"general": 1.0}}}).save(searched)
+    assert main(["resolve", "--mixture", str(searched), "--db", str(corpus_copy), "--target", "100K", "--json"]) == 0
+    out = capsys.readouterr()
+    shares = {s["source"]: s["share"] for s in json.loads(out.out)["sources"]}
+    assert shares["code_a"] == pytest.approx(0.5) and "warning" not in out.err
+    bare = tmp_path / "bare.json"
+    Mixture("bare", "candidate", {"code_high": 1.0}).save(bare)
+    assert main(["resolve", "--mixture", str(bare), "--db", str(corpus_copy), "--target", "100K", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["sources"][0]["share"] == 1.0
+    assert "mixer: warning: <bare>: provenance.general_share is missing" in out.err
+    assert main(["resolve", "--mixture", str(searched), "--db", str(corpus_copy), "--target", "100K", "--as-is",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"][0]["share"] == 1.0

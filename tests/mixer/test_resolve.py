@@ -174,7 +174,7 @@ def test_searched_mixture_materialises_the_components_general_share(tiny_corpus)
     assert plan.mixture["level"] == "source"
     assert plan.mixture["provenance"]["materialised"]["general_share"] == 0.5
     assert plan.mixture["provenance"]["materialised"]["from"]["ratios"] == {"code_high": 0.75, "math_high": 0.25}
-    assert getattr(plan, "warnings", ()) == ()
+    assert plan.warnings == ()
     # a general candidate in alpha adds to the general part
     both = resolve_mixture(_searched({"general": 0.5, "code_high": 0.5}), tiny_corpus, 10**6)
     assert {s.source: s.share for s in both.sources}["code_a"] == pytest.approx(0.25, abs=1e-12)
@@ -199,4 +199,4 @@ def test_general_share_override_as_is_and_missing_provenance(tiny_corpus):
         resolve_mixture(_searched(alpha, g=1.5), tiny_corpus, 10**6)
     # a hand-written domain mixture has no components behind it: as-is, no warning
     plain = resolve_mixture(Mixture("m", "domain", {"code": 1.0}), tiny_corpus, 10**6)
-    assert [(s.source, s.share) for s in plain.sources] == [("code_a", 1.0)] and not getattr(plain, "warnings", ())
+    assert [(s.source, s.share) for s in plain.sources] == [("code_a", 1.0)] and not plain.warnings
