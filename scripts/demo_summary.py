@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corpus", type=Path, required=True)
     p.add_argument("--runs", type=Path, required=True)
     args = p.parse_args(argv)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # a log file still gets whole names
     sources = list_sources(args.corpus)
     best = json.loads((args.runs / "search" / "best_mixture.json").read_text())
     plan = json.loads((args.runs / "plan.json").read_text())
