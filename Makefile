@@ -13,7 +13,7 @@ DEMO_BASE_TOKENS ?= 1M
 DEMO_COMPONENT_TOKENS ?= 400K
 DEMO_TARGET ?= 20M
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-suite test bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,6 +40,11 @@ demo: install
 		--seq-len 256 --out $(DEMO_RUNS)/plan.json
 	$(BIN)/mixer release --plan $(DEMO_RUNS)/plan.json --out $(DEMO_RUNS)/release --samples 1M --overwrite
 	$(PY) scripts/demo_summary.py --corpus $(DEMO_OUT) --runs $(DEMO_RUNS)
+
+# The demo's search again, ranked by the offline benchmark suite through lm-eval (after `make demo`; ~5 min).
+demo-suite: demo
+	$(BIN)/proxy search --components $(DEMO_RUNS)/components --db $(DB) --suite offline --objective suite --limit 50 \
+		--iterations 2 --per-iteration 8 --pool 5000 --top-k 16 --seed 0 --out $(DEMO_RUNS)/search-suite
 
 test: install
 	$(PY) -m pytest tests
