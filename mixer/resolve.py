@@ -14,9 +14,9 @@ from typing import Any, Sequence
 from corpus import Recipe, format_tokens, load_recipe
 from manifests import corpus_root, get_meta, list_shards, list_sources, open_manifest, register_plan
 from mixer.materialise import ResolveError, materialise
-from mixer.mixture import Mixture, MixtureError
+from mixer.mixture import Mixture
 from mixer.plan import Plan, PlanSource
-from corpus.errors import DemixError
+
 
 def largest_remainder(total: int, weights: Sequence[int | Fraction]) -> list[int]:
     """Split ``total`` (int) in proportion to non-negative ``weights``; integers summing exactly to total.
@@ -90,6 +90,9 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
     done = materialise(mixture, rows, general_share=general_share, as_is=as_is, where=str(db))
     info = {r["source"]: r for r in rows}
     shares = done.shares
+    empty = [s for s in sorted(shares) if int(info[s]["n_tokens"]) == 0]  # a recipe weight, but nothing was built
+    if empty:
+        raise ResolveError(f"source(s) {', '.join(empty)} are weighted but hold no train tokens in {db}")
     names = sorted(shares)
     allotted = dict(zip(names, largest_remainder(target_tokens, [shares[s] for s in names])))
     with open_manifest(db, read_only=True) as con:
@@ -109,11 +112,10 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
                    epochs=_epochs(allotted[s], available[s]), shards=tuple(shards[s]), n_docs=int(info[s]["n_docs"]),
                    license=info[s]["license"], title=info[s]["title"])
         for s in names if allotted[s] > 0)
-    plan = Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
+    return Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
                 eos_id=eos_id, mixture=done.mixture.to_dict(), sources=sources,
                 tokenizer_path=meta.get("tokenizer_path"), recipe=meta.get("recipe_name"),
                 config_hash=meta.get("config_hash"), max_epochs=max_epochs, warnings=done.warnings)
-    return plan
 
 
 def resolve_recipe(recipe: Recipe | str | os.PathLike, target_tokens: int, *, stage: str | None = None,

@@ -200,3 +200,12 @@ def test_general_share_override_as_is_and_missing_provenance(tiny_corpus):
     # a hand-written domain mixture has no components behind it: as-is, no warning
     plain = resolve_mixture(Mixture("m", "domain", {"code": 1.0}), tiny_corpus, 10**6)
     assert [(s.source, s.share) for s in plain.sources] == [("code_a", 1.0)] and not plain.warnings
+
+
+def test_a_weighted_source_without_tokens_is_refused(corpus_copy):
+    with open_manifest(corpus_copy) as con:  # a recipe weight for a source whose build produced nothing
+        con.execute("UPDATE sources SET weight = 1 WHERE domain = 'general'")
+        con.execute("INSERT INTO sources (source, domain, tier, candidate, weight) "
+                    "VALUES ('gen_empty', 'general', 'low', 'general', 1)")
+    with pytest.raises(ResolveError, match="gen_empty are weighted but hold no train tokens"):
+        resolve_mixture(Mixture("m", "domain", {"general": 1.0}), corpus_copy, 1000)
