@@ -138,11 +138,17 @@ def materialise(alpha: Mixture, sources: Sequence[Mapping[str, Any]], *, general
     """
     if as_is and general_share is not None:
         raise MixtureError("--as-is and --general-share exclude each other")
+    made = alpha.provenance.get(PROVENANCE_MATERIALISED)
+    if made:
+        if general_share is None and not as_is:
+            return Materialised(alpha, source_shares(alpha, sources, where), ())
+        # another general share for a materialised mixture starts from the alpha it was made from,
+        # so the general part is never added twice
+        origin = made["from"]
+        provenance = {k: v for k, v in alpha.provenance.items() if k != PROVENANCE_MATERIALISED}
+        alpha = Mixture(name=origin["name"], level=origin["level"], ratios=origin["ratios"], provenance=provenance)
     recorded = GeneralPart.from_provenance(alpha.provenance, f"<{alpha.name}>")
     warnings: list[str] = []
-    if PROVENANCE_MATERIALISED in alpha.provenance and general_share is None:
-        shares = source_shares(alpha, sources, where)
-        return Materialised(alpha, shares, ())
     if as_is:
         general = None
         if recorded is not None and recorded.share > 0:

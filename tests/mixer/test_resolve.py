@@ -181,6 +181,12 @@ def test_searched_mixture_materialises_the_components_general_share(tiny_corpus)
     # resolving the plan's own (materialised) mixture again changes nothing
     again = resolve_mixture(plan.mixture, tiny_corpus, 10**6)
     assert {s.source: s.share for s in again.sources} == pytest.approx(shares, abs=1e-12)
+    # another general share starts from alpha again: the general part is not added twice
+    redone = resolve_mixture(plan.mixture, tiny_corpus, 10**6, general_share=0.25)
+    direct = resolve_mixture(_searched({"code_high": 0.75, "math_high": 0.25}), tiny_corpus, 10**6, general_share=0.25)
+    assert {s.source: s.share for s in redone.sources} == pytest.approx({s.source: s.share for s in direct.sources},
+                                                                         abs=1e-12)
+    assert {s.source: s.share for s in redone.sources}["code_a"] == pytest.approx(0.75 * 0.75, abs=1e-12)
 
 
 def test_general_share_override_as_is_and_missing_provenance(tiny_corpus):
