@@ -174,7 +174,7 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[dict[str, list], d
     shard: list = [PreparedReader(f"{work}/prepared", drop_file)]
     if recipe.decontamination.enabled:
         try:
-            shard.append(Decontaminate(recipe.decontamination, min_words=recipe.decontamination.min_words))
+            shard.append(Decontaminate(recipe.decontamination))
         except (OSError, ValueError) as e:
             raise RecipeError(f"{recipe.path}: decontamination: {e}") from None
     if recipe.language.model_path:

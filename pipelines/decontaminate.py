@@ -96,17 +96,17 @@ class NGramIndex:
 class Decontaminate(CountingStep):
     """Drop documents that overlap a benchmark (reason 'benchmark_ngram').
 
-    `min_words`: benchmark texts of fewer words (than this and than the n-gram) are not matched (words).
+    `cfg.min_words`: benchmark texts of fewer words (than this and than the n-gram) are not matched (words).
     """
 
     name = "decontaminate"
     type = "🔻 - FILTER"
 
-    def __init__(self, cfg: DecontaminationConfig, min_words: int = MIN_WORDS):
+    def __init__(self, cfg: DecontaminationConfig):
         super().__init__()
-        self.cfg, self.min_words = cfg, min_words
+        self.cfg, self.min_words = cfg, cfg.min_words  # the recipe's setting has one home
         # fail in the driver, before any work, on a missing benchmark file or a bad setting
-        NGramIndex(benchmark_texts(cfg), cfg.ngram, min_words)
+        NGramIndex(benchmark_texts(cfg), cfg.ngram, self.min_words)
         self._index: NGramIndex | None = None
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:

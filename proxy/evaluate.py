@@ -52,11 +52,11 @@ class DomainBatch:
     n_docs: int
     n_tokens: int
     n_bytes: int
-    sources: tuple[str, ...] = ()
-    source_index: torch.Tensor | None = None
-    source_tokens: tuple[int, ...] = ()
-    source_bytes: tuple[int, ...] = ()
-    source_docs: tuple[int, ...] = ()
+    sources: tuple[str, ...]
+    source_index: torch.Tensor
+    source_tokens: tuple[int, ...]
+    source_bytes: tuple[int, ...]
+    source_docs: tuple[int, ...]
 
 
 def equal_split(budget: int, capacity: Mapping[str, int]) -> dict[str, int]:
@@ -209,18 +209,15 @@ def evaluate_model(model: torch.nn.Module, vset: ValidationSet, batch_size: int 
     candidate_of = dict(vset.candidate_of)
     results = {}
     for d in vset.domains:
-        k = max(len(d.sources), 1)
-        nll = torch.zeros(k + 1, dtype=torch.float64, device=device)
+        nll = torch.zeros(len(d.sources) + 1, dtype=torch.float64, device=device)
         for start in range(0, d.inputs.shape[0], batch_size):
             x = d.inputs[start:start + batch_size].to(device)
             y = d.targets[start:start + batch_size].to(device)
             logits = model(input_ids=x).logits.float()
             per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                           ignore_index=IGNORE, reduction="none").double()
-            if d.source_index is None:
-                where = torch.where(y.reshape(-1) != IGNORE, 1, 0)
-            else:  # bucket 0 collects unscored positions (their loss is 0), bucket i + 1 source i
-                where = d.source_index[start:start + batch_size].to(device).reshape(-1) + 1
+            # bucket 0 collects unscored positions (their loss is 0), bucket i + 1 source i
+            where = d.source_index[start:start + batch_size].to(device).reshape(-1) + 1
             nll.index_add_(0, where, per_token)
         per_source = nll[1:].tolist()
         total = float(sum(per_source))

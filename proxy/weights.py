@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from safetensors import safe_open
 from corpus.errors import DemixError
+from mixer.materialise import DEFAULT_GENERAL
 
 WEIGHT_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -46,8 +47,7 @@ class Components:
         """The fields a searched mixture records so that it can be materialised: general_share and general."""
         if self.general_share is None:
             return {}
-        return {"general_share": self.general_share,
-                "general": self.general or {"level": "domain", "ratios": {"general": 1.0}}}
+        return {"general_share": self.general_share, "general": self.general or dict(DEFAULT_GENERAL)}
 
     def path_of(self, name: str) -> Path:
         """Folder of component `name`; raises KeyError."""
