@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 import torch
 
 from manifests import get_meta, list_shards, list_sources, open_manifest
+from corpus.errors import UsageError
 from proxy.errors import ProxyError
 
 IGNORE = -100
@@ -273,15 +274,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from transformers import AutoModelForCausalLM  # noqa: PLC0415
 
     if (args.model is None) == (args.components is None):
-        print("error: give --model DIR, or --components DIR with --mixture FILE", file=sys.stderr)
-        return 2
+        raise UsageError("give --model DIR, or --components DIR with --mixture FILE")
     prepared = None
     if args.suite:  # a bad suite, unknown task or missing data file is refused before any model loads
         from proxy.benchmarks import default_cache, prepare_suite  # noqa: PLC0415
         from proxy.suite import load_suite  # noqa: PLC0415
         if args.limit is not None and args.limit < 1:
-            print(f"error: --limit {args.limit}: expected at least 1 sample per task", file=sys.stderr)
-            return 2
+            raise UsageError(f"--limit {args.limit}: expected at least 1 sample per task")
         suite = load_suite(args.suite)
         prepared = prepare_suite(suite, args.suite_cache or default_cache(suite, args.db), args.db)
     vset = ValidationSet.from_manifest(args.db, args.tokens_per_domain, args.seq_len)
@@ -293,8 +292,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         label = args.model
     else:
         if args.mixture is None:
-            print("error: --components needs --mixture", file=sys.stderr)
-            return 2
+            raise UsageError("--components needs --mixture")
         from proxy.merge import load_mixture_ratios  # noqa: PLC0415
         from proxy.proxies import ProxyFactory  # noqa: PLC0415
         name, ratios = load_mixture_ratios(args.mixture)
@@ -309,8 +307,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                                              if k.startswith("bpb_candidate/")}}
     if args.tasks:
         if args.model is None:
-            print("error: --tasks needs --model (a folder lm-eval can load)", file=sys.stderr)
-            return 2
+            raise UsageError("--tasks needs --model (a folder lm-eval can load)")
         report["tasks"] = lm_eval_scores(args.model, args.tasks.split(","))
     if prepared is not None:
         from proxy.benchmarks import SuiteRunner, load_tokenizer_for  # noqa: PLC0415

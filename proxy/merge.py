@@ -27,7 +27,7 @@ from proxy.weights import (
     WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
     read_config,
 )
-from corpus.errors import DemixError
+from corpus.errors import DemixError, run_cli
 from mixer import Mixture
 
 METHODS = ("linear", "task_arithmetic", "ties")
@@ -351,11 +351,4 @@ if __name__ == "__main__":
     _parser = argparse.ArgumentParser(prog="python -m proxy.merge")
     _parser.add_argument("--debug", action="store_true")
     add_cli(_parser.add_subparsers(dest="command", required=True))
-    _args = _parser.parse_args(["merge", *sys.argv[1:]])
-    try:
-        sys.exit(int(_args.func(_args) or 0))
-    except Exception as _e:  # noqa: BLE001
-        if _args.debug:
-            raise
-        print(f"error: {_e}", file=sys.stderr)
-        sys.exit(1)
+    sys.exit(run_cli("python -m proxy.merge", _parser, ["merge", *sys.argv[1:]], lambda a: a.func(a)))

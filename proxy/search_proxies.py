@@ -156,8 +156,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     comps = load_components(args.components, budget=args.budget)
     db = args.db or comps.db
     if db is None:
-        print("error: --db is required (components.json names no manifest)", file=sys.stderr)
-        return 2
+        raise UsageError("--db is required (components.json names no manifest)")
     suite = load_suite(args.suite) if args.suite else None  # a bad suite is refused before any model loads
     objective, rank_by = _suite_objective(args, suite)
     settings = SearchSettings(iterations=args.iterations, per_iteration=args.per_iteration, pool=args.pool,
@@ -173,8 +172,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             print(f"{done}: a finished search with the same settings; kept (pass --overwrite to rerun)",
                   file=sys.stderr)
             return 0
-        print(f"error: {done} holds a search with other settings (pass --overwrite to replace it)", file=sys.stderr)
-        return 1
+        raise ProxyError(f"{done} holds a search with other settings (pass --overwrite to replace it)")
     prior = search_prior(db, comps.names, args.prior)
     prepared = None
     if suite is not None:
