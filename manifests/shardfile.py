@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Sequence
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from corpus.atomic import atomic_write
 
 SHARD_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -39,13 +40,8 @@ def rows_per_group(table: pa.Table) -> int:
 
 def write_shard_atomic(table: pa.Table, path: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
     """Write `table` to `path` under a temporary name, then rename: a crash never leaves a half shard."""
-    fs = fs or fsspec.filesystem("file")
-    parent = os.path.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}"
-    with fs.open(tmp, "wb") as f:
+    with atomic_write(path, "wb", fs=fs or fsspec.filesystem("file")) as f:
         pq.write_table(table, f, compression="zstd", row_group_size=rows_per_group(table))
-    fs.mv(tmp, path)
 
 
 def shard_path(root: str | os.PathLike, source: str, split: str, task: int, seq: int) -> str:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
+
+from corpus.atomic import write_json_atomic
 from corpus.errors import DemixError
 
 LEVELS = ("candidate", "domain", "source")
@@ -92,15 +94,3 @@ def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
         raise error(f"{path}: cannot read the {what} file: {e}") from None
 
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a path or fsspec URL under a temporary name, then rename."""
-    fs, p = fsspec.core.url_to_fs(str(path))
-    parent = os.path.dirname(p)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{os.path.basename(p)}" if parent else f".tmp-{os.getpid()}-{p}"
-    with fs.open(tmp, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=False)
-        f.write("\n")
-    fs.mv(tmp, p)

@@ -9,7 +9,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from mixer.mixture import read_json, write_json_atomic
+from corpus.atomic import write_json_atomic
+from mixer.mixture import read_json
 from corpus.errors import DemixError
 from corpus.recipe import NAME_RULE  # not exported by corpus/__init__.py (yet)
 

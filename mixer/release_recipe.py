@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import fsspec
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import Recipe, RecipeError, load_recipe
+from corpus.atomic import atomic_write
 from corpus.recipe import RECIPES_DIR
 from manifests import MANIFEST_NAME, open_manifest, register_sources
 from manifests.schema import create_schema
@@ -119,30 +119,19 @@ def write_recipe_release(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, f
     if dry_run:
         return [ReleaseFile(p, 0) for p in planned]
     tables = manifest_tables(plan, found)
-    _atomic(fs, f"{root}/plan.json", lambda f: f.write(_plan_json(plan)))
+    with atomic_write(f"{root}/plan.json", "wb", fs=fs) as f:
+        f.write(_plan_json(plan))
     if found:
-        _atomic(fs, f"{root}/recipe.yaml", lambda f: f.write(found.file.read_bytes()))
+        with atomic_write(f"{root}/recipe.yaml", "wb", fs=fs) as f:
+            f.write(found.file.read_bytes())
     for name, table in tables.items():
-        _atomic(fs, f"{root}/manifest/{name}.parquet", lambda f, t=table: pq.write_table(t, f, compression="zstd"))
+        with atomic_write(f"{root}/manifest/{name}.parquet", "wb", fs=fs) as f:
+            pq.write_table(table, f, compression="zstd")
     card = render_recipe_card(plan, found.recipe if found else None, {t: tables[t].num_rows for t in tables})
-    _atomic(fs, f"{root}/README.md", lambda f: f.write(card.encode()))
+    with atomic_write(f"{root}/README.md", "wb", fs=fs) as f:
+        f.write(card.encode())
     return [ReleaseFile(p, int(fs.size(f"{root}/{p}"))) for p in planned]
 
 
 def _plan_json(plan: Plan) -> bytes:
     return (json.dumps(plan.to_dict(), indent=2) + "\n").encode()
-
-
-def _atomic(fs: fsspec.AbstractFileSystem, path: str, fill: Any) -> None:
-    """Write ``path`` through ``fill(binary file)`` under a temporary name, renamed when whole."""
-    parent = os.path.dirname(path)
-    fs.makedirs(parent, exist_ok=True)
-    tmp = f"{parent}/.tmp-{os.getpid()}-{os.path.basename(path)}"
-    try:
-        with fs.open(tmp, "wb") as f:
-            fill(f)
-        fs.mv(tmp, path)
-    except BaseException:
-        if fs.exists(tmp):
-            fs.rm(tmp)
-        raise

@@ -7,7 +7,6 @@ the schedule's per-source counts at its first slot and the source stream's arith
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import fsspec
@@ -15,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.atomic import atomic_write
 from mixer.release_layout import ConfigLayout
 from mixer.sampler import Sampler
 from mixer.stream import SourceStream
@@ -60,38 +60,20 @@ class Documents:
 
 
 class _File:
-    """One Parquet file written under a temporary name, renamed into place by ``close``."""
+    """The Parquet writer of one release file: every table is cast to the file's schema."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, schema: pa.Schema):
-        self.fs, self.path = fs, path
-        self.tmp = f"{os.path.dirname(path)}/.tmp-{os.getpid()}-{os.path.basename(path)}"
-        fs.makedirs(os.path.dirname(path), exist_ok=True)
-        self.f = fs.open(self.tmp, "wb")
-        self.writer = pq.ParquetWriter(self.f, schema, compression="zstd")
-        self.schema = schema
+    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema):
+        self.writer, self.schema = writer, schema
 
     def write(self, table: pa.Table) -> None:
         self.writer.write_table(table.cast(self.schema))
 
-    def close(self) -> None:
-        self.writer.close()
-        self.f.close()
-        self.fs.mv(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self.f.close()
-        if self.fs.exists(self.tmp):
-            self.fs.rm(self.tmp)
-
 
 def _written(fs: fsspec.AbstractFileSystem, path: str, schema: pa.Schema, fill) -> None:
-    out = _File(fs, path, schema)
-    try:
-        fill(out)
-        out.close()
-    except BaseException:  # a kill (KeyboardInterrupt) included: no half file is left under a final name
-        out.abort()
-        raise
+    # atomic_write renames the file only once the writer has closed it (footer written); a failure
+    # or a kill removes the temporary, so no half file is left under a final name
+    with atomic_write(path, "wb", fs=fs) as f, pq.ParquetWriter(f, schema, compression="zstd") as writer:
+        fill(_File(writer, schema))
 
 
 def write_source_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigLayout, i: int,
