@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 
 from corpus import Recipe
+from corpus.atomic import TMP_PREFIX, atomic_write
 from corpus.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 from manifests import read_shard_record, shard_path, shard_table, write_shard_atomic
 from pipelines.dedup import kept_records
@@ -236,8 +237,12 @@ class ShardWriter(CountingStep):
     def _clean(self, fs, rank: int) -> None:
         for folder in ("shards", "validation"):
             for stale in fs.glob(f"{self.out}/{folder}/*/{rank:05d}_*.parquet") + \
-                    fs.glob(f"{self.out}/{folder}/*/.tmp-*-{rank:05d}_*.parquet"):
+                    fs.glob(f"{self.out}/{folder}/*/{TMP_PREFIX}*-{rank:05d}_*.parquet"):
                 fs.rm(stale)
+        # a killed attempt's record temporary ends in .json too: it must not outlive the rerun
+        rec_fs, records = fsspec.core.url_to_fs(self.records_folder)
+        for stale in rec_fs.glob(f"{records}/{TMP_PREFIX}*-{rank:05d}.json"):
+            rec_fs.rm(stale)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         fs, _ = fsspec.core.url_to_fs(self.out)
@@ -259,9 +264,8 @@ class ShardWriter(CountingStep):
                 sizes[key] = 0
         for key in sorted(buffers):
             records.append(self._flush(fs, rank, key, buffers[key], seqs))
-        with fsspec.open(f"{self.records_folder}/{rank:05d}.json.tmp", "w") as f:
+        with atomic_write(f"{self.records_folder}/{rank:05d}.json") as f:
             json.dump(records, f, indent=1)
-        fs.mv(f"{self.records_folder}/{rank:05d}.json.tmp", f"{self.records_folder}/{rank:05d}.json")
         return
         yield  # a generator that consumes the pipeline
 
