@@ -21,13 +21,12 @@ from manifests.manifest import (
     set_meta,
 )
 from manifests.query import QueryRefused, run_query
-from manifests.schema import SHARD_METADATA_KEYS
-from manifests.shardfile import SHARD_SCHEMA, shard_path, shard_table, write_shard_atomic
+from manifests.shardfile import SHARD_METADATA_KEYS, SHARD_SCHEMA, ShardMeta, shard_path, shard_table, write_shard_atomic
 
 __all__ = [
     "MANIFEST_NAME", "ManifestError", "SHARD_METADATA_KEYS", "ShardRecord", "corpus_root", "file_sha256",
     "get_meta", "list_shards", "list_sources", "manifest_path", "open_manifest", "read_shard_record",
     "register_mixture", "register_plan", "register_shards", "register_sources", "register_step_stats", "set_meta",
     "QueryRefused", "run_query",
-    "SHARD_SCHEMA", "shard_path", "shard_table", "write_shard_atomic",
+    "SHARD_SCHEMA", "ShardMeta", "shard_path", "shard_table", "write_shard_atomic",
 ]

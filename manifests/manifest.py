@@ -15,14 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import Recipe
+from manifests.errors import ManifestError
 from manifests.schema import TABLES, create_schema
-from corpus.errors import DemixError
+from manifests.shardfile import ShardMeta
 
 MANIFEST_NAME = "manifest.duckdb"
-
-
-class ManifestError(DemixError, RuntimeError):
-    """A manifest that is missing, unreadable or inconsistent; the message names the file."""
 
 
 def manifest_path(db: str | os.PathLike) -> Path:
@@ -148,9 +145,7 @@ def read_shard_record(path: str | os.PathLike, root: str | os.PathLike, sha256: 
         pf = pq.ParquetFile(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad footer
         raise ManifestError(f"{path}: not a readable Parquet file ({e})") from None
-    meta = {k.decode(): v.decode() for k, v in (pf.schema_arrow.metadata or {}).items()}
-    if "demix.source" not in meta:
-        raise ManifestError(f"{path}: no demix.source key in the Parquet metadata; not a token shard")
+    meta = ShardMeta.from_metadata(pf.schema_arrow.metadata, where=str(path))
     n_tokens = 0
     if "n_tokens" in pf.schema_arrow.names:
         col = pq.read_table(path, columns=["n_tokens"]).column("n_tokens")
@@ -158,14 +153,14 @@ def read_shard_record(path: str | os.PathLike, root: str | os.PathLike, sha256: 
     stat = path.stat()
     return ShardRecord(
         path=Path(os.path.relpath(path.resolve(), Path(root).resolve())).as_posix(),
-        source=meta["demix.source"],
-        split=meta.get("demix.split", "train"),
+        source=meta.source,
+        split=meta.split,
         n_docs=pf.metadata.num_rows,
         n_tokens=n_tokens,
         n_bytes=stat.st_size,
         sha256=sha256 or file_sha256(path),
-        tokenizer=meta.get("demix.tokenizer"),
-        config_hash=meta.get("demix.config_hash"),
+        tokenizer=meta.tokenizer,
+        config_hash=meta.config_hash,
         created_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None),
     )
 

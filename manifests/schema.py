@@ -100,12 +100,6 @@ VIEWS = {
 # The folders under a corpus root that hold token shards (train and validation splits).
 SHARD_FOLDERS = ("shards", "validation")
 
-# Key-value metadata written on every token shard (Parquet footer), read back by `rebuild`.
-SHARD_METADATA_KEYS = (
-    "demix.source", "demix.split", "demix.domain", "demix.tier", "demix.candidate",
-    "demix.tokenizer", "demix.tokenizer_hash", "demix.config_hash",
-)
-
 
 def create_schema(con) -> None:
     """Create every table and view if missing (idempotent)."""

@@ -1,15 +1,25 @@
-"""The token shard format (docs/design.md): one Parquet row per document, zstd, DeMix footer metadata."""
+"""The token shard format (docs/design.md): one Parquet row per document, zstd, DeMix footer metadata.
+
+The owner of the format: its schema (`SHARD_SCHEMA`), its footer (`ShardMeta`, both directions),
+its writer (`shard_table` + `write_shard_atomic`) and its path layout (`shard_path`). Nobody else
+spells a `demix.*` footer key:
+
+    meta = ShardMeta.from_metadata(pq.read_schema(path).metadata, where=path)
+"""
 from __future__ import annotations
 
+import dataclasses
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.atomic import atomic_write
+from manifests.errors import ManifestError
 
 SHARD_SCHEMA = pa.schema([
     ("id", pa.string()),
@@ -18,16 +28,80 @@ SHARD_SCHEMA = pa.schema([
     ("n_tokens", pa.int32()),
 ])
 ROW_GROUP_BYTES = 96 << 20  # docs/design.md: row groups of roughly 64-128 MB
+FOOTER_PREFIX = "demix."
+"""Every footer key is ``demix.<ShardMeta field>``."""
 
 
-def shard_table(ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Sequence[int]],
-                metadata: dict[str, str]) -> pa.Table:
-    """Build an Arrow table in the shard schema with `metadata` (demix.* keys) on its schema."""
+@dataclass(frozen=True)
+class ShardMeta:
+    """The footer of one token shard: Parquet key-value metadata ``demix.<field>`` = string value.
+
+    A field that is None is not written; reading a footer gives None for a key it lacks (``split``:
+    ``train``), so shards written before a key existed still read.
+    """
+
+    source: str
+    """The recipe source every document of the shard comes from (required: it marks a token shard)."""
+    split: str = "train"
+    """``train`` (under ``shards/``) or ``validation`` (under ``validation/``)."""
+    domain: str | None = None
+    """The source's domain (general, math, code, ...)."""
+    tier: str | None = None
+    """The source's quality tier."""
+    candidate: str | None = None
+    """The candidate the source belongs to; None for none (written as the empty string)."""
+    tokenizer: str | None = None
+    """The tokenizer's display name."""
+    tokenizer_hash: str | None = None
+    """Hash of the tokenizer folder (`corpus.tokenizer.tokenizer_hash`)."""
+    config_hash: str | None = None
+    """The recipe's config hash at build time (`Recipe.config_hash`)."""
+
+    def to_metadata(self) -> dict[str, str]:
+        """The footer, in field order: ``{"demix.source": ..., "demix.split": ..., ...}``."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "candidate":
+                value = value or ""  # every shard says whether it has a candidate, '' for none
+            if value is not None:
+                out[FOOTER_PREFIX + f.name] = str(value)
+        return out
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[bytes | str, bytes | str] | None, where: str = "<shard>") -> "ShardMeta":
+        """Read a footer (``pq.read_schema(path).metadata``: bytes or str keys); other keys are ignored.
+
+        Raises ManifestError naming ``where`` when there is no ``demix.source`` key (not a token shard).
+        """
+        values = cls.fields_of(metadata)
+        if "source" not in values:
+            raise ManifestError(f"{where}: no {FOOTER_PREFIX}source key in the Parquet metadata; not a token shard")
+        values["candidate"] = values.get("candidate") or None
+        return cls(**values)
+
+    @classmethod
+    def fields_of(cls, metadata: Mapping[bytes | str, bytes | str] | None) -> dict[str, str]:
+        """The footer entries of ``metadata`` that name a field, as ``{field: value}`` (part of a footer too)."""
+        md = {_text(k): _text(v) for k, v in (metadata or {}).items()}
+        return {f.name: md[FOOTER_PREFIX + f.name] for f in dataclasses.fields(cls) if FOOTER_PREFIX + f.name in md}
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+SHARD_METADATA_KEYS = tuple(FOOTER_PREFIX + f.name for f in dataclasses.fields(ShardMeta))
+"""Every footer key a shard writer may set (`ShardMeta.to_metadata`), read back by `rebuild`."""
+
+
+def shard_table(ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Sequence[int]], meta: ShardMeta) -> pa.Table:
+    """Build an Arrow table in the shard schema with ``meta``'s footer on its schema."""
     tok = pa.array(tokens, pa.list_(pa.uint32()))
     n = pa.compute.list_value_length(tok).cast(pa.int32())
     table = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(texts, pa.string()), tok, n],
                                  schema=SHARD_SCHEMA)
-    return table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    return table.replace_schema_metadata(meta.to_metadata())
 
 
 def rows_per_group(table: pa.Table) -> int:

@@ -15,6 +15,7 @@ from manifests.manifest import (
     register_shards,
 )
 from manifests.schema import SHARD_FOLDERS
+from manifests.shardfile import ShardMeta
 
 
 @dataclass
@@ -146,9 +147,9 @@ def rebuild(db: str | os.PathLike, progress: Callable | None = None, from_shards
     records, sources = [], {}
     for f in (progress(files) if progress else files):
         records.append(read_shard_record(f, root))
-        md = {k.decode(): v.decode() for k, v in (pq.read_schema(f).metadata or {}).items()}
-        sources[md["demix.source"]] = (md.get("demix.domain", "unknown"), md.get("demix.tier", "unknown"),
-                                       md.get("demix.candidate") or None)
+        meta = ShardMeta.from_metadata(pq.read_schema(f).metadata, where=str(f))
+        sources[meta.source] = (meta.domain if meta.domain is not None else "unknown",
+                                meta.tier if meta.tier is not None else "unknown", meta.candidate)
     tmp = path.with_name(f".rebuild-{os.getpid()}-{path.name}")
     report = RebuildReport(shards=len(records))
     try:

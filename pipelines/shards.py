@@ -27,7 +27,7 @@ from datatrove.data import Document, DocumentsPipeline
 from corpus import Recipe
 from corpus.atomic import TMP_PREFIX, atomic_write
 from corpus.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
-from manifests import read_shard_record, shard_path, shard_table, write_shard_atomic
+from manifests import ShardMeta, read_shard_record, shard_path, shard_table, write_shard_atomic
 from pipelines.dedup import kept_records
 from pipelines.stats import CountingStep
 
@@ -222,7 +222,11 @@ class ShardInfo:
 
 
 class ShardWriter(CountingStep):
-    """Write train/validation token shards per source for this task, and a record file of them."""
+    """Write train/validation token shards per source for this task, and a record file of them.
+
+    ``meta`` holds the build-wide footer entries (tokenizer, config_hash) as `ShardMeta.to_metadata`
+    spells them; the writer adds the source's facts (``sources``), the split and the tokenizer hash.
+    """
 
     name = "write"
     type = "💽 - WRITER"
@@ -230,7 +234,7 @@ class ShardWriter(CountingStep):
     def __init__(self, out: str, sources: dict[str, ShardInfo], meta: dict[str, str], validation_fraction: float,
                  records_folder: str, max_shard_tokens: int = 32_000_000):
         super().__init__()
-        self.out, self.sources, self.meta = out.rstrip("/"), dict(sources), dict(meta)
+        self.out, self.sources, self.shared = out.rstrip("/"), dict(sources), ShardMeta.fields_of(meta)
         self.validation_fraction, self.records_folder = validation_fraction, records_folder.rstrip("/")
         self.max_shard_tokens = max_shard_tokens
 
@@ -246,7 +250,7 @@ class ShardWriter(CountingStep):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         fs, _ = fsspec.core.url_to_fs(self.out)
-        self.meta["demix.tokenizer_hash"] = tokenizer_hash(f"{self.out}/{TOKENIZER_DIR}")
+        self.shared["tokenizer_hash"] = tokenizer_hash(f"{self.out}/{TOKENIZER_DIR}")
         self._clean(fs, rank)
         buffers: dict[tuple[str, str], list[Document]] = {}
         sizes: dict[tuple[str, str], int] = {}
@@ -274,8 +278,8 @@ class ShardWriter(CountingStep):
         seq = seqs.get(key, 0)
         seqs[key] = seq + 1
         info = self.sources[src]
-        meta = {**self.meta, "demix.source": src, "demix.split": split, "demix.domain": info.domain,
-                "demix.tier": info.tier, "demix.candidate": info.candidate}
+        meta = ShardMeta(**{**self.shared, "source": src, "split": split, "domain": info.domain, "tier": info.tier,
+                            "candidate": info.candidate})
         table = shard_table([d.id for d in docs], [d.text for d in docs], token_lists([d.metadata["tokens"] for d in docs]), meta)
         path = shard_path(self.out, src, split, rank, seq)
         write_shard_atomic(table, path, fs=fs)

@@ -9,8 +9,8 @@ import pytest
 from corpus import parse_recipe
 from corpus.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 from manifests import (
-    open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path, shard_table,
-    write_shard_atomic,
+    ShardMeta, open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path,
+    shard_table, write_shard_atomic,
 )
 
 WORDS = ("the model data train mixture general science history people water river city music "
@@ -82,9 +82,8 @@ def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source:
             for seq, chunk in enumerate(chunks):
                 ids = [f"{s.name}/{split}/{seq}/{i}" for i in range(len(chunk))]
                 tokens = [e.ids for e in tok.encode_batch(chunk)]
-                meta = {"demix.source": s.name, "demix.split": split, "demix.domain": s.domain, "demix.tier": s.tier,
-                        "demix.candidate": s.candidate or "", "demix.tokenizer": "tiny-bpe",
-                        "demix.tokenizer_hash": thash, "demix.config_hash": recipe.config_hash()}
+                meta = ShardMeta(source=s.name, split=split, domain=s.domain, tier=s.tier, candidate=s.candidate,
+                                 tokenizer="tiny-bpe", tokenizer_hash=thash, config_hash=recipe.config_hash())
                 path = shard_path(root, s.name, split, 0, seq)
                 write_shard_atomic(shard_table(ids, chunk, tokens, meta), path)
                 records.append(read_shard_record(path, root))
