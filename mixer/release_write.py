@@ -15,15 +15,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.atomic import atomic_write
+from manifests import SHARD_SCHEMA
 from mixer.release_layout import ConfigLayout
 from mixer.sampler import Sampler
 from mixer.stream import SourceStream
 
-DOC_COLUMNS = ["id", "text", "tokens", "n_tokens"]
-SOURCE_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("tokens", pa.list_(pa.uint32())),
-                           ("n_tokens", pa.int32())])
-MIXTURE_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("epoch", pa.int32()),
-                            ("text", pa.string()), ("tokens", pa.list_(pa.uint32())), ("n_tokens", pa.int32())])
+DOC_COLUMNS = SHARD_SCHEMA.names
+SOURCE_SCHEMA = SHARD_SCHEMA  # a source config's files are its documents as the shards hold them
+MIXTURE_SCHEMA = SHARD_SCHEMA.insert(1, pa.field("source", pa.string())).insert(2, pa.field("epoch", pa.int32()))
 SAMPLE_SCHEMA = pa.schema([("position", pa.int64()), ("source", pa.string()), ("k", pa.int64()),
                            ("tokens", pa.list_(pa.uint32()))])
 ROW_GROUP_TOKENS = 8_000_000  # tokens buffered before a row group is written: the memory bound of a file
