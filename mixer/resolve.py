@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Any, Sequence
 
 from corpus import Recipe, format_tokens, load_recipe
-from manifests import corpus_root, get_meta, list_shards, list_sources, open_manifest, register_plan
+from manifests import corpus_root, list_shards, list_sources, open_manifest, read_corpus_meta, register_plan
 from mixer.materialise import ResolveError, materialise
 from mixer.mixture import Mixture
 from mixer.plan import Plan, PlanSource
@@ -95,9 +95,8 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
         raise ResolveError(f"source(s) {', '.join(empty)} are weighted but hold no train tokens in {db}")
     names = sorted(shares)
     allotted = dict(zip(names, largest_remainder(target_tokens, [shares[s] for s in names])))
-    with open_manifest(db, read_only=True) as con:
-        meta = get_meta(con)
-    eos_id = int(meta["eos_id"]) if meta.get("eos_id") not in (None, "", "null") else None
+    meta = read_corpus_meta(db)
+    eos_id = meta.eos_id
     # The sampler's stream appends one EOS per document, and allotments count stream tokens; so must epochs.
     per_doc = 1 if eos_id is not None else 0
     available = {s: int(info[s]["n_tokens"]) + per_doc * int(info[s]["n_docs"] or 0) for s in names}
@@ -114,8 +113,8 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
         for s in names if allotted[s] > 0)
     return Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
                 eos_id=eos_id, mixture=done.mixture.to_dict(), sources=sources,
-                tokenizer_path=meta.get("tokenizer_path"), recipe=meta.get("recipe_name"),
-                config_hash=meta.get("config_hash"), max_epochs=max_epochs, warnings=done.warnings)
+                tokenizer_path=meta.tokenizer_path, recipe=meta.recipe_name,
+                config_hash=meta.config_hash, max_epochs=max_epochs, warnings=done.warnings)
 
 
 def resolve_recipe(recipe: Recipe | str | os.PathLike, target_tokens: int, *, stage: str | None = None,

@@ -9,7 +9,7 @@ import pytest
 from corpus import parse_recipe
 from corpus.tokenizer import load_tokenizer, save_tokenizer, tokenizer_hash, train_bpe
 from manifests import (
-    ShardMeta, open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path,
+    CorpusMeta, ShardMeta, open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path,
     shard_table, write_shard_atomic,
 )
 
@@ -90,10 +90,10 @@ def build_tiny_corpus(root: Path, docs_per_source: int = 400, shards_per_source:
     with open_manifest(root) as con:
         register_sources(con, recipe)
         register_shards(con, records)
-        set_meta(con, {"tokenizer_path": "tokenizer", "tokenizer_name": "tiny-bpe", "tokenizer_hash": thash,
-                       "eos_token": "<|endoftext|>", "eos_id": tok.token_to_id("<|endoftext|>"),
-                       "vocab_size": tok.get_vocab_size(), "recipe_name": recipe.name,
-                       "config_hash": recipe.config_hash()})
+        set_meta(con, CorpusMeta(tokenizer_path="tokenizer", tokenizer_name="tiny-bpe", tokenizer_hash=thash,
+                                 eos_token="<|endoftext|>", eos_id=tok.token_to_id("<|endoftext|>"),
+                                 vocab_size=tok.get_vocab_size(), recipe_name=recipe.name,
+                                 config_hash=recipe.config_hash()).to_values())
     assert load_tokenizer(root / "tokenizer").get_vocab_size() == tok.get_vocab_size()
     return root
 
