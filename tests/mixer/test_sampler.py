@@ -310,3 +310,20 @@ def test_a_version_2_state_resumes_by_position(tiny_plan):
     for bad, field in (({**state, "version": 9}, "version"), ({**state, "counts": moved}, "outside")):
         with pytest.raises(SamplerError, match=field):
             Sampler(tiny_plan).load_state_dict(bad)
+
+
+def test_docstring_state_block_is_the_state_layout(tiny_plan):
+    """The Sampler docstring's literal JSON block documents exactly the keys state_dict() writes, in order."""
+    doc = Sampler.__doc__
+    example, _ = json.JSONDecoder().raw_decode(doc, doc.index("{", doc.index("state_dict()")))
+    sampler = Sampler(tiny_plan, rank=1, world_size=2, prefetch=0)
+    it = iter(sampler)
+    for _ in range(30):
+        next(it)
+    state = sampler.state_dict()
+    assert list(example) == list(state)
+    assert [type(v) for v in example.values()] == [type(v) for v in state.values()]
+    assert example["slot"] == example["consumed"] == example["position"] * example["world_size"]
+    assert sum(example["counts"].values()) == example["slot"]  # the documented invariant holds in the example
+    for key in example:
+        assert f"``{key}``" in doc, f"{key} has no line of its own in the docstring"
