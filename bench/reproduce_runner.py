@@ -32,7 +32,7 @@ from tqdm import tqdm  # noqa: E402
 from proxy.evaluate import IGNORE, ValidationSet  # noqa: E402
 from proxy.model import build_model, count_parameters, load_model, read_demix, save_model_folder  # noqa: E402
 from proxy.proxies import ProxyFactory  # noqa: E402
-from proxy.training_loop import TrainConfig, train_loop  # noqa: E402
+from proxy.training.loop import TrainConfig, train_loop  # noqa: E402
 from reproduce_protocol import SHAPES, Inputs, baseline_tokens, trained_tokens  # noqa: E402
 
 

@@ -26,7 +26,7 @@ import time
 import torch
 
 from proxy.model import build_model, count_parameters, model_config
-from proxy.training_loop import TrainConfig, default_device, make_optimizer, train_loop
+from proxy.training.loop import TrainConfig, default_device, make_optimizer, train_loop
 
 VOCAB = 8192
 

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from corpus import format_tokens, parse_tokens
 from mixer import Mixture
-from proxy.schedule import SCHEDULES
-from proxy.training_loop import TrainConfig, distributed_context
+from proxy.training.lr_schedule import SCHEDULES
+from proxy.training.loop import TrainConfig, distributed_context
 
 if TYPE_CHECKING:
-    from proxy.training_run import RunOutcome
+    from proxy.training.run import RunOutcome
 
 EXAMPLES = {
     "base": """examples:
@@ -129,7 +129,7 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
 
 def run_base(args: argparse.Namespace) -> int:
     """`proxy base`: pretrain (or adopt, with --from) the common base on the general domain."""
-    from proxy.training_run import train_on_mixture  # transformers loads here, not for --help
+    from proxy.training.run import train_on_mixture  # transformers loads here, not for --help
     config = _config(args)
     mixture = Mixture(name="base-general", level="domain", ratios={args.domain: 1.0},
                       provenance={"method": "demix-base", "domain": args.domain})
@@ -141,7 +141,7 @@ def run_base(args: argparse.Namespace) -> int:
 
 def run_components(args: argparse.Namespace) -> int:
     """`proxy components`: one component per candidate, all from the same base."""
-    from proxy.training_run import train_components
+    from proxy.training.run import train_components
 
     config = _config(args)
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
@@ -152,7 +152,7 @@ def run_components(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`proxy train`: a model trained on a mixture (references, small-proxy baselines)."""
-    from proxy.training_run import train_on_mixture
+    from proxy.training.run import train_on_mixture
     config = _config(args)
     mixture = Mixture.load(args.mixture)
     base = str(Path(args.base).resolve()) if args.base else None

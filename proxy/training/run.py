@@ -20,7 +20,7 @@ from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
 from proxy.model import (
     build_model, count_parameters, load_model, model_config, read_demix, save_model_folder, write_json_atomic,
 )
-from proxy.training_loop import TrainConfig, clear_training_state, distributed_context, train_loop
+from proxy.training.loop import TrainConfig, clear_training_state, distributed_context, train_loop
 from corpus.errors import DemixError
 
 COMPONENTS_FILE = "components.json"
