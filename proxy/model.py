@@ -11,12 +11,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Qwen3Config, Qwen3ForCausalLM
-from transformers.utils import logging as hf_logging
 from corpus.errors import DemixError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 DEMIX_FILE = "demix.json"
 KINDS = ("base", "component", "trained")
@@ -45,6 +46,8 @@ def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int
     when it is at least vocab_size. Raises ModelFolderError for an unknown preset or a vocab
     smaller than the corpus tokenizer's.
     """
+    from transformers import AutoConfig, Qwen3Config  # noqa: PLC0415 - heavy (seconds): not for `proxy --help`
+
     name = str(preset_or_path)
     if name in PRESETS:
         return Qwen3Config(vocab_size=int(vocab_size), max_position_embeddings=max_position_embeddings,
@@ -68,6 +71,8 @@ def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int
 
 def build_model(config: PretrainedConfig, seed: int) -> torch.nn.Module:
     """A freshly initialised causal LM for `config`, deterministic for `seed` (fp32)."""
+    from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM  # noqa: PLC0415 - heavy
+
     torch.manual_seed(seed)
     if isinstance(config, Qwen3Config):
         model = Qwen3ForCausalLM(config)
@@ -83,6 +88,9 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def load_model(folder: str | os.PathLike | str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Load a model folder (or hub id) with AutoModelForCausalLM; safetensors only."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
     hf_logging.disable_progress_bar()
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True)
 
@@ -111,6 +119,8 @@ def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, toke
     Files are written to a sibling temp folder and moved in, so a kill never leaves a folder
     that looks finished. Raises ModelFolderError on an unknown kind.
     """
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy
+
     if demix.get("kind") not in KINDS:
         raise ModelFolderError(f"{folder}: demix.kind {demix.get('kind')!r} is not one of {', '.join(KINDS)}")
     folder = Path(folder)
