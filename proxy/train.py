@@ -9,16 +9,12 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corpus import format_tokens, parse_tokens
-from mixer import Mixture
-from proxy.training.lr_schedule import SCHEDULES
 from proxy.training.loop import TrainConfig, distributed_context
-
-if TYPE_CHECKING:
-    from proxy.training.run import RunOutcome
+from proxy.training.lr_schedule import SCHEDULES
+from proxy.training.run import RunOutcome, train_base, train_components, train_reference
 
 EXAMPLES = {
     "base": """examples:
@@ -129,20 +125,14 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
 
 def run_base(args: argparse.Namespace) -> int:
     """`proxy base`: pretrain (or adopt, with --from) the common base on the general domain."""
-    from proxy.training.run import train_on_mixture  # transformers loads here, not for --help
     config = _config(args)
-    mixture = Mixture(name="base-general", level="domain", ratios={args.domain: 1.0},
-                      provenance={"method": "demix-base", "domain": args.domain})
-    init = args.from_ or args.config
-    outcome = train_on_mixture(mixture, args.db, args.out, config, kind="base", init=init, base=None,
-                               from_pretrained=bool(args.from_), progress=not args.no_progress)
+    outcome = train_base(args.db, args.out, config, init=args.from_ or args.config, domain=args.domain,
+                         from_pretrained=bool(args.from_), progress=not args.no_progress)
     return _report(args, [outcome])
 
 
 def run_components(args: argparse.Namespace) -> int:
     """`proxy components`: one component per candidate, all from the same base."""
-    from proxy.training.run import train_components
-
     config = _config(args)
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
     outcomes = train_components(args.base, args.db, args.out, config, candidates=candidates,
@@ -152,12 +142,9 @@ def run_components(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`proxy train`: a model trained on a mixture (references, small-proxy baselines)."""
-    from proxy.training.run import train_on_mixture
     config = _config(args)
-    mixture = Mixture.load(args.mixture)
-    base = str(Path(args.base).resolve()) if args.base else None
-    outcome = train_on_mixture(mixture, args.db, args.out, config, kind="trained", init=base or args.config,
-                               base=base, extra={"mixture_file": str(args.mixture)}, progress=not args.no_progress)
+    outcome = train_reference(args.mixture, args.db, args.out, config, base=args.base, init=args.config,
+                              progress=not args.no_progress)
     return _report(args, [outcome])
 
 

@@ -1,7 +1,7 @@
 """One training run end to end (mixture -> plan -> Sampler -> loop -> model folder), and the DeMix components.
 
-`train_on_mixture` is what `proxy base`, `proxy train` and each component of `proxy components`
-run; `train_components` trains one component per candidate from a common base and keeps
+`train_on_mixture` is what `proxy base` (`train_base`), `proxy train` (`train_reference`) and each
+component of `proxy components` run; `train_components` trains one component per candidate from a common base and keeps
 components.json up to date, skipping finished components and resuming an interrupted one.
 """
 from __future__ import annotations
@@ -154,6 +154,28 @@ def train_on_mixture(mixture: Any, db: str | os.PathLike, out: str | os.PathLike
                       result.tokens_per_s if result else 0.0, result.elapsed_s if result else 0.0,
                       count_parameters(model), dict(sorted(checkpoints.items(), key=lambda kv: int(kv[0]))))
 
+
+def train_base(db: str | os.PathLike, out: str | os.PathLike, config: TrainConfig, *, init: str = "tiny",
+               domain: str = "general", from_pretrained: bool = False, progress: bool = True) -> RunOutcome:
+    """`proxy base`: pretrain (or, with from_pretrained, adopt) the common base on `domain` from `init`."""
+    mixture = Mixture(name="base-general", level="domain", ratios={domain: 1.0},
+                      provenance={"method": "demix-base", "domain": domain})
+    return train_on_mixture(mixture, db, out, config, kind="base", init=init, base=None,
+                            from_pretrained=from_pretrained, progress=progress)
+
+
+def train_reference(mixture_file: str | os.PathLike, db: str | os.PathLike, out: str | os.PathLike,
+                    config: TrainConfig, *, base: str | os.PathLike | None = None, init: str = "tiny",
+                    progress: bool = True) -> RunOutcome:
+    """`proxy train`: a model trained on the mixture in `mixture_file` (references, small-proxy baselines).
+
+    It continues from `base` (a model folder) when given, else starts from scratch with the preset or
+    config `init`.
+    """
+    mixture = Mixture.load(mixture_file)
+    base = str(Path(base).resolve()) if base else None
+    return train_on_mixture(mixture, db, out, config, kind="trained", init=base or init, base=base,
+                            extra={"mixture_file": str(mixture_file)}, progress=progress)
 
 def component_mixture(db: str | os.PathLike, candidate: str, general_share: float) -> Any:
     """The source-level mixture component ``candidate`` trains on: ``g`` general + ``1 - g`` candidate data.
