@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.merge import MergeError, MergeSettings, merge_to_folder, ties_combine
 from proxy.proxies import ProxyFactory
 from proxy.synthetic import tiny_qwen3_config, write_synthetic_components

@@ -18,7 +18,7 @@ if not hasattr(__import__("mixer"), "Sampler"):
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
 import proxy.training.loop as training_loop  # noqa: E402
-from proxy.cli import main  # noqa: E402
+from proxy.cli.main import main  # noqa: E402
 from proxy.training.run import component_ratios, default_candidates  # noqa: E402
 
 SMALL = ["--seq-len", "64", "--batch-size", "4", "--no-progress"]

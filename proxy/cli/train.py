@@ -11,6 +11,10 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
+import torch.distributed as dist
+from rich.console import Console
+from rich.table import Table
+
 from corpus import format_tokens, parse_tokens
 from proxy.training.loop import TrainConfig, distributed_context
 from proxy.training.lr_schedule import SCHEDULES
@@ -98,7 +102,6 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
-    import torch.distributed as dist
     rank = distributed_context()[0]
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -107,8 +110,6 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
     if args.json:
         print(json.dumps([asdict(o) for o in outcomes], indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
     table = Table(title=f"proxy {args.command}")
     for col in ("model", "status", "tokens", "steps", "params", "loss", "tok/s", "time", "checkpoints"):
         table.add_column(col, justify="left" if col in ("model", "status", "checkpoints") else "right")
