@@ -6,14 +6,11 @@ whose safetensors header is computed up front from the inputs' shapes.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import shutil
 import struct
-import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -27,7 +24,7 @@ from proxy.weights import (
     WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
     read_config,
 )
-from corpus.errors import DemixError, run_cli
+from corpus.errors import DemixError
 from mixer import Mixture
 
 METHODS = ("linear", "task_arithmetic", "ties")
@@ -292,63 +289,3 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
     (out / ".demix.json.tmp").write_text(json.dumps(demix, indent=2, sort_keys=True) + "\n")
     os.replace(out / ".demix.json.tmp", out / "demix.json")
     return out
-
-
-def _cmd_merge(args: argparse.Namespace) -> int:
-    comps = load_components(args.components, budget=args.budget)
-    name, ratios = load_mixture_ratios(args.mixture)
-    settings = MergeSettings(method=args.method, dtype=args.dtype, density=args.density, scale=args.scale)
-    t0 = time.perf_counter()
-    out = merge_to_folder(comps, ratios, args.out, settings, mixture_name=name, overwrite=args.overwrite)
-    seconds = time.perf_counter() - t0
-    weights = json.loads((out / "demix.json").read_text())["mixture"]
-    if args.json:
-        print(json.dumps({"out": str(out), "mixture": weights, "method": args.method, "seconds": seconds}))
-    else:
-        from rich.console import Console  # noqa: PLC0415
-        from rich.table import Table  # noqa: PLC0415
-        table = Table(title=f"merged {name} ({args.method}) -> {out}")
-        table.add_column("component")
-        table.add_column("weight", justify="right")
-        for n, w in weights.items():
-            table.add_row(n, f"{w:.4f}")
-        Console(file=sys.stdout).print(table)
-        print(f"{seconds:.2f}s")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy merge`."""
-    p = subparsers.add_parser(
-        "merge", help="merge component models with a mixture's ratios into a proxy checkpoint",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy merge --components runs/components --mixture mix.json --out runs/merged/mix\n"
-               "  proxy merge --components runs/components --mixture mix.json --out runs/merged/ties "
-               "--method ties --density 0.3 --dtype bfloat16\n")
-    p.add_argument("--components", required=True, help="components dir (components.json) or a component folder")
-    p.add_argument("--mixture", required=True, help="Mixture JSON with ratios over the component names")
-    p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--method", choices=METHODS, default="linear")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="output dtype (default: the components')")
-    p.add_argument("--budget", type=int, default=None, help="use each component's checkpoint at this many tokens")
-    p.add_argument("--density", type=float, default=0.5, help="TIES: fraction of each task vector kept")
-    p.add_argument("--scale", type=float, default=1.0, help="task arithmetic / TIES: scale of the merged task vector")
-    p.add_argument("--overwrite", action="store_true", help="replace a different merged model at --out")
-    p.add_argument("--json", action="store_true", help="print a JSON result")
-    p.set_defaults(func=_cmd_merge)
-
-
-def __getattr__(name: str) -> Any:
-    # ProxyFactory lives in proxy.proxies; re-exported lazily so `from proxy.merge import ProxyFactory` works.
-    if name == "ProxyFactory":
-        from proxy.proxies import ProxyFactory  # noqa: PLC0415
-        return ProxyFactory
-    raise AttributeError(name)
-
-
-if __name__ == "__main__":
-    # `python -m proxy.merge ...` runs the merge alone, without importing the other subcommands' modules.
-    _parser = argparse.ArgumentParser(prog="python -m proxy.merge")
-    _parser.add_argument("--debug", action="store_true")
-    add_cli(_parser.add_subparsers(dest="command", required=True))
-    sys.exit(run_cli("python -m proxy.merge", _parser, ["merge", *sys.argv[1:]], lambda a: a.func(a)))
