@@ -8,8 +8,8 @@ import argparse
 import sys
 
 from corpus.errors import run_cli
-from proxy import evaluate, search, validate
-from proxy.cli import merge, train
+from proxy import evaluate, search
+from proxy.cli import merge, train, validate
 
 # Modules that contribute subcommands, in the order of the method.
 SUBCOMMAND_MODULES = (train, merge, evaluate, search, validate)
