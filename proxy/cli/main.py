@@ -8,8 +8,8 @@ import argparse
 import sys
 
 from corpus.errors import run_cli
-from proxy import evaluate, search
-from proxy.cli import merge, train, validate
+from proxy import search
+from proxy.cli import evaluate, merge, train, validate
 
 # Modules that contribute subcommands, in the order of the method.
 SUBCOMMAND_MODULES = (train, merge, evaluate, search, validate)
