@@ -5,7 +5,6 @@ in-memory merged proxies scored on held-out bits per byte.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -240,17 +239,3 @@ def evaluated_table(result: SearchResult, prefix: str) -> Any:
     cols["objective"] = [r["objective"] for r in rows]
     cols["predicted_objective"] = [None if math.isnan(r["predicted"]) else r["predicted"] for r in rows]
     return pa.table(cols)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy search`."""
-    from proxy.search_proxies import add_search_arguments, cmd_search  # noqa: PLC0415
-
-    p = subparsers.add_parser(
-        "search", help="search data mixtures with merged proxies and a predictor (DeMix steps 5-6)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy search --components runs/components --db out/demo --out runs/search\n"
-               "  proxy search --components runs/components --db out/demo --objective general:0.5,code:0.25,math:0.25 "
-               "--iterations 3 --per-iteration 64 --pool 200000 --predictor ridge --seed 0 --out runs/search\n")
-    add_search_arguments(p)
-    p.set_defaults(func=cmd_search)

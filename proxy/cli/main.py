@@ -8,8 +8,7 @@ import argparse
 import sys
 
 from corpus.errors import run_cli
-from proxy import search
-from proxy.cli import evaluate, merge, train, validate
+from proxy.cli import evaluate, merge, search, train, validate
 
 # Modules that contribute subcommands, in the order of the method.
 SUBCOMMAND_MODULES = (train, merge, evaluate, search, validate)
