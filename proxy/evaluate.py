@@ -258,7 +258,7 @@ def flat_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
 def lm_eval_scores(model_dir: str, tasks: list[str], batch_size: int = 8) -> dict[str, float]:
     """Benchmark accuracies through lm-eval-harness (GPU users); raises RuntimeError when lm_eval is absent."""
     try:
-        import lm_eval  # noqa: PLC0415
+        import lm_eval  # noqa: PLC0415 - heavy, imported when used
     except ImportError:
         raise ProxyError("--tasks needs lm-eval-harness (pip install lm-eval) and its datasets") from None
     res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir}", tasks=tasks, batch_size=batch_size)

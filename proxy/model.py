@@ -89,7 +89,7 @@ def count_parameters(model: torch.nn.Module) -> int:
 def load_model(folder: str | os.PathLike | str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Load a model folder (or hub id) with AutoModelForCausalLM; safetensors only."""
     from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy
-    from transformers.utils import logging as hf_logging  # noqa: PLC0415
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy, imported when used
 
     hf_logging.disable_progress_bar()
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True)

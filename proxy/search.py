@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
 
 from proxy.mixture_sampling import SamplingSettings, sample_mixtures
 from proxy.predictor import MetricPredictor, PredictorSettings
@@ -143,8 +145,6 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
 
     Raises ValueError on a bad objective or prior.
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
     t0 = time.perf_counter()
     objective = Objective(objective) if isinstance(objective, str) else objective
     names = tuple(candidates)
@@ -223,8 +223,6 @@ def predict_objective(models: Mapping[str, MetricPredictor], weights: Mapping[st
 def evaluated_table(result: SearchResult, prefix: str) -> Any:
     """Every evaluated mixture (the final one last, named <prefix>/best) as a pyarrow Table: name, iteration,
     ratio/<candidate>, metrics, objective, predicted_objective (the prediction made before it was evaluated)."""
-    import pyarrow as pa  # noqa: PLC0415
-
     final = {"iteration": result.settings.iterations + 1, "ratios": result.best_ratios, "metrics": result.best_metrics,
              "objective": result.best_objective, "predicted": result.predicted_best_objective}
     extra = [] if result.average is None else [result.average]  # the averaged mixture, evaluated but not chosen

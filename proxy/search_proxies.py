@@ -13,6 +13,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import torch
 
 from corpus.errors import UsageError
@@ -65,8 +66,6 @@ def output_paths(out: str | os.PathLike) -> dict[str, Path]:
 
 def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: str | os.PathLike | None) -> dict[str, Path]:
     """best_mixture.json, evaluated.parquet, three PNG plots, and the manifest's mixtures rows; returns the paths."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
     paths = output_paths(out)
     Path(out).mkdir(parents=True, exist_ok=True)
     doc = {"name": name, "level": "candidate", "ratios": result.best_ratios, "provenance": result.provenance()}
@@ -93,8 +92,6 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
 
 def _cached_scores(path: Path, names: tuple[str, ...]) -> dict[tuple[float, ...], dict[str, float]]:
     """Scores of proxies a previous search wrote to evaluated.parquet, keyed by their ratios (12 digits)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
     if not path.is_file():
         return {}
     out = {}

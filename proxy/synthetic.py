@@ -14,7 +14,7 @@ def tiny_qwen3_config(vocab_size: int = 384, hidden_size: int = 32, num_hidden_l
                       intermediate_size: int = 64, num_attention_heads: int = 4, num_key_value_heads: int = 2,
                       tie_word_embeddings: bool = True, eos_id: int | None = None) -> Any:
     """A Qwen3Config of the given shape (head_dim = hidden / heads)."""
-    from transformers import Qwen3Config  # noqa: PLC0415
+    from transformers import Qwen3Config  # noqa: PLC0415 - heavy, imported when used
 
     return Qwen3Config(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                        intermediate_size=intermediate_size, num_attention_heads=num_attention_heads,
@@ -30,7 +30,7 @@ def write_synthetic_components(out: str | os.PathLike, names: Sequence[str], con
 
     Weights are safetensors in `dtype`; the tokenizer folder's files are copied into each model folder.
     """
-    from transformers import Qwen3ForCausalLM  # noqa: PLC0415
+    from transformers import Qwen3ForCausalLM  # noqa: PLC0415 - heavy, imported when used
 
     out = Path(out)
     config = config or tiny_qwen3_config()

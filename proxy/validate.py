@@ -47,7 +47,7 @@ class RankConsistency:
 
 def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """{mixture name: {metric: value}} from a Parquet/CSV/JSON file or a folder of them; raises ValueError."""
-    import polars as pl  # noqa: PLC0415
+    import polars as pl  # noqa: PLC0415 - heavy, imported when used
 
     path = Path(path)
     if not path.exists():
@@ -111,7 +111,7 @@ def objective_direction(metrics: Sequence[str], lower_is_better: bool | None = N
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant side."""
-    from scipy.stats import spearmanr  # noqa: PLC0415
+    from scipy.stats import spearmanr  # noqa: PLC0415 - heavy, imported when used
 
     if len(a) < 3:
         return float("nan")

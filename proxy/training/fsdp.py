@@ -21,6 +21,7 @@ from proxy.training.state import OptimizerState
 
 def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """A deep copy of `model` sharded over every rank (decoder blocks first, then the root)."""
+    # torch's FSDP and distributed-checkpoint modules are imported in the functions: only FSDP runs load them
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 

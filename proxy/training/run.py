@@ -6,6 +6,7 @@ components.json up to date, skipping finished components and resuming an interru
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -233,7 +234,6 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     index = {"base": str(base), "db": db_path, "general_share": general_share, "general": dict(DEFAULT_GENERAL),
              "tokens": tokens, "candidates": {}}
     if index_path.exists():
-        import json
         old = json.loads(index_path.read_text())
         for key in ("base", "general_share", "tokens"):
             if old.get(key) != index[key]:
