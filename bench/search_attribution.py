@@ -31,7 +31,7 @@ from proxy.predictor import PredictorSettings  # noqa: E402
 from proxy.proxies import ProxyFactory  # noqa: E402
 from proxy.search import SearchSettings, run_search  # noqa: E402
 from proxy.search_proxies import candidate_tokens  # noqa: E402
-from proxy.weights import load_components  # noqa: E402
+from proxy.components import load_components  # noqa: E402
 
 
 def first_source_only(db: str, tokens_per_domain: int, seq_len: int) -> ValidationSet:

@@ -20,12 +20,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from proxy.weights import (
-    WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
-    read_config,
-)
 from corpus.errors import DemixError
 from mixer import Mixture
+from proxy.components import Components, load_components
+from proxy.model import DEMIX_FILE, read_demix, write_demix
+from proxy.weights import WEIGHT_FILE, CheckpointError, TensorFiles, check_compatible, copy_side_files, read_config
 
 METHODS = ("linear", "task_arithmetic", "ties")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -257,13 +256,13 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
     mixture = {n: float(w) for n, w in zip(components.names, weights)}
     out = Path(out)
     first = components.paths[0]
-    src_demix = json.loads((first / "demix.json").read_text()) if (first / "demix.json").exists() else {}
+    src_demix = read_demix(first) or {}
     demix = {"kind": "merged", "mixture": mixture, "mixture_name": mixture_name, "merge": asdict(settings),
              "components": {n: str(p.resolve()) for n, p in zip(components.names, components.paths)},
              "tokens": src_demix.get("tokens"), "db": components.db or src_demix.get("db"),
              "base": str(components.base) if components.base else src_demix.get("base")}
-    if (out / "demix.json").exists():
-        old = json.loads((out / "demix.json").read_text())
+    old = read_demix(out)
+    if old is not None:
         if old.get("mixture") == mixture and old.get("merge") == demix["merge"] and old.get("components") == demix["components"]:
             return out
         if not overwrite:
@@ -281,11 +280,10 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         copy_side_files(first, tmp)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demix.json").unlink(missing_ok=True)
+        (out / DEMIX_FILE).unlink(missing_ok=True)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    (out / ".demix.json.tmp").write_text(json.dumps(demix, indent=2, sort_keys=True) + "\n")
-    os.replace(out / ".demix.json.tmp", out / "demix.json")
+    write_demix(out, demix)
     return out

@@ -1,8 +1,32 @@
-"""Model presets (Qwen3-style decoders from transformers) and the DeMix model folder.
+"""Model presets (Qwen3-style decoders from transformers) and the DeMix model folder, owner of demix.json.
 
 A model folder is a Hugging Face folder (config.json, model.safetensors, tokenizer files) plus
-`demix.json` = {"kind": "base"|"component"|"trained", "mixture", "tokens", "db", "base"}. The
-demix.json file is written last, so its presence marks a finished folder.
+`demix.json`, read with `read_demix` and written with `write_demix` (always last, so its presence
+marks a finished folder). A trained folder (`save_model_folder`: base, component, trained) holds
+
+    {
+      "kind": "component",                    # base | component | trained
+      "mixture": {"name": ..., "level": "source", "ratios": {...}, "provenance": {...}},  # mixer.Mixture
+      "tokens": 10000000,                     # tokens trained (all ranks); a checkpoint: its budget
+      "db": "/abs/out/demo/manifest.duckdb",  # the corpus manifest trained on
+      "base": "/abs/runs/base",               # the folder it continued from (null: from scratch)
+      "seed": 0, "init": "/abs/runs/base",    # data/init seed; the preset, config or folder it started from
+      "config": {"lr": 0.001, ...},           # the TrainConfig fields that determine the weights
+      "plan_id": "...",                       # the mixer plan it read (final folder only)
+      "checkpoints": {"2000000": "checkpoints/tokens-2000000"},  # budget folders (final folder only)
+      "candidate": "code_high", "general_share": 0.5             # components only
+    }
+
+(`proxy train` adds "mixture_file"). A merged folder (proxy.merge.merge_to_folder) holds
+
+    {
+      "kind": "merged",
+      "mixture": {"code_high": 0.5, ...},     # normalised weight per component
+      "mixture_name": "mix",
+      "merge": {"method": "linear", "dtype": null, "density": 0.5, "scale": 1.0},  # MergeSettings
+      "components": {"code_high": "/abs/runs/components/code_high", ...},
+      "tokens": 10000000, "db": "...", "base": "..."    # taken over from the components
+    }
 """
 from __future__ import annotations
 
@@ -96,11 +120,21 @@ def load_model(folder: str | os.PathLike | str, dtype: torch.dtype = torch.float
 
 
 def read_demix(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The folder's demix.json, or None when the folder is absent or unfinished."""
+    """The folder's demix.json, or None when the folder is absent or unfinished; raises ModelFolderError."""
     path = Path(folder) / DEMIX_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_demix(folder: str | os.PathLike, demix: dict[str, Any]) -> Path:
+    """Write the folder's demix.json atomically (the last file of a finished folder); returns its path."""
+    path = Path(folder) / DEMIX_FILE
+    write_json_atomic(path, demix)
+    return path
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -137,5 +171,5 @@ def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, toke
     for f in tmp.iterdir():
         os.replace(f, folder / f.name)
     tmp.rmdir()
-    write_json_atomic(folder / DEMIX_FILE, demix)
+    write_demix(folder, demix)
     return folder

@@ -21,13 +21,13 @@ from manifests import list_sources, open_manifest, register_mixture
 from mixer import Mixture
 from proxy import plots
 from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite
+from proxy.components import load_components
 from proxy.errors import ProxyError
 from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics
 from proxy.predictor import PredictorSettings
 from proxy.proxies import ProxyFactory
 from proxy.search import Objective, SearchResult, SearchSettings, evaluated_table, run_search
 from proxy.suite import Suite, load_suite
-from proxy.weights import load_components
 
 
 def candidate_tokens(db: str | os.PathLike) -> dict[str, int]:

@@ -10,8 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 from corpus.errors import run_cli
+from proxy.components import load_components
 from proxy.merge import DTYPES, METHODS, MergeSettings, load_mixture_ratios, merge_to_folder
-from proxy.weights import load_components
+from proxy.model import read_demix
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
@@ -21,7 +22,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     out = merge_to_folder(comps, ratios, args.out, settings, mixture_name=name, overwrite=args.overwrite)
     seconds = time.perf_counter() - t0
-    weights = json.loads((out / "demix.json").read_text())["mixture"]
+    weights = read_demix(out)["mixture"]
     if args.json:
         print(json.dumps({"out": str(out), "mixture": weights, "method": args.method, "seconds": seconds}))
     else:

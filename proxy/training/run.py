@@ -6,7 +6,6 @@ components.json up to date, skipping finished components and resuming an interru
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,13 +17,11 @@ import torch.distributed as dist
 from manifests import corpus_root, get_meta, list_sources, manifest_path, open_manifest
 from mixer import Mixture, Sampler, resolve_mixture
 from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
-from proxy.model import (
-    build_model, count_parameters, load_model, model_config, read_demix, save_model_folder, write_json_atomic,
-)
+from proxy.components import COMPONENTS_FILE, read_components_file, write_components_file
+from proxy.model import build_model, count_parameters, load_model, model_config, read_demix, save_model_folder
 from proxy.training.loop import TrainConfig, clear_training_state, distributed_context, train_loop
 from corpus.errors import DemixError
 
-COMPONENTS_FILE = "components.json"
 PLAN_FILE = "plan.json"
 
 
@@ -229,15 +226,14 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     candidates = list(candidates) if candidates else default_candidates(db)
     if not candidates:
         raise TrainingRunError(f"{db_path}: no source has a candidate with train tokens")
-    index_path = out / COMPONENTS_FILE
     # What "general" meant for these components travels with them into every searched mixture's provenance.
     index = {"base": str(base), "db": db_path, "general_share": general_share, "general": dict(DEFAULT_GENERAL),
              "tokens": tokens, "candidates": {}}
-    if index_path.exists():
-        old = json.loads(index_path.read_text())
+    old = read_components_file(out)
+    if old is not None:
         for key in ("base", "general_share", "tokens"):
             if old.get(key) != index[key]:
-                raise TrainingRunError(f"{index_path}: {key} is {old.get(key)!r} there but {index[key]!r} now; "
+                raise TrainingRunError(f"{out / COMPONENTS_FILE}: {key} is {old.get(key)!r} there but {index[key]!r} now; "
                                        "use another --out (nothing is overwritten)")
         index["candidates"] = old.get("candidates", {})
     outcomes = []
@@ -253,6 +249,6 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
             cps = read_demix(out / cand)["checkpoints"]
             index["candidates"][cand] = {"path": cand, "tokens": outcome.tokens,
                                          "checkpoints": {k: f"{cand}/{v}" for k, v in cps.items()}}
-            write_json_atomic(index_path, index)
+            write_components_file(out, index)
         _barrier(world)
     return outcomes

@@ -97,7 +97,7 @@ def test_components_share_base_architecture_and_tensor_names(trained, tiny_corpu
 def test_one_hot_searched_mixture_resolves_to_its_components_stream(trained, tiny_corpus):
     """A one-hot alpha, materialised with the provenance a search records, is the component's own training data."""
     from mixer import Mixture, Plan, resolve_mixture
-    from proxy.weights import load_components
+    from proxy.components import load_components
 
     _, comps = trained
     provenance = load_components(comps).general_provenance()
