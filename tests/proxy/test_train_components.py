@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-pytest.importorskip("mixer")
-if not hasattr(__import__("mixer"), "Sampler"):
-    pytest.skip("mixer.Sampler is not there yet", allow_module_level=True)
-
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-import proxy.training.loop as training_loop  # noqa: E402
-from proxy.cli.main import main  # noqa: E402
-from proxy.training.run import component_ratios, default_candidates  # noqa: E402
+import proxy.training.loop as training_loop
+from proxy.cli.main import main
+from proxy.training.run import component_ratios, default_candidates
 
 SMALL = ["--seq-len", "64", "--batch-size", "4", "--no-progress"]
 
