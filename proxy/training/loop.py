@@ -55,7 +55,7 @@ class TrainConfig:
     save_every: int = 100
     log_every: int = 1
     checkpoints: tuple[int, ...] = field(default_factory=tuple)
-    fsdp: bool = False  # shard parameters, gradients and optimizer state over ranks (proxy.training.fsdp); DDP otherwise
+    fsdp: bool = False  # shard parameters, gradients and optimizer state over ranks (training.fsdp); DDP otherwise
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:

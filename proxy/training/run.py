@@ -233,8 +233,8 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     if old is not None:
         for key in ("base", "general_share", "tokens"):
             if old.get(key) != index[key]:
-                raise TrainingRunError(f"{out / COMPONENTS_FILE}: {key} is {old.get(key)!r} there but {index[key]!r} now; "
-                                       "use another --out (nothing is overwritten)")
+                raise TrainingRunError(f"{out / COMPONENTS_FILE}: {key} is {old.get(key)!r} there but "
+                                       f"{index[key]!r} now; use another --out (nothing is overwritten)")
         index["candidates"] = old.get("candidates", {})
     outcomes = []
     for cand in candidates:
