@@ -29,10 +29,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from proxy.benchmarks import SuiteRunner, load_tokenizer_for, prepare_suite, request_tokens  # noqa: E402
-from proxy.evaluate import ValidationSet, evaluate_model  # noqa: E402
-from proxy.proxies import ProxyFactory  # noqa: E402
-from proxy.suite import load_suite  # noqa: E402
+from proxy import (  # noqa: E402
+    ProxyFactory, SuiteRunner, ValidationSet, evaluate_model, load_suite, load_tokenizer_for, prepare_suite,
+)
+from proxy.benchmarks import request_tokens  # noqa: E402
 
 
 @torch.no_grad()
@@ -61,7 +61,7 @@ def _data(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
     from conftest import build_tiny_corpus  # noqa: PLC0415 - the tests' own writer of a tiny corpus
     from transformers import AutoTokenizer  # noqa: PLC0415
 
-    from proxy.synthetic import tiny_qwen3_config, write_synthetic_components  # noqa: PLC0415
+    from proxy import tiny_qwen3_config, write_synthetic_components  # noqa: PLC0415
 
     db = build_tiny_corpus(tmp / "corpus", docs_per_source=400)
     tok = AutoTokenizer.from_pretrained(str(db / "tokenizer"))

@@ -34,9 +34,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from proxy.merge import merge_to_folder  # noqa: E402
-from proxy.proxies import ProxyFactory  # noqa: E402
-from proxy.synthetic import tiny_qwen3_config, write_synthetic_components  # noqa: E402
+from proxy import ProxyFactory, merge_to_folder, tiny_qwen3_config, write_synthetic_components  # noqa: E402
 
 SIZES = {  # Qwen3 shapes, vocab 32768, tied embeddings
     "tiny": dict(vocab_size=4096, hidden_size=128, num_hidden_layers=4, intermediate_size=384, num_attention_heads=4,

@@ -29,9 +29,7 @@ import pyarrow.parquet as pq
 
 from mixer import Mixture
 from mixer.materialise import DEFAULT_GENERAL, materialise
-from proxy.errors import ProxyError
-from proxy.evaluate import equal_split
-from proxy.mixture_sampling import sample_mixtures
+from proxy import ProxyError, equal_split, sample_mixtures
 
 # Model shapes (Qwen3 family, tied embeddings): `micro` is the CPU proxy model, `pico` the RegMix-style
 # baseline (smaller, from scratch), `tiny` is proxy.model's preset and the GPU run's model.

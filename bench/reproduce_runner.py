@@ -29,10 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from proxy.evaluate import IGNORE, ValidationSet  # noqa: E402
-from proxy.model import build_model, count_parameters, load_model, read_demix, save_model_folder  # noqa: E402
-from proxy.proxies import ProxyFactory  # noqa: E402
-from proxy.training_loop import TrainConfig, train_loop  # noqa: E402
+from proxy import (  # noqa: E402
+    ProxyFactory, TrainConfig, ValidationSet, build_model, count_parameters, load_model, read_demix, save_model_folder,
+    train_loop,
+)
+from proxy.evaluate import IGNORE  # noqa: E402
 from reproduce_protocol import SHAPES, Inputs, baseline_tokens, trained_tokens  # noqa: E402
 
 

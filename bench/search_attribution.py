@@ -25,13 +25,10 @@ sys.path.insert(0, str(ROOT))
 from manifests import get_meta, list_shards, list_sources, open_manifest  # noqa: E402
 from mixer.materialise import GeneralPart, materialised_shares  # noqa: E402
 from mixer import Mixture  # noqa: E402
-from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics  # noqa: E402
-from proxy.mixture_sampling import SamplingSettings  # noqa: E402
-from proxy.predictor import PredictorSettings  # noqa: E402
-from proxy.proxies import ProxyFactory  # noqa: E402
-from proxy.search import SearchSettings, run_search  # noqa: E402
-from proxy.search_proxies import candidate_tokens  # noqa: E402
-from proxy.weights import load_components  # noqa: E402
+from proxy import (  # noqa: E402
+    PredictorSettings, ProxyFactory, SamplingSettings, SearchSettings, ValidationSet, candidate_tokens, evaluate_model,
+    flat_metrics, load_components, run_search,
+)
 
 
 def first_source_only(db: str, tokens_per_domain: int, seq_len: int) -> ValidationSet:

@@ -25,8 +25,8 @@ import time
 
 import torch
 
-from proxy.model import build_model, count_parameters, model_config
-from proxy.training_loop import TrainConfig, default_device, make_optimizer, train_loop
+from proxy import TrainConfig, build_model, count_parameters, model_config, train_loop
+from proxy.training.loop import default_device, make_optimizer
 
 VOCAB = 8192
 

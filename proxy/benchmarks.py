@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import yaml
 
+from manifests import get_meta, list_shards, list_sources, open_manifest
 from proxy.suite import Suite, SuiteError
 
 OFFLINE_FORMAT = 1
@@ -98,10 +101,6 @@ def math_rows(n: int, seed: int) -> list[dict[str, Any]]:
 
 def _train_texts(db: str | os.PathLike, domain: str) -> list[Any]:
     """The text columns (pyarrow arrays) of every training shard of ``domain``'s sources."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    from manifests import list_shards, list_sources  # noqa: PLC0415
-
     sources = {s["source"] for s in list_sources(db) if s["domain"] == domain}
     return [pq.read_table(sh["abs_path"], columns=["text"]).column("text")
             for sh in list_shards(db, split="train") if sh["source"] in sources]
@@ -109,8 +108,6 @@ def _train_texts(db: str | os.PathLike, domain: str) -> list[Any]:
 
 def drop_seen_in_training(rows: list[dict[str, Any]], texts: list[Any]) -> tuple[list[dict[str, Any]], int]:
     """Rows whose ``question`` occurs in none of ``texts`` (pyarrow string arrays), and how many were dropped."""
-    import pyarrow.compute as pc  # noqa: PLC0415
-
     kept = [r for r in rows if not any(pc.any(pc.match_substring(t, r["question"])).as_py() for t in texts)]
     return kept, len(rows) - len(kept)
 
@@ -143,10 +140,6 @@ def cloze_rows(docs: list[str], n: int, seed: int, context_words: int = 24, endi
 
 def general_validation_docs(db: str | os.PathLike) -> list[str]:
     """Texts of the validation shards of every general-domain source (sorted by source, then shard)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    from manifests import list_shards, list_sources  # noqa: PLC0415
-
     sources = {s["source"] for s in list_sources(db) if s["domain"] == "general"}
     if not sources:
         raise SuiteError(f"{db}: no general-domain sources; offline_general_cloze needs some")
@@ -280,7 +273,7 @@ class SuiteRunner:
                  device: str | None = None, limit: int | None = None):
         _offline_env()
         from lm_eval.models.huggingface import HFLM  # noqa: PLC0415 - heavy
-        from lm_eval.tasks import TaskManager  # noqa: PLC0415
+        from lm_eval.tasks import TaskManager  # noqa: PLC0415 - heavy, imported when used
 
         self.prepared, self.limit = prepared, limit
         self.suite = prepared.suite
@@ -298,7 +291,7 @@ class SuiteRunner:
 
     def task_metrics(self) -> dict[str, dict[str, float]]:
         """{task: {metric: value}} for the model's current weights (our ``bpb`` included)."""
-        from lm_eval.evaluator import evaluate  # noqa: PLC0415
+        from lm_eval.evaluator import evaluate  # noqa: PLC0415 - heavy, imported when used
 
         t0 = time.perf_counter()
         res = evaluate(self.lm, self.loaded, limit=self.limit, bootstrap_iters=0, log_samples=True,
@@ -324,7 +317,7 @@ class SuiteRunner:
 def request_tokens(prepared: PreparedSuite, tokenizer: Any, limit: int | None = None) -> list[list[int]]:
     """The token sequences (context + continuation) the suite's log-likelihood requests score, for a bare
     forward pass over the same tokens (bench/evaluate.py)."""
-    from lm_eval.tasks import TaskManager  # noqa: PLC0415
+    from lm_eval.tasks import TaskManager  # noqa: PLC0415 - heavy, imported when used
 
     inc = prepared.include_path
     manager = TaskManager(include_path=str(inc) if inc else None, include_defaults=inc is None)
@@ -354,12 +347,10 @@ def default_cache(suite: Suite, db: str | os.PathLike | None, seed: int = 0) -> 
 
 def load_tokenizer_for(model_dir: str | os.PathLike, db: str | os.PathLike | None = None) -> Any:
     """The Hugging Face tokenizer in a model folder (components carry one), else the corpus's tokenizer folder."""
-    from transformers import AutoTokenizer  # noqa: PLC0415
+    from transformers import AutoTokenizer  # noqa: PLC0415 - heavy, imported when used
 
     if (Path(model_dir) / "tokenizer.json").is_file() or db is None:
         return AutoTokenizer.from_pretrained(str(model_dir))
-    from manifests import get_meta, open_manifest  # noqa: PLC0415
-
     with open_manifest(db, read_only=True) as con:
         meta = get_meta(con)
     root = Path(db) if Path(db).is_dir() else Path(db).parent

@@ -18,11 +18,8 @@ its source, so the same pass also gives bpb per source and per candidate.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
-import sys
 import zlib
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
@@ -31,9 +28,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from manifests import get_meta, list_shards, list_sources, open_manifest
 from corpus.errors import UsageError
+from manifests import get_meta, list_shards, list_sources, open_manifest
+from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite
 from proxy.errors import ProxyError
+from proxy.merge import load_mixture_ratios
+from proxy.proxies import ProxyFactory
+from proxy.suite import load_suite
 
 IGNORE = -100
 Doc = tuple  # (token ids, text) or (token ids, text, source)
@@ -257,7 +258,7 @@ def flat_metrics(results: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
 def lm_eval_scores(model_dir: str, tasks: list[str], batch_size: int = 8) -> dict[str, float]:
     """Benchmark accuracies through lm-eval-harness (GPU users); raises RuntimeError when lm_eval is absent."""
     try:
-        import lm_eval  # noqa: PLC0415
+        import lm_eval  # noqa: PLC0415 - heavy, imported when used
     except ImportError:
         raise ProxyError("--tasks needs lm-eval-harness (pip install lm-eval) and its datasets") from None
     res = lm_eval.simple_evaluate(model="hf", model_args=f"pretrained={model_dir}", tasks=tasks, batch_size=batch_size)
@@ -270,103 +271,56 @@ def lm_eval_scores(model_dir: str, tasks: list[str], batch_size: int = 8) -> dic
     return scores
 
 
-def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from transformers import AutoModelForCausalLM  # noqa: PLC0415
+def evaluate_report(db: str | os.PathLike, *, model: str | None = None, components: str | None = None,
+                    mixture: str | None = None, tokens_per_domain: int = 20_000, seq_len: int = 256,
+                    batch_size: int = 16, tasks: list[str] | None = None, suite: str | None = None,
+                    suite_cache: str | None = None, limit: int | None = None, device: str | None = None,
+                    dtype: str = "float32") -> dict[str, Any]:
+    """`proxy evaluate`: held-out metrics of a model folder, or of the in-memory proxy of `mixture` over
+    `components`, with lm-eval `tasks` and a benchmark `suite` when asked; returns the JSON-ready report.
 
-    if (args.model is None) == (args.components is None):
+    Raises UsageError for a bad combination of inputs, ProxyError / SuiteError naming a bad input.
+    """
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy (seconds)
+
+    if (model is None) == (components is None):
         raise UsageError("give --model DIR, or --components DIR with --mixture FILE")
     prepared = None
-    if args.suite:  # a bad suite, unknown task or missing data file is refused before any model loads
-        from proxy.benchmarks import default_cache, prepare_suite  # noqa: PLC0415
-        from proxy.suite import load_suite  # noqa: PLC0415
-        if args.limit is not None and args.limit < 1:
-            raise UsageError(f"--limit {args.limit}: expected at least 1 sample per task")
-        suite = load_suite(args.suite)
-        prepared = prepare_suite(suite, args.suite_cache or default_cache(suite, args.db), args.db)
-    vset = ValidationSet.from_manifest(args.db, args.tokens_per_domain, args.seq_len)
-    dtype = getattr(torch, args.dtype)
-    if args.model is not None:
-        model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype, use_safetensors=True)
-        if args.device:
-            model = model.to(args.device)
-        label = args.model
+    if suite:  # a bad suite, unknown task or missing data file is refused before any model loads
+        if limit is not None and limit < 1:
+            raise UsageError(f"--limit {limit}: expected at least 1 sample per task")
+        loaded = load_suite(suite)
+        prepared = prepare_suite(loaded, suite_cache or default_cache(loaded, db), db)
+    vset = ValidationSet.from_manifest(db, tokens_per_domain, seq_len)
+    torch_dtype = getattr(torch, dtype)
+    if model is not None:
+        net = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype, use_safetensors=True)
+        if device:
+            net = net.to(device)
+        label = model
     else:
-        if args.mixture is None:
+        if mixture is None:
             raise UsageError("--components needs --mixture")
-        from proxy.merge import load_mixture_ratios  # noqa: PLC0415
-        from proxy.proxies import ProxyFactory  # noqa: PLC0415
-        name, ratios = load_mixture_ratios(args.mixture)
-        factory = ProxyFactory(args.components, device=args.device, dtype=dtype)
-        model = factory.proxy(ratios)
+        name, ratios = load_mixture_ratios(mixture)
+        factory = ProxyFactory(components, device=device, dtype=torch_dtype)
+        net = factory.proxy(ratios)
         label = f"proxy {name}"
-    results = evaluate_model(model, vset, batch_size=args.batch_size)
-    report: dict[str, Any] = {"model": label, "seq_len": args.seq_len, "tokens_per_domain": args.tokens_per_domain,
+    results = evaluate_model(net, vset, batch_size=batch_size)
+    report: dict[str, Any] = {"model": label, "seq_len": seq_len, "tokens_per_domain": tokens_per_domain,
                               "domains": results,
                               "mean_bpb": sum(r["bpb"] for r in results.values()) / len(results),
                               "candidates": {k.split("/", 1)[1]: v for k, v in flat_metrics(results).items()
                                              if k.startswith("bpb_candidate/")}}
-    if args.tasks:
-        if args.model is None:
+    if tasks:
+        if model is None:
             raise UsageError("--tasks needs --model (a folder lm-eval can load)")
-        report["tasks"] = lm_eval_scores(args.model, args.tasks.split(","))
+        report["tasks"] = lm_eval_scores(model, tasks)
     if prepared is not None:
-        from proxy.benchmarks import SuiteRunner, load_tokenizer_for  # noqa: PLC0415
-        tok_dir = args.model if args.model is not None else factory.components.paths[0]
-        runner = SuiteRunner(prepared, model, load_tokenizer_for(tok_dir, args.db), batch_size=args.batch_size,
-                             limit=args.limit)
+        tok_dir = model if model is not None else factory.components.paths[0]
+        runner = SuiteRunner(prepared, net, load_tokenizer_for(tok_dir, db), batch_size=batch_size, limit=limit)
         scores = runner.score()
-        report["suite"] = {"name": prepared.suite.name, "combine": prepared.suite.combine, "limit": args.limit,
+        report["suite"] = {"name": prepared.suite.name, "combine": prepared.suite.combine, "limit": limit,
                            "scores": scores, "seconds": runner.seconds}
         if prepared.suite.combine == "mean":  # a percentile needs a population of proxies: see proxy search
             report["suite"]["combined"] = prepared.suite.combined([scores])[0]
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-    table = Table(title=f"held-out metrics: {label}")
-    for col in ("domain", "loss (nats/token)", "bits/byte", "tokens", "bytes"):
-        table.add_column(col, justify="left" if col == "domain" else "right")
-    for domain, r in results.items():
-        table.add_row(domain, f"{r['loss']:.4f}", f"{r['bpb']:.4f}", str(r["tokens"]), str(r["bytes"]))
-        for source, sr in r["sources"].items():  # what each source (and so each candidate) contributes
-            table.add_row(f"  {source}" + (f" ({sr['candidate']})" if sr.get("candidate") else ""), f"{sr['loss']:.4f}",
-                          f"{sr['bpb']:.4f}", str(sr["tokens"]), str(sr["bytes"]), style="dim")
-    table.add_row("mean", "", f"{report['mean_bpb']:.4f}", "", "")
-    Console(file=sys.stdout).print(table)
-    for task, v in report.get("tasks", {}).items():
-        print(f"{task}: {v:.4f}")
-    if "suite" in report:
-        suite_table = Table(title=f"suite {report['suite']['name']} (lm-eval, limit {args.limit})")
-        suite_table.add_column("score")
-        suite_table.add_column("value", justify="right")
-        for col, v in report["suite"]["scores"].items():
-            suite_table.add_row(col, f"{v:.4f}", style=None if col.startswith("suite") else "dim")
-        Console(file=sys.stdout).print(suite_table)
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy evaluate`."""
-    p = subparsers.add_parser(
-        "evaluate", help="per-domain held-out loss and bits per byte on the validation shards",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy evaluate --model runs/merged/mix --db out/demo/manifest.duckdb\n"
-               "  proxy evaluate --components runs/components --mixture mix.json --db out/demo --json\n"
-               "  proxy evaluate --model runs/merged/mix --db out/demo --suite offline --limit 50\n")
-    p.add_argument("--model", default=None, help="model folder to evaluate")
-    p.add_argument("--components", default=None, help="components dir; evaluates the in-memory proxy of --mixture")
-    p.add_argument("--mixture", default=None, help="Mixture JSON (with --components)")
-    p.add_argument("--db", required=True, help="manifest.duckdb or the corpus folder")
-    p.add_argument("--tokens-per-domain", type=int, default=20_000)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--tasks", default=None, help="comma-separated lm-eval-harness tasks (needs lm_eval installed)")
-    p.add_argument("--suite", default=None, help="benchmark suite through lm-eval on the (in-memory) model: offline, "
-                   "demix_paper or a suite YAML")
-    p.add_argument("--suite-cache", default=None, help="folder for the suite's generated task files")
-    p.add_argument("--limit", type=int, default=None, help="samples per suite task (quick runs)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: the model's / cuda when available)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_evaluate)
+    return report

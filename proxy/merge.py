@@ -6,14 +6,11 @@ whose safetensors header is computed up front from the inputs' shapes.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
 import shutil
 import struct
-import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -23,12 +20,11 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from proxy.weights import (
-    WEIGHT_FILE, CheckpointError, Components, TensorFiles, check_compatible, copy_side_files, load_components,
-    read_config,
-)
-from corpus.errors import DemixError, run_cli
+from corpus.errors import DemixError
 from mixer import Mixture
+from proxy.components import Components, load_components
+from proxy.model import DEMIX_FILE, read_demix, write_demix
+from proxy.weights import WEIGHT_FILE, CheckpointError, TensorFiles, check_compatible, copy_side_files, read_config
 
 METHODS = ("linear", "task_arithmetic", "ties")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -260,13 +256,13 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
     mixture = {n: float(w) for n, w in zip(components.names, weights)}
     out = Path(out)
     first = components.paths[0]
-    src_demix = json.loads((first / "demix.json").read_text()) if (first / "demix.json").exists() else {}
+    src_demix = read_demix(first) or {}
     demix = {"kind": "merged", "mixture": mixture, "mixture_name": mixture_name, "merge": asdict(settings),
              "components": {n: str(p.resolve()) for n, p in zip(components.names, components.paths)},
              "tokens": src_demix.get("tokens"), "db": components.db or src_demix.get("db"),
              "base": str(components.base) if components.base else src_demix.get("base")}
-    if (out / "demix.json").exists():
-        old = json.loads((out / "demix.json").read_text())
+    old = read_demix(out)
+    if old is not None:
         if old.get("mixture") == mixture and old.get("merge") == demix["merge"] and old.get("components") == demix["components"]:
             return out
         if not overwrite:
@@ -284,71 +280,10 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
         (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         copy_side_files(first, tmp)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "demix.json").unlink(missing_ok=True)
+        (out / DEMIX_FILE).unlink(missing_ok=True)
         for f in tmp.iterdir():
             os.replace(f, out / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    (out / ".demix.json.tmp").write_text(json.dumps(demix, indent=2, sort_keys=True) + "\n")
-    os.replace(out / ".demix.json.tmp", out / "demix.json")
+    write_demix(out, demix)
     return out
-
-
-def _cmd_merge(args: argparse.Namespace) -> int:
-    comps = load_components(args.components, budget=args.budget)
-    name, ratios = load_mixture_ratios(args.mixture)
-    settings = MergeSettings(method=args.method, dtype=args.dtype, density=args.density, scale=args.scale)
-    t0 = time.perf_counter()
-    out = merge_to_folder(comps, ratios, args.out, settings, mixture_name=name, overwrite=args.overwrite)
-    seconds = time.perf_counter() - t0
-    weights = json.loads((out / "demix.json").read_text())["mixture"]
-    if args.json:
-        print(json.dumps({"out": str(out), "mixture": weights, "method": args.method, "seconds": seconds}))
-    else:
-        from rich.console import Console  # noqa: PLC0415
-        from rich.table import Table  # noqa: PLC0415
-        table = Table(title=f"merged {name} ({args.method}) -> {out}")
-        table.add_column("component")
-        table.add_column("weight", justify="right")
-        for n, w in weights.items():
-            table.add_row(n, f"{w:.4f}")
-        Console(file=sys.stdout).print(table)
-        print(f"{seconds:.2f}s")
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy merge`."""
-    p = subparsers.add_parser(
-        "merge", help="merge component models with a mixture's ratios into a proxy checkpoint",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy merge --components runs/components --mixture mix.json --out runs/merged/mix\n"
-               "  proxy merge --components runs/components --mixture mix.json --out runs/merged/ties "
-               "--method ties --density 0.3 --dtype bfloat16\n")
-    p.add_argument("--components", required=True, help="components dir (components.json) or a component folder")
-    p.add_argument("--mixture", required=True, help="Mixture JSON with ratios over the component names")
-    p.add_argument("--out", required=True, help="output model folder")
-    p.add_argument("--method", choices=METHODS, default="linear")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default=None, help="output dtype (default: the components')")
-    p.add_argument("--budget", type=int, default=None, help="use each component's checkpoint at this many tokens")
-    p.add_argument("--density", type=float, default=0.5, help="TIES: fraction of each task vector kept")
-    p.add_argument("--scale", type=float, default=1.0, help="task arithmetic / TIES: scale of the merged task vector")
-    p.add_argument("--overwrite", action="store_true", help="replace a different merged model at --out")
-    p.add_argument("--json", action="store_true", help="print a JSON result")
-    p.set_defaults(func=_cmd_merge)
-
-
-def __getattr__(name: str) -> Any:
-    # ProxyFactory lives in proxy.proxies; re-exported lazily so `from proxy.merge import ProxyFactory` works.
-    if name == "ProxyFactory":
-        from proxy.proxies import ProxyFactory  # noqa: PLC0415
-        return ProxyFactory
-    raise AttributeError(name)
-
-
-if __name__ == "__main__":
-    # `python -m proxy.merge ...` runs the merge alone, without importing the other subcommands' modules.
-    _parser = argparse.ArgumentParser(prog="python -m proxy.merge")
-    _parser.add_argument("--debug", action="store_true")
-    add_cli(_parser.add_subparsers(dest="command", required=True))
-    sys.exit(run_cli("python -m proxy.merge", _parser, ["merge", *sys.argv[1:]], lambda a: a.func(a)))

@@ -1,8 +1,32 @@
-"""Model presets (Qwen3-style decoders from transformers) and the DeMix model folder.
+"""Model presets (Qwen3-style decoders from transformers) and the DeMix model folder, owner of demix.json.
 
 A model folder is a Hugging Face folder (config.json, model.safetensors, tokenizer files) plus
-`demix.json` = {"kind": "base"|"component"|"trained", "mixture", "tokens", "db", "base"}. The
-demix.json file is written last, so its presence marks a finished folder.
+`demix.json`, read with `read_demix` and written with `write_demix` (always last, so its presence
+marks a finished folder). A trained folder (`save_model_folder`: base, component, trained) holds
+
+    {
+      "kind": "component",                    # base | component | trained
+      "mixture": {"name": ..., "level": "source", "ratios": {...}, "provenance": {...}},  # mixer.Mixture
+      "tokens": 10000000,                     # tokens trained (all ranks); a checkpoint: its budget
+      "db": "/abs/out/demo/manifest.duckdb",  # the corpus manifest trained on
+      "base": "/abs/runs/base",               # the folder it continued from (null: from scratch)
+      "seed": 0, "init": "/abs/runs/base",    # data/init seed; the preset, config or folder it started from
+      "config": {"lr": 0.001, ...},           # the TrainConfig fields that determine the weights
+      "plan_id": "...",                       # the mixer plan it read (final folder only)
+      "checkpoints": {"2000000": "checkpoints/tokens-2000000"},  # budget folders (final folder only)
+      "candidate": "code_high", "general_share": 0.5             # components only
+    }
+
+(`proxy train` adds "mixture_file"). A merged folder (proxy.merge.merge_to_folder) holds
+
+    {
+      "kind": "merged",
+      "mixture": {"code_high": 0.5, ...},     # normalised weight per component
+      "mixture_name": "mix",
+      "merge": {"method": "linear", "dtype": null, "density": 0.5, "scale": 1.0},  # MergeSettings
+      "components": {"code_high": "/abs/runs/components/code_high", ...},
+      "tokens": 10000000, "db": "...", "base": "..."    # taken over from the components
+    }
 """
 from __future__ import annotations
 
@@ -11,12 +35,13 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, Qwen3Config, Qwen3ForCausalLM
-from transformers.utils import logging as hf_logging
 from corpus.errors import DemixError
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 DEMIX_FILE = "demix.json"
 KINDS = ("base", "component", "trained")
@@ -45,6 +70,8 @@ def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int
     when it is at least vocab_size. Raises ModelFolderError for an unknown preset or a vocab
     smaller than the corpus tokenizer's.
     """
+    from transformers import AutoConfig, Qwen3Config  # noqa: PLC0415 - heavy (seconds): not for `proxy --help`
+
     name = str(preset_or_path)
     if name in PRESETS:
         return Qwen3Config(vocab_size=int(vocab_size), max_position_embeddings=max_position_embeddings,
@@ -68,6 +95,8 @@ def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int
 
 def build_model(config: PretrainedConfig, seed: int) -> torch.nn.Module:
     """A freshly initialised causal LM for `config`, deterministic for `seed` (fp32)."""
+    from transformers import AutoModelForCausalLM, Qwen3Config, Qwen3ForCausalLM  # noqa: PLC0415 - heavy
+
     torch.manual_seed(seed)
     if isinstance(config, Qwen3Config):
         model = Qwen3ForCausalLM(config)
@@ -83,16 +112,29 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 def load_model(folder: str | os.PathLike | str, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     """Load a model folder (or hub id) with AutoModelForCausalLM; safetensors only."""
+    from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy, imported when used
+
     hf_logging.disable_progress_bar()
     return AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, use_safetensors=True)
 
 
 def read_demix(folder: str | os.PathLike) -> dict[str, Any] | None:
-    """The folder's demix.json, or None when the folder is absent or unfinished."""
+    """The folder's demix.json, or None when the folder is absent or unfinished; raises ModelFolderError."""
     path = Path(folder) / DEMIX_FILE
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFolderError(f"{path}: not valid JSON ({e})") from None
+
+
+def write_demix(folder: str | os.PathLike, demix: dict[str, Any]) -> Path:
+    """Write the folder's demix.json atomically (the last file of a finished folder); returns its path."""
+    path = Path(folder) / DEMIX_FILE
+    write_json_atomic(path, demix)
+    return path
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
@@ -111,6 +153,8 @@ def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, toke
     Files are written to a sibling temp folder and moved in, so a kill never leaves a folder
     that looks finished. Raises ModelFolderError on an unknown kind.
     """
+    from transformers.utils import logging as hf_logging  # noqa: PLC0415 - heavy
+
     if demix.get("kind") not in KINDS:
         raise ModelFolderError(f"{folder}: demix.kind {demix.get('kind')!r} is not one of {', '.join(KINDS)}")
     folder = Path(folder)
@@ -127,5 +171,5 @@ def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, toke
     for f in tmp.iterdir():
         os.replace(f, folder / f.name)
     tmp.rmdir()
-    write_json_atomic(folder / DEMIX_FILE, demix)
+    write_demix(folder, demix)
     return folder

@@ -9,9 +9,9 @@ import numpy as np
 
 
 def _plt():
-    import matplotlib  # noqa: PLC0415
+    import matplotlib  # noqa: PLC0415 - heavy, imported when used
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt  # noqa: PLC0415 - heavy, imported when used
     return plt
 
 

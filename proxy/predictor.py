@@ -39,10 +39,10 @@ class MetricPredictor:
             raise ProxyError(f"predictor needs at least 2 evaluated mixtures, got {x.shape[0]}")
         s = self.settings
         if s.kind == "ridge":
-            from sklearn.linear_model import Ridge  # noqa: PLC0415
+            from sklearn.linear_model import Ridge  # noqa: PLC0415 - heavy, imported when used
             self._model = Ridge(alpha=s.ridge_alpha).fit(x, y)
         else:
-            import lightgbm as lgb  # noqa: PLC0415
+            import lightgbm as lgb  # noqa: PLC0415 - heavy, imported when used
             n = x.shape[0]
             self._model = lgb.LGBMRegressor(
                 boosting_type="gbdt", n_estimators=s.n_estimators, learning_rate=s.learning_rate,

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from proxy.merge import ratio_vector
-from proxy.weights import CheckpointError, Components, TensorFiles, check_compatible, load_components
+from proxy.components import Components, load_components
+from proxy.weights import CheckpointError, TensorFiles, check_compatible
 
 
 class ProxyFactory:

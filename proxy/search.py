@@ -5,13 +5,14 @@ in-memory merged proxies scored on held-out bits per byte.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
+from tqdm.auto import tqdm
 
 from proxy.mixture_sampling import SamplingSettings, sample_mixtures
 from proxy.predictor import MetricPredictor, PredictorSettings
@@ -144,8 +145,6 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
 
     Raises ValueError on a bad objective or prior.
     """
-    from tqdm.auto import tqdm  # noqa: PLC0415
-
     t0 = time.perf_counter()
     objective = Objective(objective) if isinstance(objective, str) else objective
     names = tuple(candidates)
@@ -224,8 +223,6 @@ def predict_objective(models: Mapping[str, MetricPredictor], weights: Mapping[st
 def evaluated_table(result: SearchResult, prefix: str) -> Any:
     """Every evaluated mixture (the final one last, named <prefix>/best) as a pyarrow Table: name, iteration,
     ratio/<candidate>, metrics, objective, predicted_objective (the prediction made before it was evaluated)."""
-    import pyarrow as pa  # noqa: PLC0415
-
     final = {"iteration": result.settings.iterations + 1, "ratios": result.best_ratios, "metrics": result.best_metrics,
              "objective": result.best_objective, "predicted": result.predicted_best_objective}
     extra = [] if result.average is None else [result.average]  # the averaged mixture, evaluated but not chosen
@@ -240,17 +237,3 @@ def evaluated_table(result: SearchResult, prefix: str) -> Any:
     cols["objective"] = [r["objective"] for r in rows]
     cols["predicted_objective"] = [None if math.isnan(r["predicted"]) else r["predicted"] for r in rows]
     return pa.table(cols)
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy search`."""
-    from proxy.search_proxies import add_search_arguments, cmd_search  # noqa: PLC0415
-
-    p = subparsers.add_parser(
-        "search", help="search data mixtures with merged proxies and a predictor (DeMix steps 5-6)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy search --components runs/components --db out/demo --out runs/search\n"
-               "  proxy search --components runs/components --db out/demo --objective general:0.5,code:0.25,math:0.25 "
-               "--iterations 3 --per-iteration 64 --pool 200000 --predictor ridge --seed 0 --out runs/search\n")
-    add_search_arguments(p)
-    p.set_defaults(func=cmd_search)

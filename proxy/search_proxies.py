@@ -1,21 +1,33 @@
-"""`proxy search` over merged proxies: prior from the manifest, proxies in memory, outputs, plots and summary."""
+"""`proxy search` over merged proxies: prior from the manifest, proxies in memory, outputs and plots.
+
+proxy.search holds the search loop for any score function; this module plugs in the DeMix proxies
+(proxy.proxies.ProxyFactory scored by proxy.evaluate, and a benchmark suite) and owns the search outputs
+(best_mixture.json, evaluated.parquet, the PNG plots, the manifest's mixtures rows).
+"""
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import pyarrow.parquet as pq
+import torch
 
 from corpus.errors import UsageError
 from manifests import list_sources, open_manifest, register_mixture
 from mixer import Mixture
 from proxy import plots
+from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite
+from proxy.components import load_components
 from proxy.errors import ProxyError
-from proxy.search import FINAL_CHOICES, Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics
+from proxy.predictor import PredictorSettings
+from proxy.proxies import ProxyFactory
+from proxy.search import Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from proxy.suite import Suite, load_suite
 
 
 def candidate_tokens(db: str | os.PathLike) -> dict[str, int]:
@@ -44,15 +56,18 @@ def search_prior(db: str | os.PathLike | None, names: tuple[str, ...], kind: str
     return {n: tokens[n] for n in names}
 
 
+def output_paths(out: str | os.PathLike) -> dict[str, Path]:
+    """Where a search in `out` writes its outputs, by name."""
+    out = Path(out)
+    return {"best_mixture": out / "best_mixture.json", "evaluated": out / "evaluated.parquet",
+            "predicted_vs_measured": out / "predicted_vs_measured.png",
+            "best_by_iteration": out / "best_by_iteration.png", "top_ratios": out / "top_ratios.png"}
+
+
 def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: str | os.PathLike | None) -> dict[str, Path]:
     """best_mixture.json, evaluated.parquet, three PNG plots, and the manifest's mixtures rows; returns the paths."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"best_mixture": out / "best_mixture.json", "evaluated": out / "evaluated.parquet",
-             "predicted_vs_measured": out / "predicted_vs_measured.png",
-             "best_by_iteration": out / "best_by_iteration.png", "top_ratios": out / "top_ratios.png"}
+    paths = output_paths(out)
+    Path(out).mkdir(parents=True, exist_ok=True)
     doc = {"name": name, "level": "candidate", "ratios": result.best_ratios, "provenance": result.provenance()}
     Mixture.from_dict(doc, file=str(paths["best_mixture"])).save(paths["best_mixture"])
     table = evaluated_table(result, name)
@@ -75,31 +90,8 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
     return paths
 
 
-def _summary(result: SearchResult, paths: dict[str, Path], name: str) -> None:
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-
-    console = Console(file=sys.stdout)
-    table = Table(title=f"search {name}: {len(result.evaluated) + 1} proxies in {result.seconds:.1f}s "
-                        f"({(len(result.evaluated) + 1) / max(result.seconds, 1e-9):.2f} proxies/s)")
-    table.add_column("candidate")
-    table.add_column("best mixture", justify="right")
-    table.add_column("best measured", justify="right")
-    best_eval = (max if result.objective.maximize else min)(result.evaluated, key=lambda e: e["objective"])
-    for n in result.candidates:
-        table.add_row(n, f"{result.best_ratios[n]:.4f}", f"{best_eval['ratios'][n]:.4f}")
-    table.add_row(f"objective ({result.objective.spec})", f"{result.best_objective:.4f}", f"{best_eval['objective']:.4f}")
-    console.print(table)
-    for h in result.history:
-        console.print(f"iteration {h['iteration']}: {h['evaluated']} proxies, best so far {h['best_measured']:.4f}")
-    for key, p in paths.items():
-        console.print(f"{key}: {p}")
-
-
 def _cached_scores(path: Path, names: tuple[str, ...]) -> dict[tuple[float, ...], dict[str, float]]:
     """Scores of proxies a previous search wrote to evaluated.parquet, keyed by their ratios (12 digits)."""
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
     if not path.is_file():
         return {}
     out = {}
@@ -109,7 +101,7 @@ def _cached_scores(path: Path, names: tuple[str, ...]) -> dict[tuple[float, ...]
     return out
 
 
-def _expected_metrics(vset, suite) -> list[str]:
+def _expected_metrics(vset: ValidationSet, suite: Suite | None) -> list[str]:
     """Every metric name one proxy's evaluation produces (held-out bpb and, with a suite, its columns)."""
     names = [f"{f}/{d.domain}" for d in vset.domains for f in ("bpb", "loss")]
     names += [f"bpb_source/{s}" for d in vset.domains for s in d.sources]
@@ -121,70 +113,87 @@ def _expected_metrics(vset, suite) -> list[str]:
     return names
 
 
-def _suite_objective(args: argparse.Namespace, suite) -> tuple[Objective, str]:
+def _suite_objective(objective: str, maximize: bool, rank_by: str | None, suite: Suite | None) -> tuple[Objective, str]:
     """The search objective and rank_by: "bpb" (held-out), "suite" (the suite's domain scores) or a spec."""
-    rank_by = args.rank_by or "percentile"
-    if args.objective != "suite":
-        return Objective(args.objective, maximize=args.maximize), rank_by
+    chosen_rank_by = rank_by or "percentile"
+    if objective != "suite":
+        return Objective(objective, maximize=maximize), chosen_rank_by
     if suite is None:
         raise UsageError("--objective suite needs --suite NAME")
     if suite.direction is None:
         raise UsageError(f"--objective suite: suite {suite.name!r} mixes directions over domains; name its domain "
                          "columns one direction at a time with --objective")
-    maximize = suite.direction == "higher"
-    if args.maximize and not maximize:
+    higher = suite.direction == "higher"
+    if maximize and not higher:
         raise UsageError(f"--maximize: suite {suite.name!r} scores are lower-is-better ({suite.file})")
     spec = ",".join(suite.domain_column(d) for d in suite.domains)
     # docs/method.md step 6: mixtures ranked by the mean percentile over domains (combine: mean_percentile)
-    return Objective(spec, maximize=maximize), args.rank_by or ("percentile" if suite.combine == "mean_percentile"
-                                                                  else "value")
+    return Objective(spec, maximize=higher), rank_by or ("percentile" if suite.combine == "mean_percentile"
+                                                         else "value")
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    """Handler of `proxy search`; returns an exit code."""
-    import torch  # noqa: PLC0415
+@dataclass
+class ProxySearch:
+    """What `search_with_proxies` did: the search (None when a finished one with the same settings was kept),
+    its output paths, and how many proxies' scores an earlier run's evaluated.parquet supplied."""
 
-    from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite  # noqa: PLC0415
-    from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics  # noqa: PLC0415
-    from proxy.predictor import PredictorSettings  # noqa: PLC0415
-    from proxy.proxies import ProxyFactory  # noqa: PLC0415
-    from proxy.suite import load_suite  # noqa: PLC0415
-    from proxy.weights import load_components  # noqa: PLC0415
+    name: str
+    paths: dict[str, Path]
+    result: SearchResult | None = None
+    reused: int = 0
+    suite_seconds: float = 0.0
+    seconds: float = 0.0
 
-    if args.limit is not None and args.limit < 1:
-        raise UsageError(f"--limit {args.limit}: expected at least 1 sample per task")
-    comps = load_components(args.components, budget=args.budget)
-    db = args.db or comps.db
+
+def search_with_proxies(components: str | os.PathLike, out: str | os.PathLike, *, db: str | os.PathLike | None = None,
+                        objective: str = "bpb", maximize: bool = False, suite: str | None = None,
+                        suite_cache: str | None = None, limit: int | None = None, dtype: str = "float32",
+                        iterations: int = 3, per_iteration: int = 64, pool: int = 200_000, top_k: int = 128,
+                        rank_by: str | None = None, final: str = "average", predictor: str = "lightgbm",
+                        prior: str = "manifest", seed: int = 0, budget: int | None = None,
+                        tokens_per_domain: int = 20_000, seq_len: int = 256, batch_size: int = 16,
+                        device: str | None = None, name: str | None = None, register: bool = True,
+                        overwrite: bool = False, progress: bool = True) -> ProxySearch:
+    """`proxy search`: run_search over in-memory merged proxies of `components`, scored on held-out bpb (and a
+    benchmark suite); writes best_mixture.json, evaluated.parquet, the plots and (with `register`) the manifest's
+    mixtures rows under `out`.
+
+    A finished search in `out` with the same settings is kept (result None); one with other settings is an error
+    unless `overwrite`. Proxies already scored in `out`/evaluated.parquet are not evaluated again. Raises
+    UsageError for a bad combination of inputs, ProxyError / CheckpointError / SuiteError naming a bad input.
+    """
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit {limit}: expected at least 1 sample per task")
+    comps = load_components(components, budget=budget)
+    db = db or comps.db
     if db is None:
         raise UsageError("--db is required (components.json names no manifest)")
-    suite = load_suite(args.suite) if args.suite else None  # a bad suite is refused before any model loads
-    objective, rank_by = _suite_objective(args, suite)
-    settings = SearchSettings(iterations=args.iterations, per_iteration=args.per_iteration, pool=args.pool,
-                              seed=args.seed, top_k=args.top_k, rank_by=rank_by, final=args.final,
-                              predictor=PredictorSettings(kind=args.predictor, seed=args.seed))
-    name = args.name or f"search-seed{args.seed}"
-    done = Path(args.out) / "best_mixture.json"
-    if done.exists() and not args.overwrite:
+    loaded = load_suite(suite) if suite else None  # a bad suite is refused before any model loads
+    chosen, chosen_rank_by = _suite_objective(objective, maximize, rank_by, loaded)
+    settings = SearchSettings(iterations=iterations, per_iteration=per_iteration, pool=pool, seed=seed, top_k=top_k,
+                              rank_by=chosen_rank_by, final=final,
+                              predictor=PredictorSettings(kind=predictor, seed=seed))
+    name = name or f"search-seed{seed}"
+    done = Path(out) / "best_mixture.json"
+    if done.exists() and not overwrite:
         prov = json.loads(done.read_text()).get("provenance", {})
         if prov.get("settings") == json.loads(json.dumps(asdict(settings))) and \
-                prov.get("objective") == asdict(objective) and prov.get("components") == [str(p) for p in comps.paths] \
-                and prov.get("suite") == (suite.name if suite else None):
-            print(f"{done}: a finished search with the same settings; kept (pass --overwrite to rerun)",
-                  file=sys.stderr)
-            return 0
+                prov.get("objective") == asdict(chosen) and prov.get("components") == [str(p) for p in comps.paths] \
+                and prov.get("suite") == (loaded.name if loaded else None):
+            return ProxySearch(name, output_paths(out))
         raise ProxyError(f"{done} holds a search with other settings (pass --overwrite to replace it)")
-    prior = search_prior(db, comps.names, args.prior)
+    prior_tokens = search_prior(db, comps.names, prior)
     prepared = None
-    if suite is not None:
-        prepared = prepare_suite(suite, args.suite_cache or default_cache(suite, db, args.seed), db, seed=args.seed)
-    vset = ValidationSet.from_manifest(db, args.tokens_per_domain, args.seq_len)
-    factory = ProxyFactory(comps, device=args.device, dtype=getattr(torch, args.dtype))
+    if loaded is not None:
+        prepared = prepare_suite(loaded, suite_cache or default_cache(loaded, db, seed), db, seed=seed)
+    vset = ValidationSet.from_manifest(db, tokens_per_domain, seq_len)
+    factory = ProxyFactory(comps, device=device, dtype=getattr(torch, dtype))
     runner = None
     if prepared is not None:  # one harness wrapper around the factory's model: each proxy rewrites its weights
         runner = SuiteRunner(prepared, factory.model, load_tokenizer_for(comps.paths[0], db),
-                             batch_size=args.batch_size, device=str(factory.device), limit=args.limit)
-    expected = _expected_metrics(vset, suite)
-    cached = _cached_scores(Path(args.out) / "evaluated.parquet", comps.names)
+                             batch_size=batch_size, device=str(factory.device), limit=limit)
+    expected = _expected_metrics(vset, loaded)
+    cached = _cached_scores(Path(out) / "evaluated.parquet", comps.names)
     reused = 0
 
     def score_fn(ratios: dict[str, float]) -> dict[str, float]:
@@ -193,70 +202,19 @@ def cmd_search(args: argparse.Namespace) -> int:
         if row is not None and all(row.get(m) is not None for m in expected):  # scored by an earlier run
             reused += 1
             return {m: float(row[m]) for m in expected}
-        metrics = flat_metrics(evaluate_model(factory.proxy(ratios), vset, batch_size=args.batch_size))
+        metrics = flat_metrics(evaluate_model(factory.proxy(ratios), vset, batch_size=batch_size))
         if runner is not None:
             metrics.update(runner.score())
         return metrics
 
-    Objective.resolve(objective, expected)
+    Objective.resolve(chosen, expected)
     t0 = time.perf_counter()
-    result = run_search(score_fn, comps.names, prior, objective, settings, progress=not args.json)
+    result = run_search(score_fn, comps.names, prior_tokens, chosen, settings, progress=progress)
     result.extra_provenance["components"] = [str(p) for p in comps.paths]
-    if suite is not None:
-        result.extra_provenance.update({"suite": suite.name, "suite_file": suite.file, "suite_limit": args.limit,
-                                        "suite_combine": suite.combine})
+    if loaded is not None:
+        result.extra_provenance.update({"suite": loaded.name, "suite_file": loaded.file, "suite_limit": limit,
+                                        "suite_combine": loaded.combine})
     # the components' general share: `mixer resolve` materialises g * general + (1 - g) * alpha from it
     result.extra_provenance.update(comps.general_provenance())
-    paths = write_outputs(result, args.out, name, db if not args.no_register else None)
-    if args.json:
-        print(json.dumps({"name": name, "best_ratios": result.best_ratios, "best_objective": result.best_objective,
-                          "predicted_objective": result.predicted_best_objective, "n_evaluated": len(result.evaluated) + 1,
-                          "reused_scores": reused, "suite_seconds": runner.seconds if runner else 0.0,
-                          "seconds": time.perf_counter() - t0, "outputs": {k: str(v) for k, v in paths.items()}}))
-    else:
-        _summary(result, paths, name)
-        if reused:
-            print(f"{reused} proxies' scores reused from {paths['evaluated']}")
-    return 0
-
-
-def add_search_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `proxy search`."""
-    p.add_argument("--components", required=True, help="components dir (components.json)")
-    p.add_argument("--db", default=None, help="manifest.duckdb or corpus folder (default: components.json's db)")
-    p.add_argument("--objective", default="bpb",
-                   help="'bpb' (mean held-out bits/byte over domains), 'suite' (the --suite's domain scores, its "
-                        "direction), or weights like 'general:0.5,code:0.25,math:0.25'")
-    p.add_argument("--suite", default=None,
-                   help="benchmark suite run through lm-eval on every proxy: a shipped name (offline, demix_paper) "
-                        "or a suite YAML; its per-task and per-domain scores go to evaluated.parquet")
-    p.add_argument("--suite-cache", default=None, help="folder for the suite's generated task files "
-                   "(default ~/.cache/demix/suites/<suite>-<hash>)")
-    p.add_argument("--limit", type=int, default=None, help="samples per suite task (quick runs)")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="proxy weights (bfloat16 on GPUs)")
-    p.add_argument("--maximize", action="store_true", help="higher objective is better (accuracies)")
-    p.add_argument("--iterations", type=int, default=3)
-    p.add_argument("--per-iteration", type=int, default=64, help="proxies in iteration 1; halved each iteration")
-    p.add_argument("--pool", type=int, default=200_000, help="sampled mixtures the predictor ranks")
-    p.add_argument("--top-k", type=int, default=128, help="top predicted mixtures averaged into the final one")
-    p.add_argument("--rank-by", choices=("percentile", "value"), default=None,
-                   help="how predictions rank (default percentile; with --objective suite, the suite's combine)")
-    p.add_argument("--final", choices=FINAL_CHOICES, default="average",
-                   help="the mixture written to best_mixture.json: average = the mean of the top-k predicted "
-                        "(docs/method.md, default); best = the best evaluated proxy; auto = whichever of the two "
-                        "measured better")
-    p.add_argument("--predictor", choices=("lightgbm", "ridge"), default="lightgbm")
-    p.add_argument("--prior", choices=("manifest", "uniform"), default="manifest")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--budget", type=int, default=None, help="use component checkpoints at this many tokens")
-    p.add_argument("--tokens-per-domain", type=int, default=20_000)
-    p.add_argument("--seq-len", type=int, default=256)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--name", default=None, help="name of the search (mixture names in the manifest)")
-    p.add_argument("--no-register", action="store_true", help="do not write the manifest's mixtures table")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished search in --out")
-    p.add_argument("--json", action="store_true", help="print a JSON summary")
-
+    paths = write_outputs(result, out, name, db if register else None)
+    return ProxySearch(name, paths, result, reused, runner.seconds if runner else 0.0, time.perf_counter() - t0)

@@ -9,12 +9,15 @@ from typing import Any, Sequence
 
 import torch
 
+from proxy.components import write_components_file
+from proxy.model import write_demix
+
 
 def tiny_qwen3_config(vocab_size: int = 384, hidden_size: int = 32, num_hidden_layers: int = 2,
                       intermediate_size: int = 64, num_attention_heads: int = 4, num_key_value_heads: int = 2,
                       tie_word_embeddings: bool = True, eos_id: int | None = None) -> Any:
     """A Qwen3Config of the given shape (head_dim = hidden / heads)."""
-    from transformers import Qwen3Config  # noqa: PLC0415
+    from transformers import Qwen3Config  # noqa: PLC0415 - heavy, imported when used
 
     return Qwen3Config(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
                        intermediate_size=intermediate_size, num_attention_heads=num_attention_heads,
@@ -30,7 +33,7 @@ def write_synthetic_components(out: str | os.PathLike, names: Sequence[str], con
 
     Weights are safetensors in `dtype`; the tokenizer folder's files are copied into each model folder.
     """
-    from transformers import Qwen3ForCausalLM  # noqa: PLC0415
+    from transformers import Qwen3ForCausalLM  # noqa: PLC0415 - heavy, imported when used
 
     out = Path(out)
     config = config or tiny_qwen3_config()
@@ -44,7 +47,7 @@ def write_synthetic_components(out: str | os.PathLike, names: Sequence[str], con
             for f in Path(tokenizer_dir).iterdir():
                 if f.is_file():
                     shutil.copy2(f, folder / f.name)
-        (folder / "demix.json").write_text(json.dumps(demix, indent=2, sort_keys=True))
+        write_demix(folder, demix)
 
     base_dir = out / "base"
     save(base, base_dir, {"kind": "base", "mixture": {}, "tokens": 0, "db": db, "base": None})
@@ -57,5 +60,5 @@ def write_synthetic_components(out: str | os.PathLike, names: Sequence[str], con
                                 "db": db, "base": str(base_dir.resolve())})
         candidates[name] = {"path": name, "tokens": 1000, "checkpoints": {"1000": name}}
     spec = {"base": str(base_dir.resolve()), "db": db, "general_share": 0.5, "tokens": 1000, "candidates": candidates}
-    (out / "components.json").write_text(json.dumps(spec, indent=2, sort_keys=True))
+    write_components_file(out, spec)
     return out

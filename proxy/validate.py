@@ -12,17 +12,17 @@ of both directions in one comparison are an error (their mean would be meaningle
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
 from proxy.errors import ProxyError
+from proxy.plots import plot_rank_scatter
 
 NAME_COLUMNS = ("name", "mixture")
 SKIP_COLUMNS = ("iteration", "objective", "predicted_objective")
@@ -47,7 +47,7 @@ class RankConsistency:
 
 def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """{mixture name: {metric: value}} from a Parquet/CSV/JSON file or a folder of them; raises ValueError."""
-    import polars as pl  # noqa: PLC0415
+    import polars as pl  # noqa: PLC0415 - heavy, imported when used
 
     path = Path(path)
     if not path.exists():
@@ -111,7 +111,7 @@ def objective_direction(metrics: Sequence[str], lower_is_better: bool | None = N
 
 def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     """Spearman rank correlation (average ranks for ties); NaN for fewer than 3 points or a constant side."""
-    from scipy.stats import spearmanr  # noqa: PLC0415
+    from scipy.stats import spearmanr  # noqa: PLC0415 - heavy, imported when used
 
     if len(a) < 3:
         return float("nan")
@@ -149,57 +149,22 @@ def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str,
         per_metric=per_metric, macro_spearman=float(np.mean(finite)) if finite else float("nan"))
 
 
-def _cmd_validate(args: argparse.Namespace) -> int:
-    refs, prox = read_scores(args.references), read_scores(args.proxies)
-    metrics = args.metrics.split(",") if args.metrics else None
-    lower = True if args.lower_is_better else False if args.higher_is_better else None
-    rc = rank_consistency(refs, prox, metrics, lower)
-    report = asdict(rc)
-    if args.out:
-        from proxy.plots import plot_rank_scatter  # noqa: PLC0415
-        out = Path(args.out)
+def validate_tables(references: str | os.PathLike, proxies: str | os.PathLike, metrics: Sequence[str] | None = None,
+                    lower_is_better: bool | None = None, out: str | os.PathLike | None = None) -> RankConsistency:
+    """`proxy validate`: rank consistency of the proxy score table against the reference one.
+
+    With `out`, also writes <out>/rank_consistency.json and <out>/rank_scatter.png. Raises ProxyError.
+    """
+    refs, prox = read_scores(references), read_scores(proxies)
+    rc = rank_consistency(refs, prox, metrics, lower_is_better)
+    if out:
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         names = sorted(set(refs) & set(prox))
         plot_rank_scatter([float(np.mean([refs[n][m] for m in rc.objective_metrics])) for n in names],
                           [float(np.mean([prox[n][m] for m in rc.objective_metrics])) for n in names],
                           out / "rank_scatter.png", f"proxy vs reference (rho={rc.spearman:.3f})")
         tmp = out / ".rank_consistency.json.tmp"
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(json.dumps(asdict(rc), indent=2) + "\n")
         os.replace(tmp, out / "rank_consistency.json")
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return 0
-    from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
-    table = Table(title=f"rank consistency over {rc.n_mixtures} mixtures "
-                        f"({'lower' if rc.lower_is_better else 'higher'} is better)")
-    table.add_column("measure")
-    table.add_column("value", justify="right")
-    table.add_row("Spearman (objective)", f"{rc.spearman:.4f}")
-    table.add_row(f"Spearman top 25% ({rc.n_top25})", f"{rc.spearman_top25:.4f}")
-    table.add_row("macro Spearman", f"{rc.macro_spearman:.4f}")
-    table.add_row("maintain (sum proxy / sum ref)", f"{rc.maintain:.4f}")
-    for m, v in rc.per_metric.items():
-        table.add_row(f"Spearman {m}", f"{v:.4f}")
-    Console(file=sys.stdout).print(table)
-    return 0
-
-
-def add_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add `proxy validate`."""
-    p = subparsers.add_parser(
-        "validate", help="rank consistency of proxy scores against reference models (Spearman, top-25%%, maintain)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  proxy validate --references runs/refs/scores.parquet --proxies runs/search/evaluated.parquet\n"
-               "  proxy validate --references refs.csv --proxies proxies.json --metrics bpb/code,bpb/math --out runs/val\n")
-    p.add_argument("--references", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
-    p.add_argument("--proxies", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
-    p.add_argument("--metrics", default=None, help="comma-separated metric columns (default: bpb/* or all common)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--lower-is-better", action="store_true",
-                   help="the metrics are losses (default: from the metric family, e.g. bpb/, loss/ are lower)")
-    g.add_argument("--higher-is-better", action="store_true",
-                   help="the metrics are scores (default: from the metric family, e.g. acc/, exact_match/ are higher)")
-    p.add_argument("--out", default=None, help="folder for rank_consistency.json and rank_scatter.png")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=_cmd_validate)
+    return rc

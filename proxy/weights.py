@@ -1,22 +1,21 @@
-"""Component checkpoints on disk: the components.json layout, lazy safetensors access, compatibility checks."""
+"""Component checkpoints on disk: lazy safetensors access, compatibility checks, the files a merge copies."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
 from safetensors import safe_open
 from corpus.errors import DemixError
-from mixer.materialise import DEFAULT_GENERAL
+from proxy.model import DEMIX_FILE
 
 WEIGHT_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
 # Files of a model folder that a merge rewrites instead of copying.
-REWRITTEN = {WEIGHT_FILE, INDEX_FILE, "demix.json", "config.json"}
+REWRITTEN = {WEIGHT_FILE, INDEX_FILE, DEMIX_FILE, "config.json"}
 # Files a merged folder takes over from its first component: what AutoTokenizer and generate() read.
 SIDE_FILE_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "generation_config",
                       "chat_template", "spiece", "sentencepiece")
@@ -29,81 +28,14 @@ class CheckpointError(DemixError, ValueError):
     """A component folder is missing, malformed, or incompatible with the others."""
 
 
-@dataclass(frozen=True)
-class Components:
-    """K component model folders (names are candidate names) and the base they continued from."""
-
-    names: tuple[str, ...]
-    paths: tuple[Path, ...]
-    base: Path | None
-    db: str | None
-    budget: int | None = None
-    general_share: float | None = None
-    """Share of general data in each component's training stream (components.json); None when unrecorded."""
-    general: dict[str, Any] | None = None
-    """What "general" meant for the components: a {level, ratios} mixture (components.json)."""
-
-    def general_provenance(self) -> dict[str, Any]:
-        """The fields a searched mixture records so that it can be materialised: general_share and general."""
-        if self.general_share is None:
-            return {}
-        return {"general_share": self.general_share, "general": self.general or dict(DEFAULT_GENERAL)}
-
-    def path_of(self, name: str) -> Path:
-        """Folder of component `name`; raises KeyError."""
-        return self.paths[self.names.index(name)]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file as a dict; raises CheckpointError naming the file when it is missing or malformed."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise CheckpointError(f"{path}: file not found") from None
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{path}: not valid JSON ({e})") from None
-
-
-def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], budget: int | None = None) -> Components:
-    """Components from a components dir (components.json) or a list of model folders; `budget` picks checkpoints.
-
-    Raises CheckpointError when the layout is incomplete or a budget has no checkpoint for some component.
-    """
-    if isinstance(source, (str, os.PathLike)):
-        root = Path(source)
-        if not root.is_dir():
-            raise CheckpointError(f"{root}: no such components folder (components.json) or model folder")
-        manifest = root / "components.json"
-        if manifest.exists():
-            spec = _read_json(manifest)
-            names, paths = [], []
-            for name, entry in sorted(spec.get("candidates", {}).items()):
-                rel = entry.get("path", name)
-                if budget is not None:
-                    cps = {int(k): v for k, v in (entry.get("checkpoints") or {}).items()}
-                    if budget not in cps and int(entry.get("tokens", -1)) != budget:
-                        raise CheckpointError(f"{manifest}: candidates.{name}.checkpoints: no checkpoint at {budget} "
-                                              f"tokens (have {sorted(cps)})")
-                    rel = cps.get(budget, rel)
-                names.append(name)
-                paths.append(root / rel)
-            if not names:
-                raise CheckpointError(f"{manifest}: candidates: empty")
-            base = spec.get("base")
-            share = spec.get("general_share")
-            return Components(tuple(names), tuple(paths), Path(base) if base else None, spec.get("db"), budget,
-                              float(share) if share is not None else None, spec.get("general"))
-        folders = [root]
-    else:
-        folders = [Path(p) for p in source]
-    names = [p.name for p in folders]
-    if len(set(names)) != len(names):
-        raise CheckpointError(f"component folder names are not unique: {names}")
-    demix = folders[0] / "demix.json"
-    meta = _read_json(demix) if demix.exists() else {}
-    base = meta.get("base")
-    share = meta.get("general_share")
-    return Components(tuple(names), tuple(folders), Path(base) if base else None, meta.get("db"), budget,
-                      float(share) if share is not None else None)
 
 
 class TensorFiles:
@@ -116,7 +48,7 @@ class TensorFiles:
             files = {WEIGHT_FILE}
             self._where: dict[str, str] | None = None
         elif index.exists():
-            self._where = _read_json(index)["weight_map"]
+            self._where = read_json(index)["weight_map"]
             files = set(self._where.values())
         else:
             raise CheckpointError(f"{self.folder}: no {WEIGHT_FILE} (pickled weights are not read)")
@@ -189,7 +121,7 @@ class TensorFiles:
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     """config.json of a model folder as a dict; raises CheckpointError."""
-    return _read_json(Path(folder) / "config.json")
+    return read_json(Path(folder) / "config.json")
 
 
 def check_compatible(folders: Sequence[str | os.PathLike], files: Sequence[TensorFiles] | None = None) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from manifests import list_shards, list_sources
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.evaluate import IGNORE, ValidationSet, evaluate_model
 from proxy.synthetic import tiny_qwen3_config, write_synthetic_components
 

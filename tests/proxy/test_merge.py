@@ -13,11 +13,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from proxy.cli import main
+from proxy.cli.main import main
+from proxy.components import load_components
 from proxy.merge import MergeError, MergeSettings, merge_to_folder, ties_combine
 from proxy.proxies import ProxyFactory
 from proxy.synthetic import tiny_qwen3_config, write_synthetic_components
-from proxy.weights import CheckpointError, load_components
+from proxy.weights import CheckpointError
 
 NAMES = ["code_high", "general", "math_high"]
 

@@ -6,7 +6,7 @@ import shlex
 import pytest
 
 from manifests import open_manifest
-from proxy.cli import main
+from proxy.cli.main import main
 
 CASES = [  # (id, argv with {placeholders}, exit code, what stderr must name)
     ("base-no-manifest", "base --db {missing} --config tiny --tokens 1M --out {tmp}/b", 1, "no manifest"),

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests import open_manifest
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.mixture_sampling import SamplingSettings, cap_and_redistribute, quantize, sample_mixtures
 from proxy.predictor import PredictorSettings
 from proxy.search import Objective, SearchSettings, evaluated_table, rank_scores, run_search

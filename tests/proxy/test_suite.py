@@ -158,7 +158,7 @@ def test_search_with_suite_writes_scores_and_rerun_reuses_them(offline_setup, ti
 
     import pyarrow.parquet as pq
 
-    from proxy.cli import main
+    from proxy.cli.main import main
 
     comps, _, prepared = offline_setup
     argv = ["search", "--components", str(comps), "--db", str(tiny_corpus), "--prior", "uniform",
@@ -183,7 +183,7 @@ def test_search_with_suite_writes_scores_and_rerun_reuses_them(offline_setup, ti
 def test_evaluate_cli_suite(offline_setup, tiny_corpus, tmp_path, capsys):
     import json
 
-    from proxy.cli import main
+    from proxy.cli.main import main
 
     comps, _, prepared = offline_setup
     bad = tmp_path / "bad.yaml"

@@ -10,16 +10,11 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-pytest.importorskip("mixer")
-if not hasattr(__import__("mixer"), "Sampler"):
-    pytest.skip("mixer.Sampler is not there yet", allow_module_level=True)
-
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
-
-import proxy.training_loop as training_loop  # noqa: E402
-from proxy.cli import main  # noqa: E402
-from proxy.training_run import component_ratios, default_candidates  # noqa: E402
+import proxy.training.loop as training_loop
+from proxy.cli.main import main
+from proxy.training.run import component_ratios, default_candidates
 
 SMALL = ["--seq-len", "64", "--batch-size", "4", "--no-progress"]
 
@@ -97,7 +92,7 @@ def test_components_share_base_architecture_and_tensor_names(trained, tiny_corpu
 def test_one_hot_searched_mixture_resolves_to_its_components_stream(trained, tiny_corpus):
     """A one-hot alpha, materialised with the provenance a search records, is the component's own training data."""
     from mixer import Mixture, Plan, resolve_mixture
-    from proxy.weights import load_components
+    from proxy.components import load_components
 
     _, comps = trained
     provenance = load_components(comps).general_provenance()

@@ -11,8 +11,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from proxy.model import build_model, model_config
-from proxy.schedule import Schedule
-from proxy.training_loop import STATE_DIR, TrainConfig, train_loop
+from proxy.training.lr_schedule import Schedule
+from proxy.training.loop import STATE_DIR, TrainConfig, train_loop
 
 VOCAB, SEQ = 64, 16
 

@@ -6,7 +6,7 @@ import json
 import polars as pl
 import pytest
 
-from proxy.cli import main
+from proxy.cli.main import main
 from proxy.validate import rank_consistency, read_scores
 
 

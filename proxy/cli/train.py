@@ -9,16 +9,16 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import torch.distributed as dist
+from rich.console import Console
+from rich.table import Table
 
 from corpus import format_tokens, parse_tokens
-from mixer import Mixture
-from proxy.schedule import SCHEDULES
-from proxy.training_loop import TrainConfig, distributed_context
-
-if TYPE_CHECKING:
-    from proxy.training_run import RunOutcome
+from proxy.training.loop import TrainConfig, distributed_context
+from proxy.training.lr_schedule import SCHEDULES
+from proxy.training.run import RunOutcome, train_base, train_components, train_reference
 
 EXAMPLES = {
     "base": """examples:
@@ -102,7 +102,6 @@ def _usage(args: argparse.Namespace, message: str) -> int:
 
 
 def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
-    import torch.distributed as dist
     rank = distributed_context()[0]
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -111,8 +110,6 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
     if args.json:
         print(json.dumps([asdict(o) for o in outcomes], indent=2))
         return 0
-    from rich.console import Console
-    from rich.table import Table
     table = Table(title=f"proxy {args.command}")
     for col in ("model", "status", "tokens", "steps", "params", "loss", "tok/s", "time", "checkpoints"):
         table.add_column(col, justify="left" if col in ("model", "status", "checkpoints") else "right")
@@ -129,20 +126,14 @@ def _report(args: argparse.Namespace, outcomes: list[RunOutcome]) -> int:
 
 def run_base(args: argparse.Namespace) -> int:
     """`proxy base`: pretrain (or adopt, with --from) the common base on the general domain."""
-    from proxy.training_run import train_on_mixture  # transformers loads here, not for --help
     config = _config(args)
-    mixture = Mixture(name="base-general", level="domain", ratios={args.domain: 1.0},
-                      provenance={"method": "demix-base", "domain": args.domain})
-    init = args.from_ or args.config
-    outcome = train_on_mixture(mixture, args.db, args.out, config, kind="base", init=init, base=None,
-                               from_pretrained=bool(args.from_), progress=not args.no_progress)
+    outcome = train_base(args.db, args.out, config, init=args.from_ or args.config, domain=args.domain,
+                         from_pretrained=bool(args.from_), progress=not args.no_progress)
     return _report(args, [outcome])
 
 
 def run_components(args: argparse.Namespace) -> int:
     """`proxy components`: one component per candidate, all from the same base."""
-    from proxy.training_run import train_components
-
     config = _config(args)
     candidates = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
     outcomes = train_components(args.base, args.db, args.out, config, candidates=candidates,
@@ -152,12 +143,9 @@ def run_components(args: argparse.Namespace) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     """`proxy train`: a model trained on a mixture (references, small-proxy baselines)."""
-    from proxy.training_run import train_on_mixture
     config = _config(args)
-    mixture = Mixture.load(args.mixture)
-    base = str(Path(args.base).resolve()) if args.base else None
-    outcome = train_on_mixture(mixture, args.db, args.out, config, kind="trained", init=base or args.config,
-                               base=base, extra={"mixture_file": str(args.mixture)}, progress=not args.no_progress)
+    outcome = train_reference(args.mixture, args.db, args.out, config, base=args.base, init=args.config,
+                              progress=not args.no_progress)
     return _report(args, [outcome])
 
 

@@ -1,6 +1,6 @@
 """FSDP for models that do not fit one device: torch's `fully_shard` (FSDP2) around the training loop.
 
-`proxy.training_loop.train_loop(..., config.fsdp=True)` under `torchrun` keeps the caller's model
+`proxy.training.loop.train_loop(..., config.fsdp=True)` under `torchrun` keeps the caller's model
 as the full, unsharded copy (on CPU) and trains a sharded deep copy: each decoder block (the
 model's `_no_split_modules` classes) and then the root are wrapped with `fully_shard`, which moves
 each rank's shard to the device one block at a time, so the full model never sits on a device.
@@ -16,11 +16,12 @@ import copy
 import torch
 import torch.distributed as dist
 
-from proxy.training_state import OptimizerState
+from proxy.training.state import OptimizerState
 
 
 def shard_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """A deep copy of `model` sharded over every rank (decoder blocks first, then the root)."""
+    # torch's FSDP and distributed-checkpoint modules are imported in the functions: only FSDP runs load them
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 

@@ -52,7 +52,7 @@ def save_training_state(folder: str | os.PathLike, model: torch.nn.Module,
     """Write model, optimizer, RNG and `meta` (JSON-serialisable) to `folder`, atomically.
 
     `optimizer` is an optimizer of `model`'s parameters, or its state already keyed by parameter
-    name (what an FSDP run gathers with `proxy.fsdp.full_optimizer_state`).
+    name (what an FSDP run gathers with `proxy.training.fsdp.full_optimizer_state`).
     """
     folder = Path(folder)
     tmp, old = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")

@@ -21,10 +21,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from proxy import fsdp as fsdp_lib
-from proxy.training_state import (apply_optimizer_state, find_training_state, load_training_state, read_optimizer_state,
+from proxy.training import fsdp as fsdp_lib
+from proxy.training.state import (apply_optimizer_state, find_training_state, load_training_state, read_optimizer_state,
                                   read_training_meta, save_training_state)
-from proxy.schedule import Schedule
+from proxy.training.lr_schedule import Schedule
 from proxy.errors import ProxyError
 
 STATE_DIR = "training_state"
@@ -55,7 +55,7 @@ class TrainConfig:
     save_every: int = 100
     log_every: int = 1
     checkpoints: tuple[int, ...] = field(default_factory=tuple)
-    fsdp: bool = False  # shard parameters, gradients and optimizer state over ranks (proxy.fsdp); DDP otherwise
+    fsdp: bool = False  # shard parameters, gradients and optimizer state over ranks (training.fsdp); DDP otherwise
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:

@@ -5,13 +5,13 @@ Each module owns its subcommands through `add_cli(subparsers)`; this file only a
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from corpus.errors import run_cli
+from proxy.cli import evaluate, merge, search, train, validate
 
 # Modules that contribute subcommands, in the order of the method.
-SUBCOMMAND_MODULES = ("proxy.train", "proxy.merge", "proxy.evaluate", "proxy.search", "proxy.validate")
+SUBCOMMAND_MODULES = (train, merge, evaluate, search, validate)
 
 EPILOG = """examples:
   proxy base --db out/demo/manifest.duckdb --config tiny --tokens 20M --out runs/base
@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
+    for module in SUBCOMMAND_MODULES:
         module.add_cli(sub)
     return parser
 

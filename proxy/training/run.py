@@ -1,7 +1,7 @@
 """One training run end to end (mixture -> plan -> Sampler -> loop -> model folder), and the DeMix components.
 
-`train_on_mixture` is what `proxy base`, `proxy train` and each component of `proxy components`
-run; `train_components` trains one component per candidate from a common base and keeps
+`train_on_mixture` is what `proxy base` (`train_base`), `proxy train` (`train_reference`) and each
+component of `proxy components` run; `train_components` trains one component per candidate from a common base and keeps
 components.json up to date, skipping finished components and resuming an interrupted one.
 """
 from __future__ import annotations
@@ -17,13 +17,11 @@ import torch.distributed as dist
 from manifests import corpus_root, get_meta, list_sources, manifest_path, open_manifest
 from mixer import Mixture, Sampler, resolve_mixture
 from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
-from proxy.model import (
-    build_model, count_parameters, load_model, model_config, read_demix, save_model_folder, write_json_atomic,
-)
-from proxy.training_loop import TrainConfig, clear_training_state, distributed_context, train_loop
+from proxy.components import COMPONENTS_FILE, read_components_file, write_components_file
+from proxy.model import build_model, count_parameters, load_model, model_config, read_demix, save_model_folder
+from proxy.training.loop import TrainConfig, clear_training_state, distributed_context, train_loop
 from corpus.errors import DemixError
 
-COMPONENTS_FILE = "components.json"
 PLAN_FILE = "plan.json"
 
 
@@ -155,6 +153,28 @@ def train_on_mixture(mixture: Any, db: str | os.PathLike, out: str | os.PathLike
                       count_parameters(model), dict(sorted(checkpoints.items(), key=lambda kv: int(kv[0]))))
 
 
+def train_base(db: str | os.PathLike, out: str | os.PathLike, config: TrainConfig, *, init: str = "tiny",
+               domain: str = "general", from_pretrained: bool = False, progress: bool = True) -> RunOutcome:
+    """`proxy base`: pretrain (or, with from_pretrained, adopt) the common base on `domain` from `init`."""
+    mixture = Mixture(name="base-general", level="domain", ratios={domain: 1.0},
+                      provenance={"method": "demix-base", "domain": domain})
+    return train_on_mixture(mixture, db, out, config, kind="base", init=init, base=None,
+                            from_pretrained=from_pretrained, progress=progress)
+
+
+def train_reference(mixture_file: str | os.PathLike, db: str | os.PathLike, out: str | os.PathLike,
+                    config: TrainConfig, *, base: str | os.PathLike | None = None, init: str = "tiny",
+                    progress: bool = True) -> RunOutcome:
+    """`proxy train`: a model trained on the mixture in `mixture_file` (references, small-proxy baselines).
+
+    It continues from `base` (a model folder) when given, else starts from scratch with the preset or
+    config `init`.
+    """
+    mixture = Mixture.load(mixture_file)
+    base = str(Path(base).resolve()) if base else None
+    return train_on_mixture(mixture, db, out, config, kind="trained", init=base or init, base=base,
+                            extra={"mixture_file": str(mixture_file)}, progress=progress)
+
 def component_mixture(db: str | os.PathLike, candidate: str, general_share: float) -> Any:
     """The source-level mixture component ``candidate`` trains on: ``g`` general + ``1 - g`` candidate data.
 
@@ -206,17 +226,15 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
     candidates = list(candidates) if candidates else default_candidates(db)
     if not candidates:
         raise TrainingRunError(f"{db_path}: no source has a candidate with train tokens")
-    index_path = out / COMPONENTS_FILE
     # What "general" meant for these components travels with them into every searched mixture's provenance.
     index = {"base": str(base), "db": db_path, "general_share": general_share, "general": dict(DEFAULT_GENERAL),
              "tokens": tokens, "candidates": {}}
-    if index_path.exists():
-        import json
-        old = json.loads(index_path.read_text())
+    old = read_components_file(out)
+    if old is not None:
         for key in ("base", "general_share", "tokens"):
             if old.get(key) != index[key]:
-                raise TrainingRunError(f"{index_path}: {key} is {old.get(key)!r} there but {index[key]!r} now; "
-                                       "use another --out (nothing is overwritten)")
+                raise TrainingRunError(f"{out / COMPONENTS_FILE}: {key} is {old.get(key)!r} there but "
+                                       f"{index[key]!r} now; use another --out (nothing is overwritten)")
         index["candidates"] = old.get("candidates", {})
     outcomes = []
     for cand in candidates:
@@ -231,6 +249,6 @@ def train_components(base: str | os.PathLike, db: str | os.PathLike, out: str | 
             cps = read_demix(out / cand)["checkpoints"]
             index["candidates"][cand] = {"path": cand, "tokens": outcome.tokens,
                                          "checkpoints": {k: f"{cand}/{v}" for k, v in cps.items()}}
-            write_json_atomic(index_path, index)
+            write_components_file(out, index)
         _barrier(world)
     return outcomes
