@@ -5,7 +5,7 @@ Where mergekit is absent the peer is a naive baseline (load every state dict, av
 labelled "naive". Checkpoints are synthetic Qwen3 components (one random base + noise) in bf16.
 
 Measures, per (size, K):
-  write  whole-process seconds to write a merged checkpoint: `python -m proxy.merge` vs `mergekit-yaml`
+  write  whole-process seconds to write a merged checkpoint: `python -m proxy.cli.merge` vs `mergekit-yaml`
          (both include interpreter start and imports; alternating, best of --repeats), and the merge alone
          in-process
   proxy  seconds per proxy: ProxyFactory.proxy() (weights set in memory) vs mergekit write + from_pretrained
@@ -110,7 +110,7 @@ def bench_case(size: str, k: int, work: Path, mergekit: list[str] | None, n_prox
     mix.write_text(json.dumps({"name": "bench", "level": "candidate", "ratios": dict(zip(names, weights.tolist())),
                                "provenance": {}}))
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    ours_cmd = [sys.executable, "-m", "proxy.merge", "--components", str(case / "components"), "--mixture", str(mix),
+    ours_cmd = [sys.executable, "-m", "proxy.cli.merge", "--components", str(case / "components"), "--mixture", str(mix),
                 "--json", "--out"]
     row = {"size": size, "K": k, "setup_s": setup_s, "repeats": repeats}
     if mergekit is not None:

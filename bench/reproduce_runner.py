@@ -8,7 +8,7 @@ data-order seed; the paper-style trained proxy (same model, same base) at each c
 RegMix-style small model from scratch. Every model and every merged proxy is scored on the same
 validation documents and its **per-document** summed NLL saved (work/nll/<method>/<mixture>.npy), so
 the statistics can resample documents as well as mixtures. A rerun skips finished runs. Training
-uses proxy.training_loop.train_loop (the components' loop) and merging proxy.proxies.ProxyFactory.
+uses proxy.training.loop.train_loop (the components' loop) and merging proxy.proxies.ProxyFactory.
 Ends by writing work/results.json (bench/reproduce_stats.analyse) unless --no-analyse.
 """
 from __future__ import annotations

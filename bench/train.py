@@ -62,7 +62,7 @@ def bare_tokens_per_s(preset: str, steps: int, seq_len: int, batch: int, device:
 
 
 def loop_tokens_per_s(preset: str, steps: int, seq_len: int, batch: int, device: torch.device) -> tuple[float, int]:
-    """Tokens/s of proxy.training_loop.train_loop (steps + 1; the first step is amortised in), and params."""
+    """Tokens/s of proxy.training.loop.train_loop (steps + 1; the first step is amortised in), and params."""
     model = build_model(model_config(preset, VOCAB, 0), seed=0)
     cfg = TrainConfig(tokens=(steps + 1) * batch * seq_len, seq_len=seq_len, batch_size=batch, save_every=10**9)
     with tempfile.TemporaryDirectory() as tmp:
