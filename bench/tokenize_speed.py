@@ -46,7 +46,7 @@ from pathlib import Path  # noqa: E402
 
 def bench_documents(max_bytes: int) -> list[str]:
     """Up to `max_bytes` of text: stdlib .py files, package descriptions, math problems (sorted, deterministic)."""
-    from pipelines.math_problems import generate
+    from corpus.generators.math_problems import generate
     from pipelines.readers import metadata_description
 
     paths = sysconfig.get_paths()

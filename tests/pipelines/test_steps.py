@@ -9,7 +9,7 @@ import pytest
 from datatrove.data import Document
 
 from corpus.recipe import DecontaminationConfig, DedupConfig
-from pipelines import math_problems
+from corpus.generators import math_problems
 from pipelines.decontaminate import NGramIndex, humaneval_prompts
 from pipelines.dedup import PREPARED_SCHEMA, MinHasher, find_duplicates
 from pipelines.filters import CodeFilter, DomainFilter, MathSanityFilter, Normalize, normalize_text
