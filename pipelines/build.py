@@ -38,10 +38,11 @@ from pipelines.filters import DomainFilter, LanguageId, Normalize
 from pipelines.readers import SourceFormat, SourceReader, list_units
 from pipelines.shards import TOKENIZER_DIR, ShardInfo, ShardWriter, Tokenize, prepare_tokenizer
 from pipelines.stats import read_step_counts, step_stats_rows
+from pipelines.step_order import step_row_key
+from pipelines.summary import summarize
 from corpus.errors import DemixError
 
 STAGES = ("prepare", "dedup", "shard", "register")
-STEP_ORDER = ("read", "normalize", "filter", "dedup", "decontaminate", "language", "tokenize", "write")
 EXECUTORS = ("local", "slurm", "ray")
 
 
@@ -285,9 +286,7 @@ def collect_step_stats(cfg: BuildConfig, missing: dict[str, int]) -> list[dict[s
     for src, n in missing.items():
         row = counts.setdefault((src, "read"), {"docs_in": 0, "docs_out": 0, "reasons": {}})
         row["reasons"] = {**row["reasons"], "missing_location": n}
-    rank = {s: i for i, s in enumerate(STEP_ORDER)}
-    rows = step_stats_rows(counts)
-    return sorted(rows, key=lambda r: (r["source"], rank.get(r["step"], 99), r["reason"] != "kept", r["reason"]))
+    return sorted(step_stats_rows(counts), key=step_row_key)
 
 
 def register_manifest(recipe: Recipe, cfg: BuildConfig, missing: dict[str, int]) -> dict[str, Any]:
@@ -348,8 +347,6 @@ def build(recipe: Recipe, cfg: BuildConfig,
     t = time.time()
     register_manifest(recipe, cfg, missing)
     timings["register"] = time.time() - t
-    from pipelines.summary import summarize
-
     return summarize(recipe, cfg, timings, time.time() - t0)
 
 
