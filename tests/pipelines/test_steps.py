@@ -175,7 +175,8 @@ def test_reader_assigns_units_round_robin(tmp_path):
 def test_language_id_filters_by_label_and_confidence(tmp_path):
     """The step's decisions (fastText itself needs a local model file; a stub stands in for it here)."""
     from corpus import RecipeError, parse_recipe
-    from pipelines.build import BuildConfig, make_pipelines
+    from pipelines.build_config import BuildConfig
+    from pipelines.build_stages import make_pipelines
     from pipelines.filters import LanguageId
 
     class Stub:
