@@ -46,7 +46,7 @@ from pathlib import Path  # noqa: E402
 
 def bench_documents(max_bytes: int) -> list[str]:
     """Up to `max_bytes` of text: stdlib .py files, package descriptions, math problems (sorted, deterministic)."""
-    from pipelines.math_problems import generate
+    from corpus.generators.math_problems import generate
     from pipelines.readers import metadata_description
 
     paths = sysconfig.get_paths()
@@ -76,7 +76,7 @@ def bench_documents(max_bytes: int) -> list[str]:
 def _pipeline_time(pipeline: list, logging_dir: str) -> float:
     from datatrove.executor import LocalPipelineExecutor
 
-    from pipelines.build import _quiet
+    from pipelines.executors import quiet_output as _quiet
 
     ex = LocalPipelineExecutor(pipeline, tasks=1, workers=1, logging_dir=logging_dir, skip_completed=False)
     with _quiet(Path(logging_dir) / "run.log", True):  # datatrove's per-task log lines would drown the table

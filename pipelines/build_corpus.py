@@ -18,7 +18,8 @@ from rich.console import Console  # noqa: E402 - after the path fix above
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 
 from corpus import RecipeError, UsageError, load_recipe, run_cli  # noqa: E402
-from pipelines.build import BuildConfig, BuildError, build, local_out  # noqa: E402
+from pipelines.build import build  # noqa: E402
+from pipelines.build_config import BuildConfig, BuildError, local_out  # noqa: E402
 from pipelines.summary import render  # noqa: E402
 
 EXAMPLES = """examples:

@@ -20,7 +20,7 @@ import fsspec
 from datatrove.data import Document, DocumentsPipeline
 
 from corpus import Recipe, Source
-from pipelines import math_problems
+from corpus.generators import math_problems
 from pipelines.stats import CountingStep
 
 BUILTIN_UNIT_DOCS = 1000

@@ -7,6 +7,7 @@ from typing import Any
 from corpus import Recipe
 from corpus.tokens import format_tokens
 from manifests import get_meta, open_manifest
+from pipelines.step_order import step_row_key
 
 
 def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> dict[str, Any]:
@@ -32,12 +33,8 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
         d = domains.setdefault(row["domain"], {"train_tokens": 0, "validation_tokens": 0, "train_docs": 0})
         for k in d:
             d[k] += row[k]
-    from pipelines.build import STEP_ORDER
-
-    rank = {s: i for i, s in enumerate(STEP_ORDER)}
     step_rows = sorted(({"source": s, "step": st, "docs_in": int(i or 0), "docs_out": int(o or 0), "reason": r,
-                         "count": int(c or 0)} for s, st, i, o, r, c in steps),
-                       key=lambda r: (r["source"], rank.get(r["step"], 99), r["reason"] != "kept", r["reason"]))
+                         "count": int(c or 0)} for s, st, i, o, r, c in steps), key=step_row_key)
     return {
         "recipe": recipe.name, "out": str(out), "executor": cfg.executor, "tasks": cfg.tasks, "workers": cfg.workers,
         "limit": cfg.limit, "config_hash": recipe.config_hash(), "tokenizer": {k: meta.get(k) for k in (

@@ -9,7 +9,7 @@ import pytest
 
 from corpus import RecipeError
 from pipeline_inputs import make_inputs, write_recipe
-from pipelines.build import BuildError, local_out
+from pipelines.build_config import BuildError, local_out
 from pipelines.build_corpus import RecipeRefused, main
 
 

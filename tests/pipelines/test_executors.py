@@ -1,6 +1,9 @@
 """The same build on datatrove's Ray executor (local Ray) and Slurm executor (generated sbatch, not submitted)."""
 from __future__ import annotations
 
+import os
+import re
+
 import pytest
 
 from pipeline_inputs import make_inputs, run_build, write_recipe
@@ -46,3 +49,26 @@ def test_ray_build_matches_local(tmp_path):
         ray.shutdown()
     assert remote["sources"] == local["sources"]
     assert remote["steps"] == local["steps"]
+
+
+def test_slurm_dry_run_writes_what_a_submission_writes(tmp_path, monkeypatch):
+    """The dry run's scripts and sbatch calls equal datatrove's own submission (a stub sbatch records it)."""
+    recipe = _recipe(tmp_path)
+    bin_dir, calls = tmp_path / "bin", tmp_path / "sbatch.calls"
+    bin_dir.mkdir()
+    stub = bin_dir / "sbatch"  # prints what real sbatch prints; the script file (last arg) is a temp file
+    stub.write_text(f'#!/bin/sh\necho "$@" >> {calls}\necho "Submitted batch job $((1000 + $(wc -l < {calls})))"\n')
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    kw = {"executor": "slurm", "tasks": 3, "workers": 2}
+    real = run_build(recipe, tmp_path / "real", **kw)
+    dry = run_build(recipe, tmp_path / "dry", slurm_dry_run=True, **kw)
+    assert real["submitted"] is None and real["job_id"] == "1007"  # per stage an array + a stats merge: 7th = register
+    for stage in ("prepare", "dedup", "shard", "register"):
+        script = (tmp_path / "real" / "logs" / stage / "launch_script.slurm").read_text()
+        assert (tmp_path / "dry" / "logs" / stage / "launch_script.slurm").read_text() == \
+            script.replace(str(tmp_path / "real"), str(tmp_path / "dry"))
+    ids = {j["job_id"]: str(1001 + i) for i, j in enumerate(dry["submitted"])}  # dry-run ids in submission order
+    sbatch_args = [" ".join(line.split()[:-1]) for line in calls.read_text().splitlines()]
+    assert [re.sub(r"dry-run-[\w-]+", lambda m: ids[m.group(0)], " ".join(j["args"])) for j in dry["submitted"]] == \
+        sbatch_args

@@ -61,8 +61,17 @@ def test_rerun_of_finished_build_skips_all_work(built):
     assert _manifest(out) == manifest
 
 
+def test_register_stage_runs_on_every_build(built):
+    """Registration is a stage with a completion marker, yet a rerun must write the manifest again."""
+    recipe, out, files, manifest = built
+    assert (out / "logs" / "register" / "completions" / "00000").exists()  # it ran as a datatrove task
+    (out / "manifest.duckdb").unlink()
+    run_build(recipe, out)
+    assert _manifest(out) == manifest and _files(out) == files
+
+
 def test_other_settings_refuse_the_folder(built):
-    from pipelines.build import BuildError
+    from pipelines.build_config import BuildError
 
     recipe, out, _, _ = built
     with pytest.raises(BuildError, match="other settings"):

@@ -9,7 +9,7 @@ import pytest
 from datatrove.data import Document
 
 from corpus.recipe import DecontaminationConfig, DedupConfig
-from pipelines import math_problems
+from corpus.generators import math_problems
 from pipelines.decontaminate import NGramIndex, humaneval_prompts
 from pipelines.dedup import PREPARED_SCHEMA, MinHasher, find_duplicates
 from pipelines.filters import CodeFilter, DomainFilter, MathSanityFilter, Normalize, normalize_text
@@ -175,7 +175,8 @@ def test_reader_assigns_units_round_robin(tmp_path):
 def test_language_id_filters_by_label_and_confidence(tmp_path):
     """The step's decisions (fastText itself needs a local model file; a stub stands in for it here)."""
     from corpus import RecipeError, parse_recipe
-    from pipelines.build import BuildConfig, make_pipelines
+    from pipelines.build_config import BuildConfig
+    from pipelines.build_stages import make_pipelines
     from pipelines.filters import LanguageId
 
     class Stub:
