@@ -74,8 +74,9 @@ def _fsync(f: IO) -> None:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any, *, fs: fsspec.AbstractFileSystem | None = None,
-                      indent: int | None = 2, fsync: bool = False) -> None:
-    """Write ``data`` as JSON (``indent`` spaces, key order kept, a final newline) through `atomic_write`."""
+                      indent: int | None = 2, fsync: bool = False, sort_keys: bool = False) -> None:
+    """Write ``data`` as JSON (``indent`` spaces, key order kept unless ``sort_keys``, a final newline) through
+    `atomic_write`."""
     with atomic_write(path, "w", fs=fs, fsync=fsync) as f:
-        json.dump(data, f, indent=indent)
+        json.dump(data, f, indent=indent, sort_keys=sort_keys)
         f.write("\n")

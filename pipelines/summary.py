@@ -6,7 +6,7 @@ from typing import Any
 
 from corpus import Recipe
 from corpus.tokens import format_tokens
-from manifests import get_meta, open_manifest
+from manifests import open_manifest, read_corpus_meta
 from pipelines.step_order import step_row_key
 
 
@@ -19,7 +19,7 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
                    sum(s.n_bytes)
             FROM shards s JOIN sources src USING (source) GROUP BY ALL ORDER BY s.source, s.split""").fetchall()
         steps = con.execute("SELECT source, step, docs_in, docs_out, reason, count FROM step_stats").fetchall()
-        meta = get_meta(con)
+        meta = read_corpus_meta(con)
     sources: dict[str, dict[str, Any]] = {}
     for src, dom, tier, cand, split, n_shards, n_docs, n_tok, n_bytes in per_split:
         row = sources.setdefault(src, {"domain": dom, "tier": tier, "candidate": cand, "shards": 0, "train_docs": 0,
@@ -37,7 +37,7 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
                          "count": int(c or 0)} for s, st, i, o, r, c in steps), key=step_row_key)
     return {
         "recipe": recipe.name, "out": str(out), "executor": cfg.executor, "tasks": cfg.tasks, "workers": cfg.workers,
-        "limit": cfg.limit, "config_hash": recipe.config_hash(), "tokenizer": {k: meta.get(k) for k in (
+        "limit": cfg.limit, "config_hash": recipe.config_hash(), "tokenizer": {k: getattr(meta, k) for k in (
             "tokenizer_name", "tokenizer_hash", "vocab_size", "eos_token", "eos_id")},
         "sources": sources, "domains": domains, "steps": step_rows,
         "train_tokens": sum(r["train_tokens"] for r in sources.values()),

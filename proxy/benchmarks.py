@@ -35,7 +35,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import yaml
 
-from manifests import get_meta, list_shards, list_sources, open_manifest
+from corpus.atomic import atomic_write
+from manifests import list_shards, list_sources, read_corpus_meta
 from proxy.suite import Suite, SuiteError
 
 OFFLINE_FORMAT = 1
@@ -189,9 +190,8 @@ def build_offline_tasks(folder: str | os.PathLike, db: str | os.PathLike | None,
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with atomic_write(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 # --- preparing and running a suite ---------------------------------------------------------------------------
@@ -351,7 +351,5 @@ def load_tokenizer_for(model_dir: str | os.PathLike, db: str | os.PathLike | Non
 
     if (Path(model_dir) / "tokenizer.json").is_file() or db is None:
         return AutoTokenizer.from_pretrained(str(model_dir))
-    with open_manifest(db, read_only=True) as con:
-        meta = get_meta(con)
     root = Path(db) if Path(db).is_dir() else Path(db).parent
-    return AutoTokenizer.from_pretrained(str(root / meta.get("tokenizer_path", "tokenizer")))
+    return AutoTokenizer.from_pretrained(str(root / (read_corpus_meta(db).tokenizer_path or "tokenizer")))

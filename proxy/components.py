@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from corpus.atomic import write_json_atomic
 from mixer.materialise import DEFAULT_GENERAL
-from proxy.model import read_demix, write_json_atomic
+from proxy.model import read_demix
 from proxy.weights import CheckpointError, read_json
 
 COMPONENTS_FILE = "components.json"
@@ -71,7 +72,7 @@ def read_components_file(folder: str | os.PathLike) -> dict[str, Any] | None:
 def write_components_file(folder: str | os.PathLike, index: dict[str, Any]) -> Path:
     """Write the folder's components.json atomically (keys as in the module docstring); returns its path."""
     path = Path(folder) / COMPONENTS_FILE
-    write_json_atomic(path, index)
+    write_json_atomic(path, index, sort_keys=True)
     return path
 
 

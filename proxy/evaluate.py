@@ -29,8 +29,13 @@ import pyarrow.parquet as pq
 import torch
 
 from corpus.errors import UsageError
-from manifests import get_meta, list_shards, list_sources, open_manifest
-from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite
+from manifests import list_shards, list_sources, read_corpus_meta
+from proxy.benchmarks import (
+    SuiteRunner,
+    default_cache,
+    load_tokenizer_for,
+    prepare_suite,
+)
 from proxy.errors import ProxyError
 from proxy.merge import load_mixture_ratios
 from proxy.proxies import ProxyFactory
@@ -154,9 +159,8 @@ class ValidationSet:
                       domains: list[str] | None = None, seed: int = 0) -> "ValidationSet":
         """Build from the manifest's validation shards: every source of a domain, equal tokens per source, a seeded
         document sample within each; raises ValueError."""
-        with open_manifest(db, read_only=True) as con:
-            meta = get_meta(con)
-        if "eos_id" not in meta:
+        meta = read_corpus_meta(db)
+        if meta.eos_id is None:
             raise ProxyError(f"{db}: meta.eos_id missing; cannot pack documents")
         rows = {s["source"]: s for s in list_sources(db)}
         shards: dict[str, list[dict[str, Any]]] = {}
@@ -173,7 +177,7 @@ class ValidationSet:
             for source, budget in sorted(equal_split(tokens_per_domain, members).items()):
                 docs.setdefault(domain, []).extend(_sample_source(shards[source], source, budget, seed))
         candidate_of = {s: rows[s]["candidate"] for s in shards if rows[s].get("candidate")}
-        return cls.from_documents(docs, int(meta["eos_id"]), tokens_per_domain, seq_len, candidate_of)
+        return cls.from_documents(docs, meta.eos_id, tokens_per_domain, seq_len, candidate_of)
 
     @property
     def domain_names(self) -> list[str]:

@@ -38,6 +38,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from corpus.atomic import write_json_atomic
 from corpus.errors import DemixError
 
 if TYPE_CHECKING:
@@ -133,17 +135,8 @@ def read_demix(folder: str | os.PathLike) -> dict[str, Any] | None:
 def write_demix(folder: str | os.PathLike, demix: dict[str, Any]) -> Path:
     """Write the folder's demix.json atomically (the last file of a finished folder); returns its path."""
     path = Path(folder) / DEMIX_FILE
-    write_json_atomic(path, demix)
+    write_json_atomic(path, demix, sort_keys=True)
     return path
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temporary name in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None,

@@ -7,6 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from corpus.atomic import atomic_write
+
 
 def _plt():
     import matplotlib  # noqa: PLC0415 - heavy, imported when used
@@ -17,9 +19,8 @@ def _plt():
 
 def _save(fig, path: str | os.PathLike) -> Path:
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    os.replace(tmp, path)
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=110, bbox_inches="tight")
     return path
 
 

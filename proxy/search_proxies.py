@@ -9,24 +9,35 @@ from __future__ import annotations
 import json
 import os
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import torch
 
+from corpus.atomic import atomic_write
 from corpus.errors import UsageError
 from manifests import list_sources, open_manifest, register_mixture
 from mixer import Mixture
 from proxy import plots
-from proxy.benchmarks import SuiteRunner, default_cache, load_tokenizer_for, prepare_suite
+from proxy.benchmarks import (
+    SuiteRunner,
+    default_cache,
+    load_tokenizer_for,
+    prepare_suite,
+)
 from proxy.components import load_components
 from proxy.errors import ProxyError
 from proxy.evaluate import ValidationSet, evaluate_model, flat_metrics
 from proxy.predictor import PredictorSettings
 from proxy.proxies import ProxyFactory
-from proxy.search import Objective, SearchResult, SearchSettings, evaluated_table, run_search
+from proxy.search import (
+    Objective,
+    SearchResult,
+    SearchSettings,
+    evaluated_table,
+    run_search,
+)
 from proxy.suite import Suite, load_suite
 
 
@@ -71,9 +82,8 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
     doc = {"name": name, "level": "candidate", "ratios": result.best_ratios, "provenance": result.provenance()}
     Mixture.from_dict(doc, file=str(paths["best_mixture"])).save(paths["best_mixture"])
     table = evaluated_table(result, name)
-    tmp = paths["evaluated"].with_name(f".evaluated.{uuid.uuid4().hex[:8]}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, paths["evaluated"])
+    with atomic_write(paths["evaluated"], "wb") as f:
+        pq.write_table(table, f)
     rows = table.to_pylist()
     plots.plot_predicted_vs_measured([r["predicted_objective"] if r["predicted_objective"] is not None else float("nan")
                                       for r in rows], [r["objective"] for r in rows], [r["iteration"] for r in rows],

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from corpus.atomic import write_json_atomic
 from proxy.errors import ProxyError
 from proxy.plots import plot_rank_scatter
 
@@ -164,7 +165,5 @@ def validate_tables(references: str | os.PathLike, proxies: str | os.PathLike, m
         plot_rank_scatter([float(np.mean([refs[n][m] for m in rc.objective_metrics])) for n in names],
                           [float(np.mean([prox[n][m] for m in rc.objective_metrics])) for n in names],
                           out / "rank_scatter.png", f"proxy vs reference (rho={rc.spearman:.3f})")
-        tmp = out / ".rank_consistency.json.tmp"
-        tmp.write_text(json.dumps(asdict(rc), indent=2) + "\n")
-        os.replace(tmp, out / "rank_consistency.json")
+        write_json_atomic(out / "rank_consistency.json", asdict(rc))
     return rc

@@ -14,13 +14,29 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from manifests import corpus_root, get_meta, list_sources, manifest_path, open_manifest
+from corpus.errors import DemixError
+from manifests import corpus_root, list_sources, manifest_path, read_corpus_meta
 from mixer import Mixture, Sampler, resolve_mixture
 from mixer.materialise import DEFAULT_GENERAL, GeneralPart, materialise
-from proxy.components import COMPONENTS_FILE, read_components_file, write_components_file
-from proxy.model import build_model, count_parameters, load_model, model_config, read_demix, save_model_folder
-from proxy.training.loop import TrainConfig, clear_training_state, distributed_context, train_loop
-from corpus.errors import DemixError
+from proxy.components import (
+    COMPONENTS_FILE,
+    read_components_file,
+    write_components_file,
+)
+from proxy.model import (
+    build_model,
+    count_parameters,
+    load_model,
+    model_config,
+    read_demix,
+    save_model_folder,
+)
+from proxy.training.loop import (
+    TrainConfig,
+    clear_training_state,
+    distributed_context,
+    train_loop,
+)
 
 PLAN_FILE = "plan.json"
 
@@ -47,15 +63,12 @@ class RunOutcome:
 
 def corpus_meta(db: str | os.PathLike) -> dict[str, Any]:
     """Manifest meta with vocab_size/eos_id as ints and the tokenizer folder resolved. Raises TrainingRunError."""
-    with open_manifest(db, read_only=True) as con:
-        meta = get_meta(con)
+    meta = read_corpus_meta(db)
     for key in ("vocab_size", "tokenizer_path"):
-        if key not in meta:
+        if getattr(meta, key) is None:
             raise TrainingRunError(f"{manifest_path(db)}: meta.{key} is missing (was the corpus built with a tokenizer?)")
-    out = dict(meta)
-    out["vocab_size"] = int(meta["vocab_size"])
-    out["eos_id"] = int(meta["eos_id"]) if meta.get("eos_id") not in (None, "", "None") else None
-    out["tokenizer_dir"] = str(corpus_root(db) / meta["tokenizer_path"])
+    out = {**meta.to_values(), "eos_id": meta.eos_id}
+    out["tokenizer_dir"] = str(corpus_root(db) / meta.tokenizer_path)
     return out
 
 
