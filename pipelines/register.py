@@ -55,7 +55,7 @@ def register_manifest(recipe: Recipe, cfg: BuildConfig, missing: dict[str, int])
     """Register sources, shards (from the shard tasks' record files), step stats and meta; returns meta."""
     out = Path(cfg.out).resolve()
     records = []
-    for p in sorted((out / "logs" / "shard" / "records").glob("*.json")):
+    for p in sorted((out / "logs" / "shard" / "records").glob("[!.]*.json")):  # not a killed task's .tmp-* file
         for r in json.loads(p.read_text()):
             r["created_at"] = datetime.fromisoformat(r["created_at"])
             records.append(ShardRecord(**r))
