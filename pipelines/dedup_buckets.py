@@ -163,7 +163,12 @@ def bucket_shard(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig) -
         _join_exact(plan, shard, groups)
     if cfg.minhash:  # after the exact joins: pairs of exact copies need no Jaccard check
         _join_near(plan, shard, prepared, cfg, groups)
-    rows = [(n, r, None) for n, r in groups.forest()] + [(n, None, u) for n, u in _renames(plan, shard, prepared)]
+    return write_forest(plan, shard, groups.forest(), _renames(plan, shard, prepared))
+
+
+def write_forest(plan: DedupPlan, shard: int, forest: list[tuple[int, int]], renames: list[tuple[int, str]]) -> str:
+    """Write one shard's (member, root) forest and (node, unique id) renames as FOREST_SCHEMA; returns the path."""
+    rows = [(n, r, None) for n, r in forest] + [(n, None, u) for n, u in renames]
     rows.sort(key=lambda row: row[0])
     table = pa.table(dict(zip(FOREST_SCHEMA.names, zip(*rows))) if rows else
                      {f.name: pa.array([], f.type) for f in FOREST_SCHEMA}, schema=FOREST_SCHEMA)

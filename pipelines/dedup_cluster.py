@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from corpus.errors import DemixError
 from pipelines.dedup_buckets import FOREST_SCHEMA
-from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part, read_at
+from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part
 
 # <work>/dedup.parquet: one row per prepared record that is dropped or renamed, keyed by where it is
 # (part: prepared file name, pos: row in it), since input ids may repeat. id: the record's unique id
@@ -55,8 +55,9 @@ class DedupError(DemixError):
 class ClusterWork:
     """The cluster step's sorts, all under <dedup>/cluster/ and each within the plan's memory budget."""
 
-    def __init__(self, plan: DedupPlan):
-        self.folder, self.budget = f"{plan.folder}/cluster", plan.max_memory_mb * 2**20
+    def __init__(self, plan: DedupPlan, budget_bytes: int | None = None):
+        self.folder = f"{plan.folder}/cluster"
+        self.budget = plan.max_memory_mb * 2**20 if budget_bytes is None else budget_bytes
         self.sorts: list[SortedRuns] = []
         self.rows = 0
         """Rows of the drop list written."""
@@ -139,8 +140,28 @@ def components(plan: DedupPlan, work: ClusterWork, labels: SortedRuns) -> Iterat
                         "uid": pa.nulls(len(first), pa.string())}, schema=_LABEL)
 
 
+class _PartCursor:
+    """Columns of prepared records by node, for nodes asked in increasing order: one part is held at a time."""
+
+    def __init__(self, prepared: str, columns: list[str]):
+        self.fs, self.root = fsspec.core.url_to_fs(prepared)
+        self.columns, self.part, self.rows = columns, None, []
+
+    def __call__(self, nodes: list[int]) -> dict[int, tuple]:
+        out = {}
+        for n in nodes:
+            part, pos = node_part(n)
+            if part != self.part:
+                with self.fs.open(f"{self.root}/{part}", "rb") as f:
+                    t = pq.read_table(f, columns=self.columns)
+                self.part, self.rows = part, list(zip(*(t.column(c).to_pylist() for c in self.columns)))
+            out[n] = self.rows[pos]
+        return out
+
+
 def _members(plan: DedupPlan, prepared: str, labels: SortedRuns, members: SortedRuns, listed: SortedRuns) -> None:
     """Join each labelled node with its prepared record: members of groups, or renamed records alone."""
+    read = _PartCursor(prepared, ["source", "id", "hash"])
     for t in labels.groups():
         root: dict[int, int] = {}
         uid: dict[int, str] = {}
@@ -150,7 +171,7 @@ def _members(plan: DedupPlan, prepared: str, labels: SortedRuns, members: Sorted
             if u is not None:
                 uid[n] = u
         nodes = sorted(set(root) | set(uid))
-        meta = read_at(prepared, nodes, ["source", "id", "hash"])
+        meta = read(nodes)
         rows = [(root[n], n, plan.survivor_key(meta[n][0], "")[0], uid.get(n, meta[n][1]), meta[n][0], meta[n][2],
                  n in uid) for n in nodes if n in root]
         members.add(pa.table(dict(zip(_MEMBER.names, zip(*rows))), schema=_MEMBER) if rows else _MEMBER.empty_table())
@@ -177,13 +198,15 @@ def _survivors(members: SortedRuns, listed: SortedRuns, exact: bool) -> None:
         listed.add(pa.table(dict(zip(_LISTED.names, zip(*rows))), schema=_LISTED) if rows else _LISTED.empty_table())
 
 
-def cluster(plan: DedupPlan, prepared: str, output: str, exact: bool = True) -> ClusterWork:
+def cluster(plan: DedupPlan, prepared: str, output: str, exact: bool = True,
+            work: ClusterWork | None = None) -> ClusterWork:
     """Write the drop list (DROP_SCHEMA, sorted by (part, pos)) of every shard's forest to `output`.
 
-    Returns the sorts it ran (their peak memory) and the rows written.
+    `work`: where the sorts run and their budget (default: the plan's, max_memory_mb). Returns it, with
+    the sorts it ran (their peak memory) and the rows written.
     `exact`: whether equal content is named 'exact_duplicate' (recipe dedup.exact) or 'near_duplicate'.
     """
-    work = ClusterWork(plan)
+    work = work or ClusterWork(plan)
     labels = work.sort("labels", _LABEL, "node")
     for t in components(plan, work, labels):
         labels.add(t)

@@ -241,7 +241,8 @@ class SortedRuns:
     sorted by the key that hold whole key groups (every row of a key in one table) of at most about
     `piece_rows` rows. A read row group and its sorted copies are the memory: about 3/4 of the
     budget. One key group larger than that is still yielded whole (it is one duplicate cluster).
-    `peak_bytes`: the most Arrow bytes this sort held at once (buffer, or row groups being merged).
+    `peak_bytes`: the most Arrow bytes this sort held at once (buffer, or row groups being merged);
+    `written`: the runs it wrote.
     """
 
     FAN_IN = 16
@@ -255,7 +256,7 @@ class SortedRuns:
         self.runs: list[str] = []
         self.buffer: list[pa.Table] = []
         self.buffered = self.peak_bytes = self.rows = 0
-        self._made = 0
+        self.written = 0  # runs written, merge passes included
 
     def add(self, table: pa.Table) -> None:
         if table.num_rows == 0:
@@ -305,8 +306,8 @@ class SortedRuns:
             self.runs.append(self._write(iter([table])))
 
     def _write(self, tables: Iterator[pa.Table]) -> str:
-        path = f"{self.root}/{self._made:05d}.parquet"
-        self._made += 1
+        path = f"{self.root}/{self.written:05d}.parquet"
+        self.written += 1
         with self.fs.open(path, "wb") as f, pq.ParquetWriter(f, self.schema, compression="none") as w:
             for table in tables:
                 if table.num_rows == 0:
@@ -317,12 +318,12 @@ class SortedRuns:
 
     def _merge(self, paths: list[str]) -> Iterator[pa.Table]:
         """Merge sorted runs: yield every held row below the smallest 'last key' of the runs still being read."""
-        files = [pq.ParquetFile(self.fs.open(p, "rb")) for p in paths]
+        files = [pq.ParquetFile(p, filesystem=self.fs) for p in paths]  # a local fs is read natively
         read = [0] * len(files)
         held = [self.schema.empty_table() for _ in files]
 
         def load(i: int) -> None:
-            held[i] = pa.concat_tables([held[i], files[i].read_row_group(read[i])])
+            held[i] = pa.concat_tables([held[i], files[i].read_row_group(read[i], use_threads=False)])
             read[i] += 1
 
         while True:
