@@ -13,6 +13,8 @@ is its top 32 bits times `shards`, shifted down, so a shard is one contiguous ke
 task reads each run's slice of a sub-range with a binary search (`RunReader`), never a whole run:
 memory per task is set by `max_memory_mb`, not by the corpus size. Runs are written whole to a
 temporary name and renamed, so a crashed prepare task leaves no half run.
+
+`SortedRuns` is the same idea for the cluster step: an external sort of Arrow rows within a byte budget.
 """
 from __future__ import annotations
 
