@@ -5,8 +5,9 @@
    partitioned by key range into `DedupPlan.shards` bucket shards (dedup_runs).
 2. `DuplicateFinder` (one task per bucket shard, dedup_buckets): merges its key range of every run
    within `max_memory_mb`, finds repeated ids, exact copies and LSH candidates confirmed by the exact
-   Jaccard similarity, and writes them as edges. The task that sees the last shard finish runs the
-   cluster step (dedup_cluster): union-find over all edges -> the drop list <work>/dedup.parquet,
+   Jaccard similarity, and writes its groups as a forest (member -> root). The task that sees the last
+   shard finish runs the cluster step (dedup_cluster): the forests merged into components by external
+   sorts within `max_memory_mb` -> the drop list <work>/dedup.parquet,
    keyed by (prepared part, row). Ids are unique first (an id repeated within a source, as in
    re-crawled files, gets '#k' on its k-th repeat in input order); in each group the higher tier,
    then the smaller id, is kept. Nothing depends on the number of prepare or bucket tasks.
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import fsspec
 import pyarrow as pa
@@ -34,13 +35,13 @@ import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 
 from corpus.recipe import DedupConfig
-from pipelines.dedup_buckets import EDGE_SCHEMA, bucket_shard, unique_ids
+from pipelines.dedup_buckets import FOREST_SCHEMA, bucket_shard, unique_ids
 from pipelines.dedup_cluster import DROP_SCHEMA, DedupError, cluster, drop_counts, read_drop_list
-from pipelines.dedup_runs import DedupPlan, remove_runs, write_bytes, write_runs
+from pipelines.dedup_runs import DedupPlan, remove_runs, write_runs
 from pipelines.dedup_signature import DedupSignature, MinHasher, content_hash, jaccard
 from pipelines.stats import CountingStep
 
-__all__ = ["DROP_SCHEMA", "EDGE_SCHEMA", "PREPARED_SCHEMA", "DedupError", "DedupPlan", "DedupSignature",
+__all__ = ["DROP_SCHEMA", "FOREST_SCHEMA", "PREPARED_SCHEMA", "DedupError", "DedupPlan", "DedupSignature",
            "DuplicateFinder", "MinHasher", "PreparedReader", "PreparedWriter", "content_hash", "drop_counts",
            "find_duplicates", "jaccard", "kept_records", "read_drop_list", "unique_ids"]
 
@@ -124,7 +125,8 @@ def find_duplicates(prepared_folder: str, cfg: DedupConfig, shards: int = 1, pla
                     write_runs(plan, rank, part, pq.read_table(f, columns=RUN_COLUMNS))
         for s in range(plan.shards):
             bucket_shard(plan, s, prepared_folder, cfg)
-        return cluster(plan, prepared_folder)
+        cluster(plan, prepared_folder, f"{tmp}/dedup.parquet", cfg.exact)
+        return pq.read_table(f"{tmp}/dedup.parquet")
 
 
 class DuplicateFinder(CountingStep):
@@ -150,10 +152,7 @@ class DuplicateFinder(CountingStep):
         if not self._claim(rank):
             return
         try:
-            table = cluster(self.plan, self.prepared_folder)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            write_bytes(fsspec.core.url_to_fs(self.output)[0], self.output, sink.getvalue().to_pybytes())
+            cluster(self.plan, self.prepared_folder, self.output, self.cfg.exact)
             if self.finish:
                 self.finish()
         except BaseException:

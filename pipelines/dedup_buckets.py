@@ -1,13 +1,17 @@
-"""One bucket task: the duplicate edges of one key-range shard of the runs (`dedup_runs`).
+"""One bucket task: the duplicate forest of one key-range shard of the runs (`dedup_runs`).
 
 From its slice of every prepare task's runs a bucket task finds, within a memory budget:
 - repeated ids: records sharing (source, id root) get their unique ids (`unique_ids`) -> renames;
-- exact duplicates: records with equal (scope group, content hash) -> 'exact' edges;
+- exact duplicates: records with equal (scope group, content hash) are joined;
 - near duplicates: records sharing an LSH band in their scope group are candidates; every pair of a
   bucket is checked with the exact Jaccard similarity of their shingle sets (the confirmation
-  option: `dedup.confirm`, on by default), skipping pairs already joined in this task -> 'near' edges.
-It writes <dedup>/shards/<shard:05d>.parquet (EDGE_SCHEMA). Edges join records; which copy survives
-is decided once all shards are in (`dedup_cluster`), so the result does not depend on the shard count.
+  option: `dedup.confirm`, on by default), skipping pairs already joined in this task -> joined.
+The joins go into one local union-find whose root is the smallest node of each group, and the task
+writes only that forest: <dedup>/shards/<shard:05d>.parquet (FOREST_SCHEMA), one row per member that
+is not a root (member -> root) and one per renamed record, sorted by node. A member of a group of k
+records costs one row however many pairs the buckets held. Which copy survives is decided once all
+shards are in (`dedup_cluster`, which merges the forests), so the result does not depend on the shard
+count; whether a group is of exact copies is told there by the content hash.
 """
 from __future__ import annotations
 
@@ -19,11 +23,36 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.recipe import DedupConfig
-from pipelines.dedup_runs import DedupPlan, RunReader, write_bytes, read_at
+from pipelines.dedup_runs import DedupPlan, RunReader, read_at, write_bytes
 from pipelines.dedup_signature import MinHasher, jaccard
 
-# kind: 'exact' | 'near' (a, b: joined nodes) or 'rename' (a: node, uid: its unique id; b null)
-EDGE_SCHEMA = pa.schema([("kind", pa.string()), ("a", pa.uint64()), ("b", pa.uint64()), ("uid", pa.string())])
+# a forest edge (node -> root: the smallest node of its group in this task; uid null) or a rename
+# (node, uid: its unique id; root null); sorted by node
+FOREST_SCHEMA = pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())])
+FOREST_ROW_GROUP = 1 << 16  # rows: the cluster step reads a forest a row group at a time
+
+
+class Groups:
+    """Union-find over node ids; the root of a group is its smallest node."""
+
+    def __init__(self):
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        while self.parent.get(x, x) != x:
+            self.parent[x] = self.parent.get(self.parent[x], self.parent[x])  # path halving
+            x = self.parent[x]
+        return x
+
+    def join(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+            self.parent.setdefault(min(ra, rb), min(ra, rb))  # roots are members too
+
+    def forest(self) -> list[tuple[int, int]]:
+        """(member, root) of every member that is not a root, sorted by member."""
+        return [(x, r) for x in sorted(self.parent) if (r := self.find(x)) != x]
 
 
 def unique_ids(sources: list[str], ids: list[str], origins: list[tuple[int, int]]) -> list[str]:
@@ -78,35 +107,21 @@ def _renames(plan: DedupPlan, shard: int, prepared: str) -> list[tuple[int, str]
     return [(n, u) for n, u, d in zip(nodes, uids, ids) if u != d]
 
 
-def _exact_edges(plan: DedupPlan, shard: int) -> list[tuple[int, int]]:
-    edges: list[tuple[int, int]] = []
+def _join_exact(plan: DedupPlan, shard: int, groups: Groups) -> None:
     for rows in RunReader(plan, "exact", shard):
         rows = rows[np.lexsort((rows["node"], rows["lo"], rows["hi"]))]
         same = np.flatnonzero((rows["hi"][1:] == rows["hi"][:-1]) & (rows["lo"][1:] == rows["lo"][:-1]))
         # a chain of adjacent equal rows joins the whole group
-        edges += zip(rows["node"][same].tolist(), rows["node"][same + 1].tolist())
-    return edges
+        for a, b in zip(rows["node"][same].tolist(), rows["node"][same + 1].tolist()):
+            groups.join(a, b)
 
 
-def _near_edges(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig) -> list[tuple[int, int]]:
+def _join_near(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig, groups: Groups) -> None:
     buckets: list[np.ndarray] = []
     for rows in RunReader(plan, "band", shard):
         rows = rows[np.lexsort((rows["node"], rows["key"]))]
         buckets += (rows[s:e].copy() for s, e in zip(*_groups(rows["key"])))  # copies: a view keeps the sub-range alive
-    parent: dict[int, int] = {}
-
-    def find(x: int) -> int:
-        while parent.get(x, x) != x:
-            parent[x] = parent.get(parent[x], parent[x])
-            x = parent[x]
-        return x
-
-    edges: list[tuple[int, int]] = []
-
-    def join(a: int, b: int) -> None:
-        parent[find(b)] = find(a)
-        edges.append((a, b))
-
+    find, join = groups.find, groups.join
     pending = []
     for g in buckets:
         chash = g["chash"]
@@ -139,22 +154,27 @@ def _near_edges(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig) ->
                     join(a, b)
                 else:
                     rejected.add((a, b))
-    return edges
 
 
 def bucket_shard(plan: DedupPlan, shard: int, prepared: str, cfg: DedupConfig) -> str:
-    """Find one shard's edges and write <dedup>/shards/<shard:05d>.parquet; returns its path."""
-    rows: list[tuple[str, int, int | None, str | None]] = [("rename", n, None, u) for n, u in
-                                                           _renames(plan, shard, prepared)]
+    """Find one shard's duplicate forest and renames, write <dedup>/shards/<shard:05d>.parquet; returns its path."""
+    groups = Groups()
     if cfg.exact:
-        rows += (("exact", a, b, None) for a, b in _exact_edges(plan, shard))
-    if cfg.minhash:
-        rows += (("near", a, b, None) for a, b in _near_edges(plan, shard, prepared, cfg))
-    table = pa.table(dict(zip(EDGE_SCHEMA.names, zip(*rows))) if rows else
-                     {f.name: pa.array([], f.type) for f in EDGE_SCHEMA}, schema=EDGE_SCHEMA)
+        _join_exact(plan, shard, groups)
+    if cfg.minhash:  # after the exact joins: pairs of exact copies need no Jaccard check
+        _join_near(plan, shard, prepared, cfg, groups)
+    return write_forest(plan, shard, groups.forest(), _renames(plan, shard, prepared))
+
+
+def write_forest(plan: DedupPlan, shard: int, forest: list[tuple[int, int]], renames: list[tuple[int, str]]) -> str:
+    """Write one shard's (member, root) forest and (node, unique id) renames as FOREST_SCHEMA; returns the path."""
+    rows = [(n, r, None) for n, r in forest] + [(n, None, u) for n, u in renames]
+    rows.sort(key=lambda row: row[0])
+    table = pa.table(dict(zip(FOREST_SCHEMA.names, zip(*rows))) if rows else
+                     {f.name: pa.array([], f.type) for f in FOREST_SCHEMA}, schema=FOREST_SCHEMA)
     fs, _ = fsspec.core.url_to_fs(plan.folder)
     path = f"{plan.folder}/shards/{shard:05d}.parquet"
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, row_group_size=FOREST_ROW_GROUP)
     write_bytes(fs, path, sink.getvalue().to_pybytes())
     return path

@@ -1,25 +1,37 @@
-"""The cluster step: every bucket shard's edges -> the drop list (<work>/dedup.parquet), and its readers.
+"""The cluster step: every bucket shard's forest -> the drop list (<work>/dedup.parquet), and its readers.
 
-Union-find over the edges (duplicates are few next to the corpus, so this fits one task): in each
-group of exact copies (the 'exact' edges) the first member by `DedupPlan.survivor_key` is kept (the
-higher tier, then the smaller unique id; within one source just the smaller id) and the others are
-exact duplicates; in each group joined by any edge the first member is kept and every other member
-that is not an exact duplicate is a near duplicate. An exact copy has the same bands and shingles as
-the copy that is kept, so it joins the same near group: the result equals near dedup over the exact
-survivors only.
+Each bucket task wrote its duplicate groups as a forest (member -> root, `dedup_buckets`); a chain
+across shards (a~b in one, b~c in another) is one group. The forests are merged into connected
+components out of core, every step an external sort (`SortedRuns`) within `DedupPlan.max_memory_mb`,
+so the task's memory does not grow with the corpus:
+
+1. components: the alternating large-star / small-star rounds of Kiveris et al., "Connected
+   Components in MapReduce and Beyond" (SoCC 2014), over the edges (child, parent < child) sorted
+   by node, until the edges form stars (every node points at its component's smallest node);
+2. labels: each member's root, its unique id (renames) and, read from the prepared parts in node
+   order, its source, input id and content hash;
+3. survivors: per component, sorted by `DedupPlan.survivor_key` (the higher tier, then the smaller
+   unique id): the first member is kept; a member whose content hash an earlier member has is an
+   exact duplicate (with `dedup.exact`), any other is a near duplicate. Members with equal hashes
+   are the exact copies (the bucket tasks join them through the exact runs), so this equals near
+   dedup over the exact survivors only;
+4. the drop list, sorted by (part, pos), streamed to a temporary file and renamed.
 """
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
+from itertools import cycle
 from typing import Any
 
 import fsspec
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus.errors import DemixError
-from pipelines.dedup_buckets import EDGE_SCHEMA
-from pipelines.dedup_runs import DedupPlan, node_part, read_at
+from pipelines.dedup_buckets import FOREST_SCHEMA
+from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part
 
 # <work>/dedup.parquet: one row per prepared record that is dropped or renamed, keyed by where it is
 # (part: prepared file name, pos: row in it), since input ids may repeat. id: the record's unique id
@@ -27,78 +39,193 @@ from pipelines.dedup_runs import DedupPlan, node_part, read_at
 # or null for a record kept under a new id.
 DROP_SCHEMA = pa.schema([("part", pa.string()), ("pos", pa.int64()), ("source", pa.string()), ("id", pa.string()),
                          ("reason", pa.string())])
+# an edge seen from one of its ends: node and its neighbour other (a parent when other < node)
+_ADJACENT = pa.schema([("node", pa.uint64()), ("other", pa.uint64())])
+_LABEL = pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())])
+_MEMBER = pa.schema([("root", pa.uint64()), ("node", pa.uint64()), ("tier", pa.int32()), ("uid", pa.string()),
+                     ("source", pa.string()), ("hash", pa.string()), ("renamed", pa.bool_())])
+_LISTED = pa.schema([("node", pa.uint64()), ("source", pa.string()), ("id", pa.string()), ("reason", pa.string())])
+MAX_ROUNDS = 200  # each round at least halves what is left far from a star; a real corpus needs a handful
 
 
 class DedupError(DemixError):
     """Prepared files, runs or a drop file this version cannot read (an older build's work folder)."""
 
 
-class _Groups:
-    """Union-find over node ids."""
+class ClusterWork:
+    """The cluster step's sorts, all under <dedup>/cluster/ and each within the plan's memory budget."""
 
-    def __init__(self):
-        self.parent: dict[int, int] = {}
+    def __init__(self, plan: DedupPlan, budget_bytes: int | None = None):
+        self.folder = f"{plan.folder}/cluster"
+        self.budget = plan.max_memory_mb * 2**20 if budget_bytes is None else budget_bytes
+        self.sorts: list[SortedRuns] = []
+        self.rows = 0
+        """Rows of the drop list written."""
 
-    def find(self, x: int) -> int:
-        while self.parent.get(x, x) != x:
-            self.parent[x] = self.parent.get(self.parent[x], self.parent[x])
-            x = self.parent[x]
-        return x
+    def sort(self, name: str, schema: pa.Schema, key: str) -> SortedRuns:
+        s = SortedRuns(f"{self.folder}/{name}", schema, key, self.budget)
+        self.sorts.append(s)
+        return s
 
-    def join(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[max(ra, rb)] = min(ra, rb)
-            self.parent.setdefault(min(ra, rb), min(ra, rb))  # roots are members too
-
-    def members(self) -> list[list[int]]:
-        out: dict[int, list[int]] = defaultdict(list)
-        for x in self.parent:
-            out[self.find(x)].append(x)
-        return list(out.values())
+    @property
+    def peak_bytes(self) -> int:
+        """The most Arrow bytes any one sort held at once (one sort runs at a time but for a hand-off)."""
+        return max((s.peak_bytes for s in self.sorts), default=0)
 
 
-def read_edges(plan: DedupPlan) -> pa.Table:
-    """The concatenated edges of every bucket shard; raises DedupError when one is missing."""
+def _add_edges(out: SortedRuns, child: np.ndarray, parent: np.ndarray) -> None:
+    keep = child != parent
+    child, parent = child[keep], parent[keep]
+    out.add(pa.table({"node": np.concatenate([child, parent]), "other": np.concatenate([parent, child])},
+                     schema=_ADJACENT))
+
+
+def _star_round(edges: SortedRuns, out: SortedRuns, large: bool) -> bool:
+    """One large-star (or small-star) round from `edges` into `out`; True when `edges` already were stars.
+
+    For a node u with neighbours N(u), m(u) = min(u, N(u)). Large-star points every larger neighbour of u
+    at m(u); small-star points u and its smaller neighbours at m(u). Both keep the components, and
+    alternating them ends in stars; on stars either gives the same stars back.
+    """
+    star = True
+    for t in edges.groups():
+        node, other = t.column("node").to_numpy(), t.column("other").to_numpy()
+        order = np.lexsort((other, node))
+        node, other = node[order], other[order]
+        fresh = np.ones(len(node), bool)
+        fresh[1:] = (node[1:] != node[:-1]) | (other[1:] != other[:-1])  # one edge may come from several nodes
+        node, other = node[fresh], other[fresh]
+        first = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+        group = np.cumsum(np.r_[True, node[1:] != node[:-1]]) - 1
+        up = other < node
+        ups = np.bincount(group, weights=up, minlength=len(first))
+        downs = np.diff(np.r_[first, len(node)]) - ups
+        star = star and not ((ups > 1) | ((ups > 0) & (downs > 0))).any()  # a star: a root, or one parent root
+        m = np.minimum(node[first], other[first])  # the smallest neighbour comes first
+        if large:
+            _add_edges(out, other[~up], m[group][~up])
+        else:
+            _add_edges(out, np.concatenate([other[up], node[first]]), np.concatenate([m[group][up], m]))
+    return star
+
+
+def components(plan: DedupPlan, work: ClusterWork, labels: SortedRuns) -> Iterator[pa.Table]:
+    """(node, root) of every node of a duplicate group, as _LABEL tables in node order; renames go to `labels`."""
     fs, root = fsspec.core.url_to_fs(plan.folder)
-    tables = []
+    edges = work.sort("edges-0", _ADJACENT, "node")
     for s in range(plan.shards):
         path = f"{root}/shards/{s:05d}.parquet"
         if not fs.exists(path):
             raise DedupError(f"{path}: bucket shard {s} of {plan.shards} has no edges file (its task did not finish)")
-        tables.append(pq.read_table(fs.open(path, "rb")))
-    return pa.concat_tables(tables) if tables else EDGE_SCHEMA.empty_table()
+        with fs.open(path, "rb") as f:
+            for batch in pq.ParquetFile(f).iter_batches(columns=FOREST_SCHEMA.names):
+                t = pa.Table.from_batches([batch])
+                linked = t.filter(t.column("root").is_valid())
+                _add_edges(edges, linked.column("node").to_numpy(), linked.column("root").to_numpy())
+                labels.add(t.filter(t.column("uid").is_valid()).select(_LABEL.names).cast(_LABEL))
+    ops = cycle([True, False])
+    for r in range(1, MAX_ROUNDS + 1):
+        out = work.sort(f"edges-{r}", _ADJACENT, "node")
+        if _star_round(edges, out, next(ops)):
+            edges = out
+            break
+        edges = out
+    else:
+        raise DedupError(f"{plan.folder}: duplicate groups did not settle in {MAX_ROUNDS} rounds")
+    for t in edges.groups():
+        node, other = t.column("node").to_numpy(), t.column("other").to_numpy()
+        first = np.flatnonzero(np.r_[True, node[1:] != node[:-1]]) if len(node) else np.empty(0, np.int64)
+        lowest = np.minimum.reduceat(other, first) if len(node) else other
+        yield pa.table({"node": node[first], "root": np.minimum(node[first], lowest),
+                        "uid": pa.nulls(len(first), pa.string())}, schema=_LABEL)
 
 
-def cluster(plan: DedupPlan, prepared: str) -> pa.Table:
-    """The drop list (DROP_SCHEMA) from every shard's edges, sorted by (part, pos)."""
-    edges = read_edges(plan)
-    kind, a, b, uid = (edges.column(c).to_pylist() for c in EDGE_SCHEMA.names)
-    renames = {n: u for k, n, u in zip(kind, a, uid) if k == "rename"}
-    exact, linked = _Groups(), _Groups()
-    for k, x, y in zip(kind, a, b):
-        if k == "exact":
-            exact.join(x, y)
-            linked.join(x, y)
-        elif k == "near":
-            linked.join(x, y)
-    nodes = set(renames) | set(linked.parent)
-    meta = read_at(prepared, nodes, ["source", "id"])
-    info = {n: (src, renames.get(n, did)) for n, (src, did) in meta.items()}
+class _PartCursor:
+    """Columns of prepared records by node, for nodes asked in increasing order: one part is held at a time."""
 
-    def ordered(group: list[int]) -> list[int]:
-        return sorted(group, key=lambda n: plan.survivor_key(*info[n]))
+    def __init__(self, prepared: str, columns: list[str]):
+        self.fs, self.root = fsspec.core.url_to_fs(prepared)
+        self.columns, self.part, self.rows = columns, None, []
 
-    drops: dict[int, str] = {}
-    for g in exact.members():
-        drops.update((n, "exact_duplicate") for n in ordered(g)[1:])
-    for g in linked.members():
-        drops.update((n, "near_duplicate") for n in ordered(g)[1:] if n not in drops)
-    listed = sorted(set(drops) | set(renames), key=node_part)
-    where = [node_part(n) for n in listed]
-    return pa.table({"part": [p for p, _ in where], "pos": [i for _, i in where],
-                     "source": [info[n][0] for n in listed], "id": [info[n][1] for n in listed],
-                     "reason": [drops.get(n) for n in listed]}, schema=DROP_SCHEMA)
+    def __call__(self, nodes: list[int]) -> dict[int, tuple]:
+        out = {}
+        for n in nodes:
+            part, pos = node_part(n)
+            if part != self.part:
+                with self.fs.open(f"{self.root}/{part}", "rb") as f:
+                    t = pq.read_table(f, columns=self.columns)
+                self.part, self.rows = part, list(zip(*(t.column(c).to_pylist() for c in self.columns)))
+            out[n] = self.rows[pos]
+        return out
+
+
+def _members(plan: DedupPlan, prepared: str, labels: SortedRuns, members: SortedRuns, listed: SortedRuns) -> None:
+    """Join each labelled node with its prepared record: members of groups, or renamed records alone."""
+    read = _PartCursor(prepared, ["source", "id", "hash"])
+    for t in labels.groups():
+        root: dict[int, int] = {}
+        uid: dict[int, str] = {}
+        for n, r, u in zip(*(t.column(c).to_pylist() for c in _LABEL.names)):
+            if r is not None:
+                root[n] = r
+            if u is not None:
+                uid[n] = u
+        nodes = sorted(set(root) | set(uid))
+        meta = read(nodes)
+        rows = [(root[n], n, plan.survivor_key(meta[n][0], "")[0], uid.get(n, meta[n][1]), meta[n][0], meta[n][2],
+                 n in uid) for n in nodes if n in root]
+        members.add(pa.table(dict(zip(_MEMBER.names, zip(*rows))), schema=_MEMBER) if rows else _MEMBER.empty_table())
+        alone = [(n, meta[n][0], uid[n], None) for n in nodes if n not in root]
+        listed.add(pa.table(dict(zip(_LISTED.names, zip(*alone))), schema=_LISTED) if alone else _LISTED.empty_table())
+
+
+def _survivors(members: SortedRuns, listed: SortedRuns, exact: bool) -> None:
+    """Per group, in survivor order: the first member kept, the others exact or near duplicates."""
+    for t in members.groups():
+        t = t.sort_by([("root", "ascending"), ("tier", "ascending"), ("uid", "ascending"), ("source", "ascending")])
+        rows, current, seen = [], None, set()
+        for r, n, uid, src, h, renamed in zip(*(t.column(c).to_pylist() for c in
+                                                  ("root", "node", "uid", "source", "hash", "renamed"))):
+            if r != current:
+                current, seen, reason = r, {h}, None  # the group's survivor
+            elif h in seen:
+                reason = "exact_duplicate" if exact else "near_duplicate"
+            else:
+                seen.add(h)
+                reason = "near_duplicate"
+            if reason or renamed:
+                rows.append((n, src, uid, reason))
+        listed.add(pa.table(dict(zip(_LISTED.names, zip(*rows))), schema=_LISTED) if rows else _LISTED.empty_table())
+
+
+def cluster(plan: DedupPlan, prepared: str, output: str, exact: bool = True,
+            work: ClusterWork | None = None) -> ClusterWork:
+    """Write the drop list (DROP_SCHEMA, sorted by (part, pos)) of every shard's forest to `output`.
+
+    `work`: where the sorts run and their budget (default: the plan's, max_memory_mb). Returns it, with
+    the sorts it ran (their peak memory) and the rows written.
+    `exact`: whether equal content is named 'exact_duplicate' (recipe dedup.exact) or 'near_duplicate'.
+    """
+    work = work or ClusterWork(plan)
+    labels = work.sort("labels", _LABEL, "node")
+    for t in components(plan, work, labels):
+        labels.add(t)
+    members, listed = work.sort("members", _MEMBER, "root"), work.sort("listed", _LISTED, "node")
+    _members(plan, prepared, labels, members, listed)
+    _survivors(members, listed, exact)
+    fs, path = fsspec.core.url_to_fs(output)
+    folder, name = path.rsplit("/", 1)
+    fs.makedirs(folder, exist_ok=True)
+    tmp = f"{folder}/.tmp-{name}"
+    with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
+        for t in listed.groups():
+            where = [node_part(n) for n in t.column("node").to_pylist()]  # node order is (part, pos) order
+            w.write_table(pa.table({"part": [p for p, _ in where], "pos": [i for _, i in where],
+                                    **{c: t.column(c) for c in ("source", "id", "reason")}}, schema=DROP_SCHEMA))
+            work.rows += t.num_rows
+    fs.mv(tmp, path)
+    fs.rm(work.folder, recursive=True)
+    return work
 
 
 def read_drop_list(drop_file: str) -> dict[tuple[str, int], tuple[str, str | None]]:

@@ -13,13 +13,15 @@ is its top 32 bits times `shards`, shifted down, so a shard is one contiguous ke
 task reads each run's slice of a sub-range with a binary search (`RunReader`), never a whole run:
 memory per task is set by `max_memory_mb`, not by the corpus size. Runs are written whole to a
 temporary name and renamed, so a crashed prepare task leaves no half run.
+
+`SortedRuns` is the same idea for the cluster step: an external sort of Arrow rows within a byte budget.
 """
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import fsspec
 import numpy as np
@@ -230,3 +232,123 @@ def read_at(prepared_folder: str, nodes, columns: list[str]) -> dict[int, tuple]
         rows = zip(*(t.column(c).to_pylist() for c in columns))
         out.update(zip(members, rows))
     return out
+
+
+class SortedRuns:
+    """An external sort of Arrow rows by one uint64 column, within a byte budget (the cluster step's spill).
+
+    `add` buffers tables; each buffer of about budget/4 bytes is sorted and written as one run
+    (<folder>/<n:05d>.parquet) in row groups of budget/(4 * FAN_IN) bytes. `groups` merges the runs,
+    FAN_IN at a time (more runs take extra merge passes into fewer, longer runs), and yields tables
+    sorted by the key that hold whole key groups (every row of a key in one table) of at most about
+    `piece_rows` rows. A read row group and its sorted copies are the memory: about 3/4 of the
+    budget. One key group larger than that is still yielded whole (it is one duplicate cluster).
+    `peak_bytes`: the most Arrow bytes this sort held at once (buffer, or row groups being merged);
+    `written`: the runs it wrote.
+    """
+
+    FAN_IN = 16
+
+    def __init__(self, folder: str, schema: pa.Schema, key: str, budget_bytes: int, piece_rows: int = 1 << 16):
+        self.fs, self.root = fsspec.core.url_to_fs(folder)
+        if self.fs.exists(self.root):
+            self.fs.rm(self.root, recursive=True)  # a crashed attempt's runs
+        self.fs.makedirs(self.root, exist_ok=True)
+        self.schema, self.key, self.budget, self.piece_rows = schema, key, max(1, budget_bytes), max(1, piece_rows)
+        self.runs: list[str] = []
+        self.buffer: list[pa.Table] = []
+        self.buffered = self.peak_bytes = self.rows = 0
+        self.written = 0  # runs written, merge passes included
+
+    def add(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.buffer.append(table)
+        self.buffered += table.nbytes
+        self.rows += table.num_rows
+        self.peak_bytes = max(self.peak_bytes, self.buffered)
+        if self.buffered >= self.budget // 4:
+            self._spill()
+
+    def groups(self) -> Iterator[pa.Table]:
+        """The rows in key order, as tables of whole key groups; the runs are removed once read."""
+        if not self.runs:  # everything fit in the buffer: no run was written
+            table = self._sorted(self.buffer)
+            self.buffer, self.buffered = [], 0
+            yield from self._pieces(table)
+        else:
+            self._spill()
+            while len(self.runs) > self.FAN_IN:  # each pass merges FAN_IN runs into one
+                self.runs = [self._write(self._merge(self.runs[i: i + self.FAN_IN]))
+                             for i in range(0, len(self.runs), self.FAN_IN)]
+            for table in self._merge(self.runs):
+                yield from self._pieces(table)
+        self.fs.rm(self.root, recursive=True)
+
+    def _sorted(self, tables: list[pa.Table]) -> pa.Table:
+        table = pa.concat_tables(tables) if tables else self.schema.empty_table()
+        return table.sort_by(self.key)
+
+    def _pieces(self, table: pa.Table) -> Iterator[pa.Table]:
+        """Slices of a sorted table at key boundaries, each about piece_rows rows (a larger group whole)."""
+        keys = table.column(self.key).to_numpy()
+        start = 0
+        while start < len(keys):
+            end = min(len(keys), start + self.piece_rows)
+            if end < len(keys):  # move the cut to the start of the group it falls in, or past a huge group
+                cut = int(np.searchsorted(keys, keys[end], "left"))
+                end = cut if cut > start else int(np.searchsorted(keys, keys[end], "right"))
+            yield table.slice(start, end - start)
+            start = end
+
+    def _spill(self) -> None:
+        if self.buffer:
+            table = self._sorted(self.buffer)
+            self.buffer, self.buffered = [], 0
+            self.runs.append(self._write(iter([table])))
+
+    def _write(self, tables: Iterator[pa.Table]) -> str:
+        path = f"{self.root}/{self.written:05d}.parquet"
+        self.written += 1
+        with self.fs.open(path, "wb") as f, pq.ParquetWriter(f, self.schema, compression="none") as w:
+            for table in tables:
+                if table.num_rows == 0:
+                    continue
+                row_bytes = max(1, table.nbytes // max(1, table.num_rows))
+                w.write_table(table, row_group_size=max(1, self.budget // (4 * self.FAN_IN * row_bytes)))
+        return path
+
+    def _merge(self, paths: list[str]) -> Iterator[pa.Table]:
+        """Merge sorted runs: yield every held row below the smallest 'last key' of the runs still being read."""
+        files = [pq.ParquetFile(p, filesystem=self.fs) for p in paths]  # a local fs is read natively
+        read = [0] * len(files)
+        held = [self.schema.empty_table() for _ in files]
+
+        def load(i: int) -> None:
+            held[i] = pa.concat_tables([held[i], files[i].read_row_group(read[i], use_threads=False)])
+            read[i] += 1
+
+        while True:
+            for i, f in enumerate(files):
+                while held[i].num_rows == 0 and read[i] < f.num_row_groups:
+                    load(i)
+            self.peak_bytes = max(self.peak_bytes, sum(t.nbytes for t in held))
+            live = [i for i, f in enumerate(files) if read[i] < f.num_row_groups]
+            if not live:  # every run is in memory: the rest is whole
+                yield self._sorted(held)
+                break
+            # no row at or past `bound` is complete yet: a run still being read may hold more of its key
+            bound = min(held[i].column(self.key)[-1].as_py() for i in live)
+            out = []
+            for i, t in enumerate(held):
+                cut = int(np.searchsorted(t.column(self.key).to_numpy(), bound, "left"))
+                out.append(t.slice(0, cut))
+                held[i] = t.slice(cut)
+            if any(t.num_rows for t in out):
+                yield self._sorted(out)
+            else:  # one key spans past the held row groups: read on in the runs that end in it
+                for i in live:
+                    if held[i].column(self.key)[-1].as_py() == bound:
+                        load(i)
+        for p in paths:
+            self.fs.rm(p)
