@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 import yaml
 
 from corpus.config_check import ConfigChecker, ConfigError, config_keys, rules
+from corpus.tokenizer import TokenizerSpec, tokenizer_spec
 
 Tier = Literal["high", "medium-high", "medium", "low"]
 Format = Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text", "dist-metadata", "builtin"]
@@ -34,54 +35,6 @@ NAME_RULE = rules(pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
 
 class RecipeError(ConfigError):
     """A recipe that cannot be used; the message names file, key path and value."""
-
-
-@dataclass(frozen=True)
-class TokenizerTraining:
-    """The recipe's ``tokenizer.train`` mapping: a byte-level BPE trained on the recipe's kept documents."""
-
-    vocab_size: int = field(metadata=rules(ge=259))
-    """Vocabulary size (tokens; at least the 256 bytes plus specials)."""
-    sample_docs: int = field(default=20_000, metadata=rules(ge=1))
-    """Documents sampled to train on (documents)."""
-
-
-@dataclass(frozen=True)
-class TokenizerSection:
-    """The recipe's ``tokenizer:`` mapping as written; exactly one of path, hub, train. Becomes a TokenizerSpec."""
-
-    path: str | None = None
-    """A local tokenizer.json (relative to the recipe's folder; placeholders expand)."""
-    hub: str | None = None
-    """A Hugging Face Hub repository id whose tokenizer.json is used."""
-    train: TokenizerTraining | None = None
-    """Train a BPE on the recipe instead."""
-    eos_token: str = "<|endoftext|>"
-    """The end-of-document token appended after every document (a token string)."""
-    name: str | None = None
-    """A display name for the tokenizer (default: the file, hub id or bpe-<vocab>)."""
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """Where the tokenizer comes from: a local tokenizer.json, a Hub id, or BPE trained on the recipe."""
-
-    path: str | None = None
-    hub: str | None = None
-    train_vocab_size: int | None = None
-    train_sample_docs: int = 20_000
-    eos_token: str = "<|endoftext|>"
-    name: str | None = None
-
-    @property
-    def display_name(self) -> str:
-        if self.name:
-            return self.name
-        if self.path:
-            return Path(self.path).name
-        if self.hub:
-            return self.hub
-        return f"bpe-{self.train_vocab_size}"
 
 
 @dataclass(frozen=True)
@@ -325,19 +278,7 @@ def _source(c: ConfigChecker, raw: Any, key: str, recipe_dir: Path, stage_names:
 
 
 def _tokenizer(c: ConfigChecker, raw: Any, recipe_dir: Path) -> TokenizerSpec:
-    t = c.config(TokenizerSection, raw, "tokenizer")
-    given = [k for k in ("path", "hub", "train") if getattr(t, k) is not None]
-    if len(given) != 1:
-        c.fail("tokenizer", f"give exactly one of path, hub, train (got {', '.join(given) or 'none'})")
-    if t.train is not None:
-        return TokenizerSpec(train_vocab_size=t.train.vocab_size, train_sample_docs=t.train.sample_docs,
-                             eos_token=t.eos_token, name=t.name)
-    if t.path is not None:
-        path = _expand(c, t.path, "tokenizer.path", recipe_dir)
-        if not Path(path).is_absolute():
-            path = str((recipe_dir / path).resolve())
-        return TokenizerSpec(path=path, eos_token=t.eos_token, name=t.name)
-    return TokenizerSpec(hub=t.hub, eos_token=t.eos_token, name=t.name)
+    return tokenizer_spec(c, raw, recipe_dir, lambda path: _expand(c, path, "tokenizer.path", recipe_dir))
 
 
 def _unique(c: ConfigChecker, names: list[str], key: str) -> None:

@@ -3,6 +3,12 @@
 A work unit is one input file (any fsspec URL) or one range of a built-in generator. Units are listed
 in a fixed order and unit ``i`` goes to task ``i % world_size``, so every rerun assigns the same
 documents to the same task. Bad input is counted per source with a reason and skipped, never fatal.
+
+Sources laid out as on the Hub read the same way, local or remote: a location may be a glob
+(``hf://datasets/<org>/<name>/data/**/*.parquet``) or a folder (every data file below it, hidden
+folders skipped), and a source of a data format (jsonl, jsonl.gz, jsonl.zst, parquet) reads each file
+by its own suffix (``.parquet``; ``.jsonl``/``.json`` plain, ``.gz`` or ``.zst``), so one Hub folder may
+mix them. ``hf://`` URLs go to fsspec's HfFileSystem (huggingface_hub) unchanged.
 """
 from __future__ import annotations
 
@@ -25,6 +31,27 @@ from pipelines.stats import CountingStep
 
 BUILTIN_UNIT_DOCS = 1000
 _GLOB_CHARS = re.compile(r"[*?\[]")
+DATA_FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet")
+JSONL_SUFFIXES = tuple(f"{stem}{c}" for stem in (".jsonl", ".json") for c in ("", ".gz", ".zst", ".zstd"))
+DATA_SUFFIXES = (".parquet", *JSONL_SUFFIXES)
+
+
+def file_format(url: str, source_format: str) -> str:
+    """How to read one file of a source: a data source's file by its own suffix, anything else as the source says."""
+    if source_format in DATA_FORMATS:
+        name = url.lower()
+        if name.endswith(".parquet"):
+            return "parquet"
+        if name.endswith(JSONL_SUFFIXES):
+            return "jsonl"
+    return source_format
+
+
+def _folder_files(fs, folder: str) -> list[str]:
+    """The data files below a folder (recursive, sorted), skipping hidden files and folders (.cache, .git...)."""
+    root = folder.rstrip("/")
+    return sorted(p for p in fs.find(root) if p.lower().endswith(DATA_SUFFIXES)
+                  and not any(part.startswith(".") for part in p[len(root):].split("/")))
 
 
 @dataclass(frozen=True)
@@ -84,8 +111,11 @@ def list_units(recipe: Recipe, sources: list[str] | None = None,
         for loc in s.locations:
             try:
                 fs, path = fsspec.core.url_to_fs(loc)
+                prefix = _fixed_prefix(path)
                 if _GLOB_CHARS.search(path):
                     found = sorted(p for p, info in fs.glob(path, detail=True).items() if info.get("type") == "file")
+                elif s.format in DATA_FORMATS and fs.isdir(path):  # a dataset folder as on the Hub
+                    found, prefix = _folder_files(fs, path), path.rstrip("/")
                 else:
                     found = [path] if fs.isfile(path) else []
             except (OSError, ValueError, ImportError):
@@ -94,7 +124,6 @@ def list_units(recipe: Recipe, sources: list[str] | None = None,
             if not found:
                 missing[s.name] = missing.get(s.name, 0) + 1
                 continue
-            prefix = _fixed_prefix(path)
             for p in found:
                 if p in seen:
                     continue
@@ -143,11 +172,12 @@ class SourceReader(CountingStep):
 
     # each reader yields Documents and counts records in and bad records per reason
     def _read_unit(self, unit: WorkUnit, fmt: SourceFormat) -> Iterator[Document]:
-        if fmt.format == "builtin":
+        kind = file_format(unit.url, fmt.format)
+        if kind == "builtin":
             yield from self._read_builtin(unit, fmt)
-        elif fmt.format in ("jsonl", "jsonl.gz", "jsonl.zst"):
+        elif kind in ("jsonl", "jsonl.gz", "jsonl.zst"):
             yield from self._read_jsonl(unit, fmt)
-        elif fmt.format == "parquet":
+        elif kind == "parquet":
             yield from self._read_parquet(unit, fmt)
         else:
             yield from self._read_file(unit, fmt)
