@@ -4,6 +4,7 @@
     python bench/reproduce.py                         # n = 64, about 75 minutes on 2 cores
     python bench/reproduce.py --device cuda           # export the GPU run's inputs and print its one command
     python bench/reproduce.py --report-only           # re-render docs/reproduction.md from docs/reproduction/*.json
+    python bench/reproduce.py --search-check --quick  # on a finished work folder: searched picks, trained and judged
 
 Steps: build the demo corpus if needed; export the protocol's inputs (mixtures drawn before any training,
 materialised ratios, token streams as .npy, validation documents) with bench/reproduce_protocol.py;
@@ -26,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from reproduce_protocol import INPUTS_FILE, PROTOCOLS, export_inputs  # noqa: E402
-from reproduce_report import render_report  # noqa: E402
+from reproduce_report import render_report, search_check_section  # noqa: E402
+from reproduce_search import attach_search_check, run_search_check  # noqa: E402
 
 DOCS = ROOT / "docs" / "reproduction"
 
@@ -56,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--collect", type=Path, help="a finished work folder (results.json, e.g. from the GPU machine) "
                    "to add to docs/reproduction/")
     p.add_argument("--report-only", action="store_true", help="only regenerate docs/reproduction.md")
+    p.add_argument("--search-check", action="store_true", help="on a finished work folder: the search's pick, the "
+                   "share rule's and a trained-proxy search's, trained and judged on held-out documents "
+                   "(bench/reproduce_search.py; needs the corpus the inputs came from, --corpus)")
     p.add_argument("--dry-run", action="store_true", help="print the resolved protocol and stop")
     args = p.parse_args(argv)
     if args.collect:
@@ -77,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(protocol.__dict__, indent=1, default=list))
         return 0
     work = args.work or ROOT / "runs" / "reproduce" / protocol.tag
+    if args.search_check:
+        return search_check(work, args.corpus or ROOT / "out" / "reproduce-quick", args.tag, args.bootstrap)
     inputs = work / "inputs"
     if not (inputs / INPUTS_FILE).exists():
         corpus = ensure_corpus(args.corpus or ROOT / "out" / "reproduce-quick", 3_000 if (args.quick or cuda) else None)
@@ -90,12 +97,29 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from reproduce_runner import run_protocol  # noqa: PLC0415 - torch, only when training
 
-    res = run_protocol(inputs, work, "cpu")
+    res = attach_search_check(run_protocol(inputs, work, "cpu"), work)
     DOCS.mkdir(parents=True, exist_ok=True)
     (DOCS / f"{protocol.tag}.json").write_text(json.dumps(res, indent=1, sort_keys=True, default=float))
     for line in res["verdicts"].values():
         print(line)
     print(f"wrote {render_report(DOCS, ROOT / 'docs' / 'reproduction.md')}")
+    return 0
+
+
+def search_check(work: Path, corpus: Path, tag: str | None, bootstrap: int | None) -> int:
+    """Run the search check on `work`, add it to docs/reproduction/<tag>.json and regenerate the page."""
+    if not (work / "results.json").exists():
+        print(f"error: {work}: no results.json (run the protocol first: python bench/reproduce.py)", file=sys.stderr)
+        return 1
+    res = json.loads((work / "results.json").read_text())
+    tag = tag or res["protocol"]["tag"]
+    run_search_check(work, corpus / "manifest.duckdb", bootstrap=bootstrap)
+    doc = DOCS / f"{tag}.json"
+    res = attach_search_check(json.loads(doc.read_text()) if doc.exists() else res, work)
+    DOCS.mkdir(parents=True, exist_ok=True)
+    doc.write_text(json.dumps(res, indent=1, sort_keys=True, default=float))
+    print("\n".join(search_check_section(res)))
+    print(f"wrote {work / 'search_check.json'}, {doc} and {render_report(DOCS, ROOT / 'docs' / 'reproduction.md')}")
     return 0
 
 

@@ -87,6 +87,18 @@ class Protocol:
     """Non-inferiority margin of E1 (macro rho, DeMix minus trained 1x)."""
     seed: int = 0
     """Seed of the mixture draw, the base and the validation sample."""
+    selection_share: float = 0.5
+    """Search check: share of each source's validation tokens in the selection half (the search sees only it)."""
+    selection_seed: int = 16
+    """Search check: seed of each source's document order in the selection/judgement split."""
+    search_iterations: int = 3
+    """Search check: iterations of the DeMix search (proxy.search.SearchSettings.iterations)."""
+    search_per_iteration: int = 64
+    """Search check: merged proxies in the first iteration, halved each later one (64 + 32 + 16, as `proxy search`)."""
+    search_pool: int = 200_000
+    """Search check: pool mixtures the predictors rank (one pool, shared by every searched pick)."""
+    search_top_k: int = 128
+    """Search check: top predicted pool mixtures averaged into each pick (`proxy search --top-k`)."""
 
     def __post_init__(self) -> None:
         if self.n_mixtures < 8:
@@ -98,6 +110,8 @@ class Protocol:
                 raise ProxyError(f"{key}: {getattr(self, key)!r} is not one of {', '.join(SHAPES)}")
         if not 0 <= self.general_share < 1:
             raise ProxyError(f"general_share: {self.general_share} is not in [0, 1)")
+        if not 0 < self.selection_share < 1:
+            raise ProxyError(f"selection_share: {self.selection_share} is not in (0, 1)")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Protocol":
@@ -113,7 +127,8 @@ CUDA = Protocol(tag="decide-cuda", n_mixtures=96, reference_seeds=(0, 1, 2), mod
                 base_tokens=2_000_000, component_tokens=400_000, trained_multiples=(1.0, 2.0, 4.0, 6.0),
                 batch_size=32, lr=2e-3, eval_tokens_per_domain=24_000, stream_tokens=4_000_000)
 TOY = Protocol(tag="toy", n_mixtures=8, base_tokens=1_024, component_tokens=512, seq_len=32, batch_size=8,
-               eval_tokens_per_domain=600, bootstrap=200, model="pico", baseline_model="pico", stream_tokens=20_000)
+               eval_tokens_per_domain=600, bootstrap=200, model="pico", baseline_model="pico", stream_tokens=20_000,
+               search_iterations=2, search_per_iteration=6, search_pool=2_000, search_top_k=16)
 PROTOCOLS = {"quick": QUICK, "full": FULL, "cuda": CUDA, "toy": TOY}
 
 

@@ -241,3 +241,53 @@ def analyse(record: dict[str, Any], nll: dict[str, np.ndarray], chunk: int = 500
     })
     results["verdicts"] = verdict_lines(results, proto["margin"], proto["ceiling_min"])
     return results
+
+
+def judged_statistics(ref_nll: np.ndarray, pick_nll: dict[str, np.ndarray], masks: np.ndarray, doc_bytes: np.ndarray,
+          judged: np.ndarray, groups: list[np.ndarray], chosen_ref: int, count: int, seed: int,
+          chunk: int = 500) -> dict[str, Any]:
+    """The search check's statistics (bench/reproduce_search.py) on the judgement documents only: {"point": {key: v}, "ci": {key: (lo, hi)}}.
+
+    ref_nll [S, n, D] (seeds, protocol mixtures, documents), pick_nll {name: [S, D]}, masks [T, D] of the
+    targets. A replicate resamples the judgement documents within each source (`groups`, judged indices only)
+    and the seeds, both with replacement, the same for every model (paired). Keys: bpb/<m> (macro over the
+    targets, mean of seeds), regret/<m> (minus the best reference, the oracle), agg/<m> (mean over targets of
+    the fraction of references that beat it, ties half: 0 = best on every target), diff/demix_vs_<m>, for
+    m in the picks, reference_selected (the reference picked on the selection half) and oracle; bpb/mean_reference.
+    """
+    n_seeds, n = ref_nll.shape[:2]
+    names = list(pick_nll)
+    nll = np.concatenate([ref_nll, np.stack([pick_nll[m] for m in names], axis=1)], axis=1)  # [S, n + P, D]
+
+    def stats(weights: np.ndarray, seed_counts: np.ndarray) -> dict[str, np.ndarray]:
+        w = weights * judged[None]  # only judgement documents count, whatever the weights say
+        tables = sum(seed_counts[:, s, None, None] * target_bpb(nll[s], masks, doc_bytes, w)
+                     for s in range(n_seeds)) / n_seeds  # [R, M, T]
+        macro = tables.mean(axis=2)
+        refs = tables[:, :n]
+        best = np.argmin(macro[:, :n], axis=1)
+        rows = {m: tables[:, n + i] for i, m in enumerate(names)}
+        rows["reference_selected"] = tables[:, chosen_ref]
+        rows["oracle"] = np.take_along_axis(tables, best[:, None, None], axis=1)[:, 0]
+        out = {"bpb/mean_reference": macro[:, :n].mean(axis=1)}
+        for m, t in rows.items():
+            out[f"bpb/{m}"] = t.mean(axis=1)
+            out[f"regret/{m}"] = out[f"bpb/{m}"] - macro[:, :n].min(axis=1)
+            x = t[:, None, :]
+            out[f"agg/{m}"] = ((refs < x) + 0.5 * (refs == x)).mean(axis=(1, 2))
+        for m in rows:
+            if m != "demix" and "demix" in rows:
+                out[f"diff/demix_vs_{m}"] = out["bpb/demix"] - out[f"bpb/{m}"]
+        return out
+
+    point = {k: float(v[0]) for k, v in stats(np.ones((1, len(doc_bytes))), np.ones((1, n_seeds))).items()}
+    rng = np.random.default_rng(seed + 1)
+    boot: dict[str, list[np.ndarray]] = {}
+    for done in range(0, count, chunk):
+        size = min(chunk, count - done)
+        _, weights = resamples(1, groups, len(doc_bytes), size, seed + done)
+        draws = rng.integers(0, n_seeds, (size, n_seeds))
+        seed_counts = np.stack([(draws == s).sum(axis=1) for s in range(n_seeds)], axis=1).astype(np.float64)
+        for k, v in stats(weights, seed_counts).items():
+            boot.setdefault(k, []).append(v)
+    return {"point": point, "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()}}
