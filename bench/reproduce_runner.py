@@ -34,6 +34,7 @@ from proxy.model import build_model, count_parameters, load_model, read_demix, s
 from proxy.proxies import ProxyFactory  # noqa: E402
 from proxy.training_loop import TrainConfig, train_loop  # noqa: E402
 from reproduce_protocol import SHAPES, Inputs, baseline_tokens, trained_tokens  # noqa: E402
+from reproduce_suite import SuiteScores  # noqa: E402
 
 
 class MixtureStream:
@@ -161,6 +162,7 @@ class Runner:
         self.device = torch.device(device)
         self.progress = progress
         self.scorer = DocScorer(inputs, self.device)
+        self.suite = None  # set by run_protocol when the protocol names a suite (issue 14)
         self.timings: dict[str, float] = {}
         self.tokens: dict[str, int] = {}
 
@@ -183,9 +185,14 @@ class Runner:
 
     def scored(self, method: str, name: str, make) -> np.ndarray:
         path = self.work / "nll" / method / f"{name}.npy"
+        if path.exists() and (self.suite is None or self.suite.done(method, name)):
+            return np.load(path)
+        model = make()  # training is seeded: a model rebuilt only for its missing suite scores is the same model
+        if self.suite is not None:
+            self.suite.score(method, name, model)
         if path.exists():
             return np.load(path)
-        out = self.scorer(make())
+        out = self.scorer(model)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(path, out)
         return out
@@ -277,6 +284,8 @@ def run_protocol(inputs_dir: Path, work: Path, device: str = "cpu", progress: bo
         torch.set_num_threads(threads)
     inputs = Inputs.load(inputs_dir)
     runner = Runner(inputs, work, device, progress)
+    if inputs.protocol.suite is not None:
+        runner.suite = SuiteScores(inputs_dir, work, runner.device, inputs.protocol.suite_limit)
     nll = runner.run()
     record = {"protocol": inputs.protocol.__dict__ | {"reference_seeds": list(inputs.protocol.reference_seeds),
                                                      "trained_multiples": list(inputs.protocol.trained_multiples)},
@@ -285,6 +294,8 @@ def run_protocol(inputs_dir: Path, work: Path, device: str = "cpu", progress: bo
               "compute": runner.compute, "parameters": runner.parameters, "device": str(runner.device),
               "torch": torch.__version__,
               "device_name": torch.cuda.get_device_name(0) if runner.device.type == "cuda" else "cpu"}
+    if runner.suite is not None:
+        record["suite"] = runner.suite.record(sorted(inputs.mixtures))
     np.savez_compressed(work / "nll.npz", **{m.replace("/", "__"): v for m, v in nll.items()})
     record["timings_s"]["train+score"] = time.perf_counter() - t0
     # a rerun skips finished runs, so its phase times are near 0: the run that trained keeps its times
