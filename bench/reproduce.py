@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from reproduce_protocol import INPUTS_FILE, PROTOCOLS, export_inputs  # noqa: E402
 from reproduce_report import render_report, search_check_section  # noqa: E402
 from reproduce_search import attach_search_check, run_search_check  # noqa: E402
+from reproduce_suite import export_suite, suite_pending  # noqa: E402
 
 DOCS = ROOT / "docs" / "reproduction"
 
@@ -89,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus = ensure_corpus(args.corpus or ROOT / "out" / "reproduce-quick", 3_000 if (args.quick or cuda) else None)
         export_inputs(corpus / "manifest.duckdb", protocol).save(inputs)
         print(f"exported {inputs}", file=sys.stderr)
+    if suite_pending(inputs):  # issue 14: the suite's task data travels with the inputs (the runner has no DuckDB)
+        corpus = ensure_corpus(args.corpus or ROOT / "out" / "reproduce-quick", 3_000 if (args.quick or cuda) else None)
+        print(f"exported {export_suite(corpus / 'manifest.duckdb', inputs)}", file=sys.stderr)
     if cuda or args.export_only:
         rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in (inputs, work)]
         print("on the GPU machine (no DuckDB needed; carry the inputs folder), then bring the work folder back:")

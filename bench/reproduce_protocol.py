@@ -99,6 +99,11 @@ class Protocol:
     """Search check: pool mixtures the predictors rank (one pool, shared by every searched pick)."""
     search_top_k: int = 128
     """Search check: top predicted pool mixtures averaged into each pick (`proxy search --top-k`)."""
+    suite: str | None = None
+    """A benchmark suite with generated task files (`offline`) every reference and proxy is also scored on
+    through lm-eval (bench/reproduce_suite.py; issue 14), or None for held-out bpb only."""
+    suite_limit: int = 24
+    """Samples per suite task (lm-eval's limit): at 24 the suite adds about 1.5 s per model on one CPU core."""
 
     def __post_init__(self) -> None:
         if self.n_mixtures < 8:
@@ -121,8 +126,8 @@ class Protocol:
 
 
 QUICK = Protocol(tag="decide-quick", n_mixtures=24, component_tokens=60_000, base_tokens=300_000,
-                 eval_tokens_per_domain=9_000)
-FULL = Protocol(tag="decide-full", n_mixtures=64)
+                 eval_tokens_per_domain=9_000, suite="offline")
+FULL = Protocol(tag="decide-full", n_mixtures=64, suite="offline")
 CUDA = Protocol(tag="decide-cuda", n_mixtures=96, reference_seeds=(0, 1, 2), model="tiny", baseline_model="micro",
                 base_tokens=2_000_000, component_tokens=400_000, trained_multiples=(1.0, 2.0, 4.0, 6.0),
                 batch_size=32, lr=2e-3, eval_tokens_per_domain=24_000, stream_tokens=4_000_000)

@@ -194,6 +194,7 @@ def _run_section(r: dict, folder: Path) -> list[str]:
     for m in methods:
         if m != "share":
             lines.append(f"| {_label(m)} | {_iv(r, f'e4/{m}/delta', '{:+.3f}')} | {_iv(r, f'e4/{m}/maintain', '{:.3f}')} |")
+    lines += [""] + _suite_section(r)
     lines += [""] + [f"![{png}](reproduction/{png})" for png in _plots(r, folder)] + [""]
     return lines
 
@@ -273,3 +274,47 @@ def search_check_section(r: dict) -> list[str]:
         f"{c['labels'][m]} " + ", ".join(f"{k} {v:.3f}" for k, v in c["picks"][m]["alpha"].items()) for m in c["picks"]),
         ""]
     return lines
+
+
+SUITE_TEXT = """Added after the registration above (issue 14), as a second target: every reference and every proxy is also
+scored on the protocol's benchmark suite through lm-evaluation-harness (`proxy.benchmarks.SuiteRunner` on the
+in-memory model, a fixed number of samples per task). Targets are the suite's domain scores (primary) and its
+other task metrics (secondary), each in the suite's direction; the rho endpoints are those above, computed
+against the references' suite scores; the bootstrap resamples the mixtures only (the suite's items are fixed)."""
+
+
+def _suite_section(r: dict) -> list[str]:
+    """Rows of every method ranked by the suite (issue 14); nothing when the run had no suite."""
+    s = r.get("suite")
+    if not s:
+        return []
+    names = s["targets"]["names"]
+    inf = s["targets"]["informative"]
+    lines = [f"### Ranked by the {s['name']} suite", "", SUITE_TEXT, "",
+             f"{s['limit']} samples per task; {s['models_scored']} models scored in {s['seconds']:.0f} s "
+             f"(within the phases above). {r['verdicts'].get('suite', '')}", "",
+             "| target | direction | reference seed vs seed rho [95% CI] | informative |", "|---|---|---|---|"]
+    for i, n in enumerate(names):
+        flag = "yes" if i in inf else "—" if i not in s["targets"]["primary"] else "no"
+        lines.append(f"| {n} | {s['targets']['directions'][i]} is better | {_iv(s, f'e0/{i}')} | {flag} |")
+    lines.append(f"| **macro (domains)** | | {_iv(s, 'e0/macro')} | |")
+    lines += ["", "| method ranked by the suite | macro rho | rank-aggregate rho (the suite's mean percentile) | "
+              "macro rho, other metrics | top-25% rho (k; P(rho = 1) by chance) |", "|---|---|---|---|---|"]
+    for m in s["methods"]:
+        tp = s["top25"][m]
+        lines.append(f"| {_label(m)} | {_iv(s, f'rho/{m}/macro')} | {_iv(s, f'rho/{m}/rank_aggregate')} | "
+                     f"{_iv(s, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |")
+    lines += ["", "Per target, ranked by the suite (rho [95% CI]):", "",
+              "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for m in s["methods"]:
+        lines.append(f"| {_label(m)} | " + " | ".join(_iv(s, f"rho/{m}/{i}") for i in range(len(names))) + " |")
+    lines += ["", "| paired difference (suite) | macro rho | rank-aggregate rho |", "|---|---|---|"]
+    for key in ("demix_vs_trained1x", "demix_vs_share", "g_vs_g0", "demix_vs_regmix"):
+        if f"diff/{key}" in s["point"]:
+            lines.append(f"| {key.replace('_vs_', ' − ')} | {_iv(s, f'diff/{key}', '{:+.2f}')} | "
+                         f"{_iv(s, f'diff_agg/{key}', '{:+.2f}')} |")
+    lines += ["", "Mean suite score over the mixtures:", "", "| model | " + " | ".join(names) + " |",
+              "|---|" + "---|" * len(names)]
+    for m in s["mean"]:
+        lines.append(f"| {_label(m)} | " + " | ".join(f"{s['mean'][m][n]:.3f}" for n in names) + " |")
+    return lines + [""]

@@ -240,6 +240,10 @@ def analyse(record: dict[str, Any], nll: dict[str, np.ndarray], chunk: int = 500
         "timings_s": dict(record.get("timings_s", {})),
     })
     results["verdicts"] = verdict_lines(results, proto["margin"], proto["ceiling_min"])
+    if record.get("suite"):  # issue 14: the same rho endpoints against the references' suite scores
+        results["suite"] = analyse_suite(record, methods, refs, pairs, proto["bootstrap"], proto["seed"],
+                                         proto["ceiling_min"])
+        results["verdicts"]["suite"] = suite_verdict(results["suite"], g_key)
     return results
 
 
@@ -291,3 +295,75 @@ def judged_statistics(ref_nll: np.ndarray, pick_nll: dict[str, np.ndarray], mask
         for k, v in stats(weights, seed_counts).items():
             boot.setdefault(k, []).append(v)
     return {"point": point, "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()}}
+
+
+def analyse_suite(record: dict[str, Any], methods: list[str], refs: list[str], pairs: dict[str, tuple[str, str]],
+                  replicates: int, seed: int, ceiling: float, chunk: int = 1000) -> dict[str, Any]:
+    """The rho endpoints against the references' suite scores (issue 14): E0, per target, macro, rank aggregate,
+    top-25% and the paired differences, with 95% intervals.
+
+    Targets: the suite's domain scores (primary) and its other task metrics (secondary), each oriented by the
+    suite's direction (a higher-is-better column is negated, so that lower is better everywhere, as for bpb;
+    rho is unchanged by orienting both sides). A bootstrap replicate resamples the mixtures only: the suite
+    items are fixed (per-item resampling would need every sample's score, which the suite does not keep).
+    The share rule ranks a suite domain by the mixture's share of that corpus domain; it is left out when a
+    suite domain is not a corpus domain.
+    """
+    suite = record["suite"]
+    names = sorted(record["mixtures"])
+    columns = suite["primary"] + suite["secondary"]
+    sign = np.array([-1.0 if suite["directions"][c] == "higher" else 1.0 for c in columns])
+    tables = {m: np.array([[suite["scores"][m][n][c] for c in columns] for n in names]) * sign
+              for m in refs + methods if m in suite["scores"]}
+    corpus_domains = {v["domain"] for v in record["sources"].values()}
+    if {suite["domain_of"][c] for c in columns} <= corpus_domains:
+        share = np.zeros((len(names), len(columns)))
+        for i, n in enumerate(names):
+            for s, r in record["mixtures"][n]["sources"].items():
+                for j, c in enumerate(columns):
+                    share[i, j] -= r * (record["sources"][s]["domain"] == suite["domain_of"][c])
+        tables["share"] = share
+    methods = [m for m in methods if m in tables]
+    pairs = {k: (a, b) for k, (a, b) in pairs.items() if a in tables and b in tables}
+    primary = list(range(len(suite["primary"])))
+    secondary = list(range(len(suite["primary"]), len(columns)))
+
+    def stats_for(idx: np.ndarray, informative: list[int]) -> dict[str, np.ndarray]:
+        return statistics({m: t[idx] for m, t in tables.items()}, refs, primary, informative, secondary, methods,
+                          pairs)
+
+    identity = np.arange(len(names))[None]
+    informative = [t for t in primary if stats_for(identity, [])[f"e0/{t}"][0] >= ceiling]
+    point = {k: float(v[0]) for k, v in stats_for(identity, informative).items() if not k.startswith(("e3/", "e4/"))}
+    rng = np.random.default_rng(seed * 7919 + 14)
+    boot: dict[str, list[np.ndarray]] = {}
+    for done in range(0, replicates, chunk):
+        idx = rng.integers(0, len(names), (min(chunk, replicates - done), len(names)))
+        for k, v in stats_for(idx, informative).items():
+            if k in point:
+                boot.setdefault(k, []).append(v)
+    ref = np.mean([tables[r] for r in refs], axis=0)
+    return {"name": suite["name"], "limit": suite["limit"], "resampled": "mixtures",
+            "targets": {"names": columns, "primary": primary, "secondary": secondary, "informative": informative,
+                        "directions": [suite["directions"][c] for c in columns]},
+            "methods": methods, "point": point, "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()},
+            "top25": {m: top25(tables[m], ref, primary) for m in methods},
+            "mean": {m: dict(zip(columns, map(float, (tables[m] * sign).mean(axis=0)))) for m in tables if m != "share"},
+            "seconds": suite["seconds"], "models_scored": suite["models_scored"]}
+
+
+def suite_verdict(s: dict[str, Any], demix_key: str) -> str:
+    """One plain-words line for the suite target, by the same rules as E1 (CI of the paired difference)."""
+    p, ci = s["point"], s["ci"]
+
+    def iv(key: str, fmt: str = "{:+.2f}") -> str:
+        return f"{fmt.format(p[key])} [{fmt.format(ci[key][0])}, {fmt.format(ci[key][1])}]"
+
+    lo, hi = ci.get("diff/demix_vs_trained1x", (float("nan"), float("nan")))
+    word = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
+    n_inf = len(s["targets"]["informative"])
+    return (f"Suite ({s['name']}, {s['limit']} samples per task): reference seeds agree with macro rho "
+            f"{iv('e0/macro', '{:.2f}')} ({n_inf} of {len(s['targets']['primary'])} domains reach the ceiling); "
+            f"DeMix ranks with macro rho {iv(f'rho/{demix_key}/macro', '{:.2f}')}, {word} the trained 1x proxy "
+            f"(difference {iv('diff/demix_vs_trained1x')})"
+            + ("" if n_inf else "; no domain is informative, so no suite ranking claim is resolved") + ".")

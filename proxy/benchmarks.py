@@ -263,6 +263,32 @@ def gold_bpb(samples: list[Mapping[str, Any]]) -> float:
     return nll / math.log(2) / max(nbytes, 1)
 
 
+def _reuse_compiled_templates() -> None:
+    """Make lm-eval compile each Jinja prompt template once per process instead of once per document and call.
+
+    lm-eval 0.4's ``utils.apply_template`` runs ``env.from_string(template)`` (a full Jinja parse and compile)
+    for every doc_to_text / doc_to_target / doc_to_choice of every document, and ``evaluate()`` rebuilds every
+    request and re-scores every sample on each call: profiled on the offline suite with the reproduction's
+    micro model, that compiling was the largest cost outside the model (bench/evaluate.py --profile). A
+    compiled template renders the same string for the same document, so caching it by its source changes no
+    output; the wrapper keeps the original beside it and is installed once.
+    """
+    from lm_eval import utils  # noqa: PLC0415 - heavy
+
+    if getattr(utils.apply_template, "demix_cached", False):
+        return
+    compiled: dict[str, Any] = {}
+
+    def apply_template(template: str, doc: dict) -> str:
+        if (tpl := compiled.get(template)) is None:
+            tpl = compiled[template] = utils.env.from_string(template)
+        return tpl.render(**doc)
+
+    apply_template.demix_cached = True  # type: ignore[attr-defined]
+    apply_template.original = utils.apply_template  # type: ignore[attr-defined]
+    utils.apply_template = apply_template  # lm_eval.api.task calls it as utils.apply_template(...)
+
+
 class SuiteRunner:
     """Scores models on a prepared suite through lm-eval: one HFLM around ``model``, tasks loaded once.
 
@@ -275,6 +301,7 @@ class SuiteRunner:
         from lm_eval.models.huggingface import HFLM  # noqa: PLC0415 - heavy
         from lm_eval.tasks import TaskManager  # noqa: PLC0415 - heavy, imported when used
 
+        _reuse_compiled_templates()
         self.prepared, self.limit = prepared, limit
         self.suite = prepared.suite
         device = device or str(next(model.parameters()).device)
