@@ -26,6 +26,7 @@ rate per token depends on the tokenizer and a rate per document on document leng
   python bench/build_cost.py --quick     # 600 documents, 1 repeat (< 1 minute)
   python bench/build_cost.py --markdown  # the tables of docs/scale.md
 """
+
 from __future__ import annotations
 
 import os
@@ -57,14 +58,22 @@ from pipelines.shards import ShardInfo, ShardWriter, Tokenize, encode_texts  # n
 
 STAGES = ("read", "normalize", "filter", "signature", "buckets", "decontam", "tokenize", "write")
 DEMIX_TOKENS = 15 * 10**12  # the DeMix Corpora's original tokens, before curation (docs/method.md)
-BYTES_PER_TOKEN = 4.0   # assumed: a Qwen-class BPE on English web text
+BYTES_PER_TOKEN = 4.0  # assumed: a Qwen-class BPE on English web text
 TOKENS_PER_DOC = 1_000  # assumed: web documents of a few KB
 # published figures to set beside the model (docs/scale.md cites them)
 PEERS = (
-    ("datatrove MinHash signatures (a user's Slurm run)", "8 TB in 61 min on 2,400 tasks",
-     8e12 / (2400 * 61 * 60) / 1e6, "https://github.com/huggingface/datatrove/issues/298"),
-    ("datatrove MinHash buckets (same run)", "8 TB in 18 min on 300 tasks",
-     8e12 / (300 * 18 * 60) / 1e6, "https://github.com/huggingface/datatrove/issues/298"),
+    (
+        "datatrove MinHash signatures (a user's Slurm run)",
+        "8 TB in 61 min on 2,400 tasks",
+        8e12 / (2400 * 61 * 60) / 1e6,
+        "https://github.com/huggingface/datatrove/issues/298",
+    ),
+    (
+        "datatrove MinHash buckets (same run)",
+        "8 TB in 18 min on 300 tasks",
+        8e12 / (300 * 18 * 60) / 1e6,
+        "https://github.com/huggingface/datatrove/issues/298",
+    ),
 )
 
 
@@ -118,7 +127,9 @@ def _timed(fn: Callable[[], object], repeat: int) -> tuple[float, float, object]
     return statistics.median(cpu), statistics.median(wall), out
 
 
-def measure(per_source: int = 1000, repeat: int = 3, vocab_size: int = 8192, work: str | None = None) -> list[StageRate]:
+def measure(
+    per_source: int = 1000, repeat: int = 3, vocab_size: int = 8192, work: str | None = None
+) -> list[StageRate]:
     """Time every stage on the demo's documents; a StageRate per stage in STAGES order."""
     recipe = load_recipe("demo")
     read, raw = demo_documents(recipe, per_source)
@@ -127,23 +138,37 @@ def measure(per_source: int = 1000, repeat: int = 3, vocab_size: int = 8192, wor
         save_tokenizer(train_bpe([d.text for d in raw[::3]], vocab_size), tok_dir)
         tok = load_tokenizer(tok_dir)
         n_tokens = dict(zip((d.id for d in raw), map(len, encode_texts(tok, [d.text for d in raw]))))
-        filters = DomainFilter({s.name: s.filters for s in recipe.sources},
-                               {s.name: s.params.get("filter_params") or {} for s in recipe.sources})
+        filters = DomainFilter(
+            {s.name: s.filters for s in recipe.sources},
+            {s.name: s.params.get("filter_params") or {} for s in recipe.sources},
+        )
         decontaminate = Decontaminate(recipe.decontamination)
         sources = {s.name: ShardInfo(s.domain, s.tier, s.candidate or "") for s in recipe.sources}
         rates: list[StageRate] = []
 
-        def stage(name: str, inputs: list[Document], fn: Callable[[list[Document]], list[Document]],
-                  fresh: bool = True) -> list[Document]:
+        def stage(
+            name: str, inputs: list[Document], fn: Callable[[list[Document]], list[Document]], fresh: bool = True
+        ) -> list[Document]:
             batches = [_copies(inputs) if fresh else inputs for _ in range(repeat)]
             cpu, wall, out = _timed(lambda: fn(batches.pop()), repeat)
-            rates.append(StageRate(name, len(inputs), sum(len(d.text.encode("utf-8")) for d in inputs) / 1e6,
-                                   sum(n_tokens.get(d.id, 0) for d in inputs), cpu, wall))
+            rates.append(
+                StageRate(
+                    name,
+                    len(inputs),
+                    sum(len(d.text.encode("utf-8")) for d in inputs) / 1e6,
+                    sum(n_tokens.get(d.id, 0) for d in inputs),
+                    cpu,
+                    wall,
+                )
+            )
             return out
 
         cpu, wall, _ = _timed(read, repeat)
-        rates.append(StageRate("read", len(raw), sum(len(d.text.encode("utf-8")) for d in raw) / 1e6,
-                               sum(n_tokens.values()), cpu, wall))
+        rates.append(
+            StageRate(
+                "read", len(raw), sum(len(d.text.encode("utf-8")) for d in raw) / 1e6, sum(n_tokens.values()), cpu, wall
+            )
+        )
         normal = stage("normalize", raw, lambda d: list(Normalize().run(iter(d))))
         n_tokens.update(zip((d.id for d in normal), map(len, encode_texts(tok, [d.text for d in normal]))))
         kept = stage("filter", normal, lambda d: list(filters.run(iter(d))))
@@ -154,41 +179,74 @@ def measure(per_source: int = 1000, repeat: int = 3, vocab_size: int = 8192, wor
         clean = stage("decontam", kept, lambda d: list(decontaminate.run(iter(d))))
         tokens = stage("tokenize", clean, lambda d: list(Tokenize(str(tok_dir), threads=1).run(iter(d))))
         out = f"{tmp}/out"
-        stage("write", tokens, lambda d: list(ShardWriter(out, sources, {"demix.tokenizer": "bench"}, 0.005,
-                                                          f"{tmp}/records").run(iter(d))), fresh=False)
+        stage(
+            "write",
+            tokens,
+            lambda d: list(
+                ShardWriter(out, sources, {"demix.tokenizer": "bench"}, 0.005, f"{tmp}/records").run(iter(d))
+            ),
+            fresh=False,
+        )
     return rates
 
 
-def cost_model(rates: list[StageRate], tokens: int = DEMIX_TOKENS, bytes_per_token: float = BYTES_PER_TOKEN,
-               tokens_per_doc: int = TOKENS_PER_DOC) -> dict:
+def cost_model(
+    rates: list[StageRate],
+    tokens: int = DEMIX_TOKENS,
+    bytes_per_token: float = BYTES_PER_TOKEN,
+    tokens_per_doc: int = TOKENS_PER_DOC,
+) -> dict:
     """CPU-hours per stage for `tokens` (from tokens/s, bytes/s and docs/s per core) and their totals."""
     docs, nbytes = tokens / tokens_per_doc, tokens * bytes_per_token
-    rows = [{"stage": r.stage,
-             "cpu_hours": tokens / r.tokens_per_s_core / 3600,
-             "cpu_hours_from_bytes": nbytes / (r.mb_per_s_core * 1e6) / 3600,
-             "cpu_hours_from_docs": docs / r.docs_per_s_core / 3600} for r in rates]
+    rows = [
+        {
+            "stage": r.stage,
+            "cpu_hours": tokens / r.tokens_per_s_core / 3600,
+            "cpu_hours_from_bytes": nbytes / (r.mb_per_s_core * 1e6) / 3600,
+            "cpu_hours_from_docs": docs / r.docs_per_s_core / 3600,
+        }
+        for r in rates
+    ]
     total = {k: sum(r[k] for r in rows) for k in ("cpu_hours", "cpu_hours_from_bytes", "cpu_hours_from_docs")}
-    return {"tokens": tokens, "bytes_per_token": bytes_per_token, "tokens_per_doc": tokens_per_doc,
-            "documents": docs, "bytes": nbytes, "stages": rows, "total": total}
+    return {
+        "tokens": tokens,
+        "bytes_per_token": bytes_per_token,
+        "tokens_per_doc": tokens_per_doc,
+        "documents": docs,
+        "bytes": nbytes,
+        "stages": rows,
+        "total": total,
+    }
 
 
 def rate_table(rates: list[StageRate]) -> list[str]:
     """The measured table as markdown rows."""
-    out = ["| stage | docs in | MB in | tokens in | CPU s | wall s | docs/s/core | MB/s/core | tokens/s/core |",
-           "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    out = [
+        "| stage | docs in | MB in | tokens in | CPU s | wall s | docs/s/core | MB/s/core | tokens/s/core |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for r in rates:
-        out.append(f"| {r.stage} | {r.docs:,} | {r.megabytes:.1f} | {r.tokens:,} | {r.cpu_s:.2f} | {r.wall_s:.2f} | "
-                   f"{r.docs_per_s_core:,.0f} | {r.mb_per_s_core:.2f} | {r.tokens_per_s_core:,.0f} |")
+        out.append(
+            f"| {r.stage} | {r.docs:,} | {r.megabytes:.1f} | {r.tokens:,} | {r.cpu_s:.2f} | {r.wall_s:.2f} | "
+            f"{r.docs_per_s_core:,.0f} | {r.mb_per_s_core:.2f} | {r.tokens_per_s_core:,.0f} |"
+        )
     return out
 
 
 def cost_table(model: dict) -> list[str]:
     """The cost model as markdown rows."""
-    out = [(f"| stage | CPU-hours from tokens/s | from MB/s ({model['bytes_per_token']:g} B/token) | "
-            f"from docs/s ({model['tokens_per_doc']:,} tokens/doc) |"), "| --- | ---: | ---: | ---: |"]
+    out = [
+        (
+            f"| stage | CPU-hours from tokens/s | from MB/s ({model['bytes_per_token']:g} B/token) | "
+            f"from docs/s ({model['tokens_per_doc']:,} tokens/doc) |"
+        ),
+        "| --- | ---: | ---: | ---: |",
+    ]
     for r in model["stages"] + [{"stage": "**total**", **model["total"]}]:
-        out.append(f"| {r['stage']} | {r['cpu_hours']:,.0f} | {r['cpu_hours_from_bytes']:,.0f} | "
-                   f"{r['cpu_hours_from_docs']:,.0f} |")
+        out.append(
+            f"| {r['stage']} | {r['cpu_hours']:,.0f} | {r['cpu_hours_from_bytes']:,.0f} | "
+            f"{r['cpu_hours_from_docs']:,.0f} |"
+        )
     return out
 
 
@@ -200,8 +258,11 @@ def peer_table() -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="100 documents per source, 1 repeat (< 1 minute)")
     p.add_argument("--per-source", type=int, default=1000, help="documents read per demo source (default 1000)")
     p.add_argument("--repeat", type=int, default=3)
@@ -215,14 +276,33 @@ def main(argv: list[str] | None = None) -> int:
     rates = measure(per_source, repeat)
     model = cost_model(rates, int(args.tokens), args.bytes_per_token, args.tokens_per_doc)
     if args.json:
-        print(json.dumps({"rates": [{**asdict(r), "docs_per_s_core": r.docs_per_s_core, "mb_per_s_core": r.mb_per_s_core,
-                                     "tokens_per_s_core": r.tokens_per_s_core} for r in rates], "model": model}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "rates": [
+                        {
+                            **asdict(r),
+                            "docs_per_s_core": r.docs_per_s_core,
+                            "mb_per_s_core": r.mb_per_s_core,
+                            "tokens_per_s_core": r.tokens_per_s_core,
+                        }
+                        for r in rates
+                    ],
+                    "model": model,
+                },
+                indent=1,
+            )
+        )
         return 0
-    print(f"{rates[0].docs:,} demo documents ({per_source} per source at most), {repeat} repeat(s), medians; "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}\n")
+    print(
+        f"{rates[0].docs:,} demo documents ({per_source} per source at most), {repeat} repeat(s), medians; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}\n"
+    )
     print("\n".join(rate_table(rates)))
-    print(f"\ncost of {model['tokens'] / 1e12:g}T tokens = {model['documents']:.3g} documents, {model['bytes'] / 1e12:g} TB; "
-          "every stage sees every token\n")
+    print(
+        f"\ncost of {model['tokens'] / 1e12:g}T tokens = {model['documents']:.3g} documents, {model['bytes'] / 1e12:g} TB; "
+        "every stage sees every token\n"
+    )
     print("\n".join(cost_table(model)))
     if args.markdown:
         print()

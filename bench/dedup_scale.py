@@ -13,6 +13,7 @@ the corpus (one per 500K documents) and every task has the same `max_memory_mb`.
 The peer is the same stages at the smaller size: targets RSS ratio <= 1.2, time/doc ratio <= 1.3;
 and the bucket tasks beside the cluster task: its RSS within 1.2x theirs at each size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,8 +32,16 @@ from datatrove.data import Document
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corpus.recipe import DedupConfig  # noqa: E402
-from pipelines.dedup import (PART_DOCS, PREPARED_SCHEMA, DedupPlan, DedupSignature, DuplicateFinder,  # noqa: E402
-                             MinHasher, PreparedWriter, jaccard)
+from pipelines.dedup import (
+    PART_DOCS,
+    PREPARED_SCHEMA,
+    DedupPlan,
+    DedupSignature,
+    DuplicateFinder,  # noqa: E402
+    MinHasher,
+    PreparedWriter,
+    jaccard,
+)
 from pipelines.dedup_buckets import bucket_shard  # noqa: E402
 from pipelines.dedup_cluster import cluster  # noqa: E402
 from pipelines.dedup_runs import write_runs  # noqa: E402
@@ -70,7 +79,9 @@ def quality(n_docs: int, tmp: str) -> dict:
         partner[len(texts) - 1] = base
     plan = DedupPlan(f"{tmp}/q/dedup", shards=2)
     t0 = time.time()
-    docs = [Document(text=t, id=f"s/{i:08d}", metadata={"source": "s", "unit": 0, "row": i}) for i, t in enumerate(texts)]
+    docs = [
+        Document(text=t, id=f"s/{i:08d}", metadata={"source": "s", "unit": 0, "row": i}) for i, t in enumerate(texts)
+    ]
     for rank in range(2):
         part = docs[rank::2]
         list(PreparedWriter(f"{tmp}/q/prepared", plan=plan).run(DedupSignature(CFG).run(iter(part), rank, 2), rank, 2))
@@ -79,10 +90,15 @@ def quality(n_docs: int, tmp: str) -> dict:
     for rank in range(2):
         list(step.run(None, rank, 2))
     t_find = time.time() - t0 - t_sig
-    dropped = {int(i.split("/")[1].split("#")[0]) for i, r in zip(*pq.read_table(f"{tmp}/q/dedup.parquet",
-               columns=["id", "reason"]).to_pydict().values()) if r}
+    dropped = {
+        int(i.split("/")[1].split("#")[0])
+        for i, r in zip(*pq.read_table(f"{tmp}/q/dedup.parquet", columns=["id", "reason"]).to_pydict().values())
+        if r
+    }
     h = MinHasher(CFG)
-    true_j = {c: jaccard(set(h.shingles(texts[c]).tolist()), set(h.shingles(texts[b]).tolist())) for c, b in partner.items()}
+    true_j = {
+        c: jaccard(set(h.shingles(texts[c]).tolist()), set(h.shingles(texts[b]).tolist())) for c, b in partner.items()
+    }
     wanted = [c for c, j in true_j.items() if j >= CFG.threshold]
     found = [c for c in wanted if c in dropped or partner[c] in dropped]
     best: dict[int, float] = {}  # a dropped document is right when some planted partner is within the threshold
@@ -90,9 +106,15 @@ def quality(n_docs: int, tmp: str) -> dict:
         best[c] = max(best.get(c, 0.0), true_j[c])
         best[b] = max(best.get(b, 0.0), true_j[c])
     good = sum(1 for d in dropped if best.get(d, 0.0) >= CFG.threshold)
-    return {"docs": n_docs, "pairs_j>=0.9": len(wanted), "recall": len(found) / max(1, len(wanted)),
-            "dropped": len(dropped), "precision": good / max(1, len(dropped)),
-            "signature_docs_per_s": n_docs / t_sig, "find_docs_per_s": n_docs / t_find}
+    return {
+        "docs": n_docs,
+        "pairs_j>=0.9": len(wanted),
+        "recall": len(found) / max(1, len(wanted)),
+        "dropped": len(dropped),
+        "precision": good / max(1, len(dropped)),
+        "signature_docs_per_s": n_docs / t_sig,
+        "find_docs_per_s": n_docs / t_find,
+    }
 
 
 def _peak_rss_kb() -> int:
@@ -116,10 +138,18 @@ def _synthetic_part(args) -> tuple[int, float]:
         if i + 2 < n:
             bands[i + 2, :5] = bands[i + 1, :5]
             texts[i + 2] = base.replace(f"t{start + i}_7 ", "edited ")
-    table = pa.table({"source": ["s"] * n, "id": [f"s/{start + i:010d}" for i in range(n)], "text": texts,
-                      "hash": hashes, "bands": pa.ListArray.from_arrays(np.arange(0, n * CFG.num_buckets + 1,
-                                                                                  CFG.num_buckets), bands.ravel()),
-                      "unit": np.zeros(n, np.int32), "row": np.arange(start, start + n)}, schema=PREPARED_SCHEMA)
+    table = pa.table(
+        {
+            "source": ["s"] * n,
+            "id": [f"s/{start + i:010d}" for i in range(n)],
+            "text": texts,
+            "hash": hashes,
+            "bands": pa.ListArray.from_arrays(np.arange(0, n * CFG.num_buckets + 1, CFG.num_buckets), bands.ravel()),
+            "unit": np.zeros(n, np.int32),
+            "row": np.arange(start, start + n),
+        },
+        schema=PREPARED_SCHEMA,
+    )
     Path(folder).mkdir(parents=True, exist_ok=True)
     pq.write_table(table, f"{folder}/{rank:05d}_{part:05d}.parquet")
     t = time.process_time()
@@ -145,11 +175,16 @@ def scale(n_docs: int, tmp: str, memory_mb: int, workers: int) -> dict:
     root = f"{tmp}/scale{n_docs}"
     plan = DedupPlan(f"{root}/dedup", shards=max(1, n_docs // 500_000), max_memory_mb=memory_mb)
     prepared = f"{root}/prepared"
-    parts = [(plan, prepared, p % 2, p // 2, p * PART_DOCS, min(PART_DOCS, n_docs - p * PART_DOCS), n_docs)
-             for p in range(math.ceil(n_docs / PART_DOCS))]
+    parts = [
+        (plan, prepared, p % 2, p // 2, p * PART_DOCS, min(PART_DOCS, n_docs - p * PART_DOCS), n_docs)
+        for p in range(math.ceil(n_docs / PART_DOCS))
+    ]
     out = {"docs": n_docs, "shards": plan.shards}
-    stages = (("runs", _synthetic_part, parts), ("buckets", _bucket, [(plan, prepared, s) for s in range(plan.shards)]),
-              ("cluster", _cluster, [(plan, prepared)]))
+    stages = (
+        ("runs", _synthetic_part, parts),
+        ("buckets", _bucket, [(plan, prepared, s) for s in range(plan.shards)]),
+        ("cluster", _cluster, [(plan, prepared)]),
+    )
     for name, fn, jobs in stages:
         # a fresh process per task: its peak RSS is that task's alone
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), max_tasks_per_child=1) as pool:
@@ -173,25 +208,35 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory(prefix="demix-dedup-bench-") as tmp:
         q = quality(a.quality_docs or (5_000 if a.quick else 100_000), tmp) if a.quality_docs != 0 else None
         if q:
-            print(f"quality ({q['docs']} docs, {q['pairs_j>=0.9']} planted pairs with J >= 0.9): recall {q['recall']:.4f} "
-                  f"(target >= 0.95), precision {q['precision']:.4f} (target >= 0.99), {q['dropped']} dropped; "
-                  f"signatures {q['signature_docs_per_s']:.0f} docs/s, runs+buckets+cluster {q['find_docs_per_s']:.0f} docs/s")
+            print(
+                f"quality ({q['docs']} docs, {q['pairs_j>=0.9']} planted pairs with J >= 0.9): recall {q['recall']:.4f} "
+                f"(target >= 0.95), precision {q['precision']:.4f} (target >= 0.99), {q['dropped']} dropped; "
+                f"signatures {q['signature_docs_per_s']:.0f} docs/s, runs+buckets+cluster {q['find_docs_per_s']:.0f} docs/s"
+            )
         rows = [scale(n, tmp, a.memory_mb, a.workers) for n in (small, large)]
     for r in rows:
         r["cluster_over_buckets_rss"] = r["cluster_rss_mb"] / r["buckets_rss_mb"]
-    keys = ["shards"] + [f"{s}_{m}" for s in ("runs", "buckets", "cluster") for m in ("rss_mb", "us_per_doc")] + \
-           ["cluster_over_buckets_rss", "docs_per_s_per_core", "dropped"]
+    keys = (
+        ["shards"]
+        + [f"{s}_{m}" for s in ("runs", "buckets", "cluster") for m in ("rss_mb", "us_per_doc")]
+        + ["cluster_over_buckets_rss", "docs_per_s_per_core", "dropped"]
+    )
     print(f"\n| metric | {small:,} docs | {large:,} docs | ratio |\n| --- | --- | --- | --- |")
     for k in keys:
         v0, v1 = rows[0][k], rows[1][k]
-        print(f"| {k} | {v0:.{2 if k.endswith('_rss') else 1}f} | {v1:.{2 if k.endswith('_rss') else 1}f} | "
-              f"{v1 / v0:.2f} |")
-    rss = max(rows[1][f"{s}_rss_mb"] for s in ("runs", "buckets", "cluster")) / \
-        max(rows[0][f"{s}_rss_mb"] for s in ("runs", "buckets", "cluster"))
+        print(
+            f"| {k} | {v0:.{2 if k.endswith('_rss') else 1}f} | {v1:.{2 if k.endswith('_rss') else 1}f} | "
+            f"{v1 / v0:.2f} |"
+        )
+    rss = max(rows[1][f"{s}_rss_mb"] for s in ("runs", "buckets", "cluster")) / max(
+        rows[0][f"{s}_rss_mb"] for s in ("runs", "buckets", "cluster")
+    )
     per_doc = rows[0]["docs_per_s_per_core"] / rows[1]["docs_per_s_per_core"]
-    print(f"\npeak RSS per task ratio {rss:.2f} (target <= 1.2); time per document ratio {per_doc:.2f} (target <= 1.3); "
-          f"cluster / bucket task RSS {rows[0]['cluster_over_buckets_rss']:.2f} and "
-          f"{rows[1]['cluster_over_buckets_rss']:.2f} (target <= 1.2)")
+    print(
+        f"\npeak RSS per task ratio {rss:.2f} (target <= 1.2); time per document ratio {per_doc:.2f} (target <= 1.3); "
+        f"cluster / bucket task RSS {rows[0]['cluster_over_buckets_rss']:.2f} and "
+        f"{rows[1]['cluster_over_buckets_rss']:.2f} (target <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

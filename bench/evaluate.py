@@ -21,6 +21,7 @@ folder with the tests' own writers (tests/conftest.py build_tiny_corpus, proxy.s
     .venv/bin/python bench/evaluate.py --quick --profile
     .venv/bin/python bench/evaluate.py --db out/demo --components runs/demo/components --limit 100 --proxies 5
 """
+
 from __future__ import annotations
 
 import sys
@@ -40,7 +41,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from proxy import (  # noqa: E402
-    ProxyFactory, SuiteRunner, ValidationSet, evaluate_model, load_suite, load_tokenizer_for, prepare_suite,
+    ProxyFactory,
+    SuiteRunner,
+    ValidationSet,
+    evaluate_model,
+    load_suite,
+    load_tokenizer_for,
+    prepare_suite,
 )
 from proxy.benchmarks import request_tokens  # noqa: E402
 
@@ -74,8 +81,9 @@ def bare_forward(model: torch.nn.Module, batches: list[torch.Tensor]) -> float:
     return time.perf_counter() - t0
 
 
-def interleaved(runner: SuiteRunner, model: torch.nn.Module, batches: list[torch.Tensor], reps: int
-                ) -> dict[str, list[float]]:
+def interleaved(
+    runner: SuiteRunner, model: torch.nn.Module, batches: list[torch.Tensor], reps: int
+) -> dict[str, list[float]]:
     """Seconds of ``reps`` alternating repetitions of each side, after one warm-up of each side.
 
     Sides: "bare" (the peer), "harness" (SuiteRunner as shipped) and "harness, uncached templates" (lm-eval's
@@ -95,8 +103,11 @@ def interleaved(runner: SuiteRunner, model: torch.nn.Module, batches: list[torch
         finally:
             utils.apply_template = cached
 
-    sides = {"bare": lambda: bare_forward(model, batches), "harness": lambda: harness(cached),
-             "harness, uncached templates": lambda: harness(original)}
+    sides = {
+        "bare": lambda: bare_forward(model, batches),
+        "harness": lambda: harness(cached),
+        "harness, uncached templates": lambda: harness(original),
+    }
     for run in sides.values():  # warm-up: allocator, kernels and lm-eval's dataset build are first-call costs
         run()
     times: dict[str, list[float]] = {k: [] for k in sides}
@@ -133,10 +144,12 @@ def _data(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path | list[Path]]
 
     db = build_tiny_corpus(tmp / "corpus", docs_per_source=400)
     tok = AutoTokenizer.from_pretrained(str(db / "tokenizer"))
-    config = tiny_qwen3_config(vocab_size=len(tok), hidden_size=128, num_hidden_layers=4, intermediate_size=384,
-                               eos_id=tok.eos_token_id)
-    comps = write_synthetic_components(tmp / "components", ["general", "code", "math"], config,
-                                       tokenizer_dir=db / "tokenizer", db=str(db))
+    config = tiny_qwen3_config(
+        vocab_size=len(tok), hidden_size=128, num_hidden_layers=4, intermediate_size=384, eos_id=tok.eos_token_id
+    )
+    comps = write_synthetic_components(
+        tmp / "components", ["general", "code", "math"], config, tokenizer_dir=db / "tokenizer", db=str(db)
+    )
     return db, comps
 
 
@@ -189,20 +202,31 @@ def main(argv: list[str] | None = None) -> int:
     med = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
     median = {k: float(np.median(v)) for k, v in times.items()}
     bare = np.array(times["bare"])
-    out = {"suite": args.suite, "limit": limit, "batch_size": args.batch_size, "threads": args.threads,
-           "device": str(factory.device), "reps": args.reps,
-           "requests": len(seqs), "request_tokens": sum(len(s) for s in seqs),
-           "forward_batches": len(batches), "forward_rows": sum(int(x.shape[0]) for x in batches),
-           "forward_tokens": sum(int(x.numel()) for x in batches),
-           "times_s": times, "median_s": median,
-           "overhead_x": median["harness"] / median["bare"],
-           "overhead_x_pairs_median": float(np.median(np.array(times["harness"]) / bare)),
-           "overhead_x_uncached_templates": median["harness, uncached templates"] / median["bare"],
-           "overhead_x_uncached_templates_pairs_median": float(np.median(
-               np.array(times["harness, uncached templates"]) / bare)),
-           "proxies": n_proxies, **{f"{k}_median": v for k, v in med.items()},
-           "proxies_per_hour_bpb": 3600 / (med["merge_s"] + med["bpb_s"]),
-           "proxies_per_hour_suite": 3600 / (med["merge_s"] + med["bpb_s"] + med["suite_s"])}
+    out = {
+        "suite": args.suite,
+        "limit": limit,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "device": str(factory.device),
+        "reps": args.reps,
+        "requests": len(seqs),
+        "request_tokens": sum(len(s) for s in seqs),
+        "forward_batches": len(batches),
+        "forward_rows": sum(int(x.shape[0]) for x in batches),
+        "forward_tokens": sum(int(x.numel()) for x in batches),
+        "times_s": times,
+        "median_s": median,
+        "overhead_x": median["harness"] / median["bare"],
+        "overhead_x_pairs_median": float(np.median(np.array(times["harness"]) / bare)),
+        "overhead_x_uncached_templates": median["harness, uncached templates"] / median["bare"],
+        "overhead_x_uncached_templates_pairs_median": float(
+            np.median(np.array(times["harness, uncached templates"]) / bare)
+        ),
+        "proxies": n_proxies,
+        **{f"{k}_median": v for k, v in med.items()},
+        "proxies_per_hour_bpb": 3600 / (med["merge_s"] + med["bpb_s"]),
+        "proxies_per_hour_suite": 3600 / (med["merge_s"] + med["bpb_s"] + med["suite_s"]),
+    }
     if args.json:
         print(json.dumps(out))
         return 0
@@ -212,23 +236,37 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     if profile:
         console.print(profile, markup=False, highlight=False)
-    table = Table(title=f"harness overhead, suite {args.suite} (limit {limit}, batch {args.batch_size}, "
-                        f"{args.threads} thread(s), {out['device']}, median of {args.reps} interleaved reps)")
+    table = Table(
+        title=f"harness overhead, suite {args.suite} (limit {limit}, batch {args.batch_size}, "
+        f"{args.threads} thread(s), {out['device']}, median of {args.reps} interleaved reps)"
+    )
     for col in ("side", "tokens scored", "median s", "min s", "max s"):
         table.add_column(col, justify="left" if col == "side" else "right")
-    labels = {"bare": "bare forward + log-softmax (peer)", "harness": "lm-eval evaluate() via SuiteRunner",
-              "harness, uncached templates": "same, lm-eval's uncached templates (before)"}
+    labels = {
+        "bare": "bare forward + log-softmax (peer)",
+        "harness": "lm-eval evaluate() via SuiteRunner",
+        "harness, uncached templates": "same, lm-eval's uncached templates (before)",
+    }
     for k, v in times.items():
-        table.add_row(labels[k], f"{out['forward_tokens']:,} in {len(batches)} batches", f"{median[k]:.3f}",
-                      f"{min(v):.3f}", f"{max(v):.3f}")
+        table.add_row(
+            labels[k],
+            f"{out['forward_tokens']:,} in {len(batches)} batches",
+            f"{median[k]:.3f}",
+            f"{min(v):.3f}",
+            f"{max(v):.3f}",
+        )
     console.print(table)
-    print(f"lm-eval's requests: {out['requests']} (context + continuation: {out['request_tokens']:,} tokens); "
-          f"the model saw {out['forward_rows']} rows ({out['forward_tokens']:,} tokens with right-padding), "
-          "recorded by a forward hook and replayed as they were by the peer")
-    print(f"harness overhead: harness / bare = {out['overhead_x']:.2f}x (median of per-pair ratios "
-          f"{out['overhead_x_pairs_median']:.2f}x; target < 1.5x); before the template cache "
-          f"{out['overhead_x_uncached_templates']:.2f}x (pairs {out['overhead_x_uncached_templates_pairs_median']:.2f}x)."
-          " Single-thread and interleaved: fair on a shared machine (one core busy with another job)")
+    print(
+        f"lm-eval's requests: {out['requests']} (context + continuation: {out['request_tokens']:,} tokens); "
+        f"the model saw {out['forward_rows']} rows ({out['forward_tokens']:,} tokens with right-padding), "
+        "recorded by a forward hook and replayed as they were by the peer"
+    )
+    print(
+        f"harness overhead: harness / bare = {out['overhead_x']:.2f}x (median of per-pair ratios "
+        f"{out['overhead_x_pairs_median']:.2f}x; target < 1.5x); before the template cache "
+        f"{out['overhead_x_uncached_templates']:.2f}x (pairs {out['overhead_x_uncached_templates_pairs_median']:.2f}x)."
+        " Single-thread and interleaved: fair on a shared machine (one core busy with another job)"
+    )
     cost = Table(title=f"seconds per proxy (median of {n_proxies} proxies)")
     for col in ("path", "seconds / proxy", "proxies / hour"):
         cost.add_column(col, justify="left" if col == "path" else "right")

@@ -14,6 +14,7 @@ Measures, per (size, K):
     .venv/bin/python bench/merge.py --quick
     PATH=/tmp/mkvenv/bin:$PATH .venv/bin/python bench/merge.py --sizes 100m,500m --ks 3,7 --json
 """
+
 from __future__ import annotations
 
 import sys
@@ -37,14 +38,38 @@ import torch  # noqa: E402
 from proxy import ProxyFactory, merge_to_folder, tiny_qwen3_config, write_synthetic_components  # noqa: E402
 
 SIZES = {  # Qwen3 shapes, vocab 32768, tied embeddings
-    "tiny": dict(vocab_size=4096, hidden_size=128, num_hidden_layers=4, intermediate_size=384, num_attention_heads=4,
-                 num_key_value_heads=2),
-    "10m": dict(vocab_size=8192, hidden_size=384, num_hidden_layers=6, intermediate_size=1024, num_attention_heads=6,
-                num_key_value_heads=2),
-    "100m": dict(vocab_size=32768, hidden_size=768, num_hidden_layers=12, intermediate_size=2048,
-                 num_attention_heads=12, num_key_value_heads=4),
-    "500m": dict(vocab_size=32768, hidden_size=1280, num_hidden_layers=24, intermediate_size=3840,
-                 num_attention_heads=16, num_key_value_heads=4),
+    "tiny": dict(
+        vocab_size=4096,
+        hidden_size=128,
+        num_hidden_layers=4,
+        intermediate_size=384,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    ),
+    "10m": dict(
+        vocab_size=8192,
+        hidden_size=384,
+        num_hidden_layers=6,
+        intermediate_size=1024,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+    ),
+    "100m": dict(
+        vocab_size=32768,
+        hidden_size=768,
+        num_hidden_layers=12,
+        intermediate_size=2048,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+    ),
+    "500m": dict(
+        vocab_size=32768,
+        hidden_size=1280,
+        num_hidden_layers=24,
+        intermediate_size=3840,
+        num_attention_heads=16,
+        num_key_value_heads=4,
+    ),
 }
 
 
@@ -79,6 +104,7 @@ def mem_available() -> int:
 
 def load_all(folder: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
+
     out = {}
     for f in sorted(folder.glob("*.safetensors")):
         out.update(load_file(str(f)))
@@ -88,9 +114,12 @@ def load_all(folder: Path) -> dict[str, torch.Tensor]:
 def naive_merge(components: Path, names: list[str], weights: np.ndarray, out: Path) -> float:
     """Peer when mergekit is absent: load every state dict whole, average in float32, save_file; seconds."""
     from safetensors.torch import save_file
+
     t0 = time.perf_counter()
     states = [load_all(components / n) for n in names]
-    merged = {k: sum(float(w) * s[k].float() for w, s in zip(weights, states)).to(states[0][k].dtype) for k in states[0]}
+    merged = {
+        k: sum(float(w) * s[k].float() for w, s in zip(weights, states)).to(states[0][k].dtype) for k in states[0]
+    }
     out.mkdir(parents=True, exist_ok=True)
     save_file(merged, str(out / "model.safetensors"), metadata={"format": "pt"})
     return time.perf_counter() - t0
@@ -99,6 +128,7 @@ def naive_merge(components: Path, names: list[str], weights: np.ndarray, out: Pa
 def bench_case(size: str, k: int, work: Path, mergekit: list[str] | None, n_proxies: int, repeats: int = 2) -> dict:
     """One (size, K) measurement; components are written under work and deleted after."""
     from transformers import AutoModelForCausalLM
+
     case = work / f"{size}-k{k}"
     names = [f"c{i}" for i in range(k)]
     t0 = time.perf_counter()
@@ -107,16 +137,34 @@ def bench_case(size: str, k: int, work: Path, mergekit: list[str] | None, n_prox
     rng = np.random.default_rng(0)
     weights = rng.dirichlet(np.ones(k))
     mix = case / "mix.json"
-    mix.write_text(json.dumps({"name": "bench", "level": "candidate", "ratios": dict(zip(names, weights.tolist())),
-                               "provenance": {}}))
+    mix.write_text(
+        json.dumps(
+            {"name": "bench", "level": "candidate", "ratios": dict(zip(names, weights.tolist())), "provenance": {}}
+        )
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
-    ours_cmd = [sys.executable, "-m", "proxy.cli.merge", "--components", str(case / "components"), "--mixture", str(mix),
-                "--json", "--out"]
+    ours_cmd = [
+        sys.executable,
+        "-m",
+        "proxy.cli.merge",
+        "--components",
+        str(case / "components"),
+        "--mixture",
+        str(mix),
+        "--json",
+        "--out",
+    ]
     row = {"size": size, "K": k, "setup_s": setup_s, "repeats": repeats}
     if mergekit is not None:
-        config = {"merge_method": "linear", "dtype": "float32", "out_dtype": "bfloat16",
-                  "models": [{"model": str(case / "components" / n), "parameters": {"weight": float(w)}}
-                             for n, w in zip(names, weights)]}
+        config = {
+            "merge_method": "linear",
+            "dtype": "float32",
+            "out_dtype": "bfloat16",
+            "models": [
+                {"model": str(case / "components" / n), "parameters": {"weight": float(w)}}
+                for n, w in zip(names, weights)
+            ],
+        }
         (case / "mk.yaml").write_text(json.dumps(config))
         row["peer"] = "mergekit"
     else:
@@ -142,7 +190,9 @@ def bench_case(size: str, k: int, work: Path, mergekit: list[str] | None, n_prox
     merge_to_folder(case / "components", dict(zip(names, weights.tolist())), case / "ours_inproc")
     row["ours_merge_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    AutoModelForCausalLM.from_pretrained(str(case / (f"peer{last}" if mergekit else f"ours{last}")), dtype=torch.float32)
+    AutoModelForCausalLM.from_pretrained(
+        str(case / (f"peer{last}" if mergekit else f"ours{last}")), dtype=torch.float32
+    )
     reload_s = time.perf_counter() - t0
     row["peer_per_proxy_s"] = row["peer_process_s"] + reload_s
     params = (case / "components" / names[0] / "model.safetensors").stat().st_size // 2  # bf16 on disk
@@ -169,8 +219,11 @@ def bench_case(size: str, k: int, work: Path, mergekit: list[str] | None, n_prox
 
 def main(argv: list[str] | None = None) -> int:
     """Run the merge benchmark; exit 0 ok, 1 failed, 2 usage."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="small models (tiny, 10m) with K = 3, 7")
     p.add_argument("--sizes", default="100m,500m", help=f"comma-separated of {', '.join(SIZES)}")
     p.add_argument("--ks", default="3,7", help="component counts")
@@ -186,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     from transformers.utils import logging as hf_logging
+
     hf_logging.disable_progress_bar()
     mergekit = mergekit_command(args.mergekit_yaml)
     work = Path(args.work or tempfile.mkdtemp(prefix="bench-merge-"))
@@ -200,15 +254,36 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+
     t = Table(title=f"merge: proxy vs {rows[0]['peer']} (write: whole process; proxy: per proxy)")
-    for col in ("model", "K", "params", "ours write s", "peer write s", "write x", "ours merge-only s",
-                "ours /proxy s", "peer /proxy s", "proxy x", "max|diff|"):
+    for col in (
+        "model",
+        "K",
+        "params",
+        "ours write s",
+        "peer write s",
+        "write x",
+        "ours merge-only s",
+        "ours /proxy s",
+        "peer /proxy s",
+        "proxy x",
+        "max|diff|",
+    ):
         t.add_column(col, justify="right")
     for r in rows:
-        t.add_row(r["size"], str(r["K"]), f"{r['params'] / 1e6:.1f}M", f"{r['ours_process_s']:.2f}",
-                  f"{r['peer_process_s']:.2f}", f"{r['write_speedup']:.1f}x", f"{r['ours_merge_s']:.2f}",
-                  f"{r['ours_per_proxy_s']:.4f}", f"{r['peer_per_proxy_s']:.2f}", f"{r['proxy_speedup']:.0f}x",
-                  f"{r.get('max_abs_diff', float('nan')):.2g}")
+        t.add_row(
+            r["size"],
+            str(r["K"]),
+            f"{r['params'] / 1e6:.1f}M",
+            f"{r['ours_process_s']:.2f}",
+            f"{r['peer_process_s']:.2f}",
+            f"{r['write_speedup']:.1f}x",
+            f"{r['ours_merge_s']:.2f}",
+            f"{r['ours_per_proxy_s']:.4f}",
+            f"{r['peer_per_proxy_s']:.2f}",
+            f"{r['proxy_speedup']:.0f}x",
+            f"{r.get('max_abs_diff', float('nan')):.2g}",
+        )
     Console(width=200).print(t)
     print("targets: write >= 2x, proxy >= 20x")
     return 0

@@ -12,6 +12,7 @@ train and score everything with bench/reproduce_runner.py (no DuckDB; a rerun sk
 bootstrap the endpoints with bench/reproduce_stats.py; write docs/reproduction/<tag>.json and PNGs and
 regenerate docs/reproduction.md (bench/reproduce_report.py).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,21 +48,33 @@ def ensure_corpus(out: Path, limit: int | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="the n = 24 protocol (about 15 minutes)")
-    p.add_argument("--device", default="cpu", help="cpu (run here) or cuda (export the GPU protocol and print its command)")
+    p.add_argument(
+        "--device", default="cpu", help="cpu (run here) or cuda (export the GPU protocol and print its command)"
+    )
     p.add_argument("--tag", help="name of this run's results (default decide-quick / decide-full / decide-cuda)")
     p.add_argument("--corpus", type=Path, help="a built corpus folder (default out/reproduce-quick)")
     p.add_argument("--work", type=Path, help="training outputs (default runs/reproduce/<tag>)")
     p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the protocol's 10,000)")
     p.add_argument("--export-only", action="store_true", help="write <work>/inputs and stop")
-    p.add_argument("--collect", type=Path, help="a finished work folder (results.json, e.g. from the GPU machine) "
-                   "to add to docs/reproduction/")
+    p.add_argument(
+        "--collect",
+        type=Path,
+        help="a finished work folder (results.json, e.g. from the GPU machine) to add to docs/reproduction/",
+    )
     p.add_argument("--report-only", action="store_true", help="only regenerate docs/reproduction.md")
-    p.add_argument("--search-check", action="store_true", help="on a finished work folder: the search's pick, the "
-                   "share rule's and a trained-proxy search's, trained and judged on held-out documents "
-                   "(bench/reproduce_search.py; needs the corpus the inputs came from, --corpus)")
+    p.add_argument(
+        "--search-check",
+        action="store_true",
+        help="on a finished work folder: the search's pick, the "
+        "share rule's and a trained-proxy search's, trained and judged on held-out documents "
+        "(bench/reproduce_search.py; needs the corpus the inputs came from, --corpus)",
+    )
     p.add_argument("--dry-run", action="store_true", help="print the resolved protocol and stop")
     args = p.parse_args(argv)
     if args.collect:
@@ -94,7 +107,9 @@ def main(argv: list[str] | None = None) -> int:
         corpus = ensure_corpus(args.corpus or ROOT / "out" / "reproduce-quick", 3_000 if (args.quick or cuda) else None)
         print(f"exported {export_suite(corpus / 'manifest.duckdb', inputs)}", file=sys.stderr)
     if cuda or args.export_only:
-        rel = [str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in (inputs, work)]
+        rel = [
+            str(p.resolve().relative_to(ROOT)) if p.resolve().is_relative_to(ROOT) else str(p) for p in (inputs, work)
+        ]
         print("on the GPU machine (no DuckDB needed; carry the inputs folder), then bring the work folder back:")
         print(f"  python bench/reproduce_runner.py --inputs {rel[0]} --work {rel[1]} --device {args.device}")
         print(f"  python bench/reproduce.py --collect {rel[1]}")

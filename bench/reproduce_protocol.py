@@ -15,6 +15,7 @@ a GPU machine:
 Materialisation goes through mixer.materialise, the function `mixer resolve` uses, so a reference
 trains on exactly what a plan of the searched mixture would hold.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,14 +35,38 @@ from proxy import ProxyError, equal_split, sample_mixtures
 # Model shapes (Qwen3 family, tied embeddings): `micro` is the CPU proxy model, `pico` the RegMix-style
 # baseline (smaller, from scratch), `tiny` is proxy.model's preset and the GPU run's model.
 SHAPES = {
-    "tiny": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2, head_dim=32,
-                 intermediate_size=384),
-    "micro": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, head_dim=32,
-                  intermediate_size=192),
-    "nano": dict(hidden_size=48, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=24,
-                 intermediate_size=128),
-    "pico": dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1, head_dim=32,
-                 intermediate_size=64),
+    "tiny": dict(
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        intermediate_size=384,
+    ),
+    "micro": dict(
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        intermediate_size=192,
+    ),
+    "nano": dict(
+        hidden_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=24,
+        intermediate_size=128,
+    ),
+    "pico": dict(
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=1,
+        num_key_value_heads=1,
+        head_dim=32,
+        intermediate_size=64,
+    ),
 }
 INPUTS_FILE = "inputs.json"
 VALIDATION_FILE = "validation.jsonl"
@@ -119,21 +144,52 @@ class Protocol:
             raise ProxyError(f"selection_share: {self.selection_share} is not in (0, 1)")
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Protocol":
+    def from_dict(cls, d: dict[str, Any]) -> Protocol:
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         return cls(**kw)
 
 
-QUICK = Protocol(tag="decide-quick", n_mixtures=24, component_tokens=60_000, base_tokens=300_000,
-                 eval_tokens_per_domain=9_000, suite="offline")
+QUICK = Protocol(
+    tag="decide-quick",
+    n_mixtures=24,
+    component_tokens=60_000,
+    base_tokens=300_000,
+    eval_tokens_per_domain=9_000,
+    suite="offline",
+)
 FULL = Protocol(tag="decide-full", n_mixtures=64, suite="offline")
-CUDA = Protocol(tag="decide-cuda", n_mixtures=96, reference_seeds=(0, 1, 2), model="tiny", baseline_model="micro",
-                base_tokens=2_000_000, component_tokens=400_000, trained_multiples=(1.0, 2.0, 4.0, 6.0),
-                batch_size=32, lr=2e-3, eval_tokens_per_domain=24_000, stream_tokens=4_000_000)
-TOY = Protocol(tag="toy", n_mixtures=8, base_tokens=1_024, component_tokens=512, seq_len=32, batch_size=8,
-               eval_tokens_per_domain=600, bootstrap=200, model="pico", baseline_model="pico", stream_tokens=20_000,
-               search_iterations=2, search_per_iteration=6, search_pool=2_000, search_top_k=16)
+CUDA = Protocol(
+    tag="decide-cuda",
+    n_mixtures=96,
+    reference_seeds=(0, 1, 2),
+    model="tiny",
+    baseline_model="micro",
+    base_tokens=2_000_000,
+    component_tokens=400_000,
+    trained_multiples=(1.0, 2.0, 4.0, 6.0),
+    batch_size=32,
+    lr=2e-3,
+    eval_tokens_per_domain=24_000,
+    stream_tokens=4_000_000,
+)
+TOY = Protocol(
+    tag="toy",
+    n_mixtures=8,
+    base_tokens=1_024,
+    component_tokens=512,
+    seq_len=32,
+    batch_size=8,
+    eval_tokens_per_domain=600,
+    bootstrap=200,
+    model="pico",
+    baseline_model="pico",
+    stream_tokens=20_000,
+    search_iterations=2,
+    search_per_iteration=6,
+    search_pool=2_000,
+    search_top_k=16,
+)
 PROTOCOLS = {"quick": QUICK, "full": FULL, "cuda": CUDA, "toy": TOY}
 
 
@@ -173,18 +229,31 @@ class Inputs:
             np.save(folder / "streams" / f"{source}.npy", arr.astype(dtype))
         with open(folder / VALIDATION_FILE, "w") as f:
             for doc in self.validation:
-                f.write(json.dumps({"source": doc["source"], "tokens": [int(t) for t in doc["tokens"]],
-                                    "text": doc["text"]}, ensure_ascii=False) + "\n")
-        meta = {"protocol": asdict(self.protocol), "vocab_size": self.vocab_size, "eos_id": self.eos_id,
-                "candidates": self.candidates, "sources": self.sources, "mixtures": self.mixtures,
-                "components": self.components, "base": self.base, "general": self.general}
+                f.write(
+                    json.dumps(
+                        {"source": doc["source"], "tokens": [int(t) for t in doc["tokens"]], "text": doc["text"]},
+                        ensure_ascii=False,
+                    )
+                    + "\n"
+                )
+        meta = {
+            "protocol": asdict(self.protocol),
+            "vocab_size": self.vocab_size,
+            "eos_id": self.eos_id,
+            "candidates": self.candidates,
+            "sources": self.sources,
+            "mixtures": self.mixtures,
+            "components": self.components,
+            "base": self.base,
+            "general": self.general,
+        }
         tmp = folder / f".{INPUTS_FILE}.tmp"
         tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
         tmp.replace(folder / INPUTS_FILE)  # inputs.json last: its presence means the folder is complete
         return folder
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Inputs":
+    def load(cls, folder: str | Path) -> Inputs:
         folder = Path(folder)
         path = folder / INPUTS_FILE
         if not path.exists():
@@ -192,9 +261,19 @@ class Inputs:
         meta = json.loads(path.read_text())
         streams = {s: np.load(folder / "streams" / f"{s}.npy").astype(np.int64) for s in meta["sources"]}
         validation = [json.loads(line) for line in (folder / VALIDATION_FILE).read_text().splitlines() if line]
-        return cls(Protocol.from_dict(meta["protocol"]), int(meta["vocab_size"]), int(meta["eos_id"]),
-                   list(meta["candidates"]), meta["sources"], meta["mixtures"], meta["components"], meta["base"],
-                   streams, validation, meta.get("general") or dict(DEFAULT_GENERAL))
+        return cls(
+            Protocol.from_dict(meta["protocol"]),
+            int(meta["vocab_size"]),
+            int(meta["eos_id"]),
+            list(meta["candidates"]),
+            meta["sources"],
+            meta["mixtures"],
+            meta["components"],
+            meta["base"],
+            streams,
+            validation,
+            meta.get("general") or dict(DEFAULT_GENERAL),
+        )
 
 
 def draw_mixtures(prior: dict[str, int], protocol: Protocol) -> dict[str, dict[str, float]]:
@@ -207,7 +286,9 @@ def draw_mixtures(prior: dict[str, int], protocol: Protocol) -> dict[str, dict[s
 
 def materialised_sources(alpha: dict[str, float], rows: list[dict[str, Any]], g: float, where: str) -> dict[str, float]:
     """Source ratios of g x general + (1 - g) x alpha (mixer.materialise, as `mixer resolve` does)."""
-    mix = Mixture(name="m", level="candidate", ratios=alpha, provenance={"general_share": g, "general": DEFAULT_GENERAL})
+    mix = Mixture(
+        name="m", level="candidate", ratios=alpha, provenance={"general_share": g, "general": DEFAULT_GENERAL}
+    )
     return dict(materialise(mix, rows, general_share=g, where=where).mixture.ratios)
 
 
@@ -232,10 +313,14 @@ def export_inputs(db: str | Path, protocol: Protocol) -> Inputs:
             prior[r["candidate"]] = prior.get(r["candidate"], 0) + int(r["n_tokens"])
     where = str(db)
     g = protocol.general_share
-    mixtures = {name: {"alpha": alpha, "sources": materialised_sources(alpha, rows, g, where)}
-                for name, alpha in draw_mixtures(prior, protocol).items()}
-    components = {f"g{share:g}": {c: materialised_sources({c: 1.0}, rows, share, where) for c in sorted(prior)}
-                  for share in sorted({g, 0.0})}
+    mixtures = {
+        name: {"alpha": alpha, "sources": materialised_sources(alpha, rows, g, where)}
+        for name, alpha in draw_mixtures(prior, protocol).items()
+    }
+    components = {
+        f"g{share:g}": {c: materialised_sources({c: 1.0}, rows, share, where) for c in sorted(prior)}
+        for share in sorted({g, 0.0})
+    }
     base = _general_ratios(rows)
     eos = int(meta["eos_id"])
     rng = np.random.default_rng(protocol.seed)
@@ -253,8 +338,9 @@ def export_inputs(db: str | Path, protocol: Protocol) -> Inputs:
                 break
         streams[source] = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     validation = _validation_docs(db, sources, protocol, list_shards)
-    return Inputs(protocol, int(meta["vocab_size"]), eos, sorted(prior), sources, mixtures, components, base,
-                  streams, validation)
+    return Inputs(
+        protocol, int(meta["vocab_size"]), eos, sorted(prior), sources, mixtures, components, base, streams, validation
+    )
 
 
 def _general_ratios(rows: list[dict[str, Any]]) -> dict[str, float]:

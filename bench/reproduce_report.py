@@ -4,6 +4,7 @@ The pre-registered protocol (PROTOCOL_TEXT) is fixed text, committed before any 
 its endpoint tables with 95% bootstrap intervals, its verdict lines and three plots (scatter, forest, compute
 curve).
 """
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"demix/g0.5": "DeMix g = 0.5", "demix/g0": "DeMix g = 0 (materialised weights)", "regmix": "RegMix-style "
-          "(small, from scratch)", "share": "share rule (zero compute)"}
+LABELS = {
+    "demix/g0.5": "DeMix g = 0.5",
+    "demix/g0": "DeMix g = 0 (materialised weights)",
+    "regmix": "RegMix-style (small, from scratch)",
+    "share": "share rule (zero compute)",
+}
 
 PROTOCOL_TEXT = """## Pre-registered protocol (fixed before any number below)
 
@@ -92,7 +97,7 @@ def _plots(r: dict, folder: Path) -> list[str]:
         ax.set_title(f"{_label(m)}\nrank-aggregate rho {r['point'][f'rho/{m}/rank_aggregate']:.2f}", fontsize=9)
         ax.set_xlabel("reference mean candidate bpb", fontsize=8)
         ax.set_ylabel("proxy score", fontsize=8)
-    for ax in list(axes.flat)[len(methods):]:
+    for ax in list(axes.flat)[len(methods) :]:
         ax.axis("off")
     fig.suptitle(f"Proxy vs trained references, {len(names)} mixtures ({tag})")
     fig.tight_layout()
@@ -101,7 +106,10 @@ def _plots(r: dict, folder: Path) -> list[str]:
     fig, ax = plt.subplots(figsize=(7, 0.45 * (2 * len(methods) + 2) + 1))
     rows_ = [("E0 reference seed vs seed", "e0/macro")]
     for m in methods:
-        rows_ += [(f"{_label(m)}: macro", f"rho/{m}/macro"), (f"{_label(m)}: rank aggregate", f"rho/{m}/rank_aggregate")]
+        rows_ += [
+            (f"{_label(m)}: macro", f"rho/{m}/macro"),
+            (f"{_label(m)}: rank aggregate", f"rho/{m}/rank_aggregate"),
+        ]
     for i, (lab, key) in enumerate(rows_):
         lo, hi = r["ci"][key]
         ax.errorbar(r["point"][key], -i, xerr=[[r["point"][key] - lo], [hi - r["point"][key]]], fmt="o", capsize=3)
@@ -119,9 +127,13 @@ def _plots(r: dict, folder: Path) -> list[str]:
     for group, style in ((trained, "-o"), ([r["labels"]["demix_key"]], "s"), (["regmix"], "^"), (["share"], "x")):
         xs = [max(_compute(r, m), 0.05) for m in group]
         ys = [r["point"][f"rho/{m}/macro"] for m in group]
-        err = [[y - r["ci"][f"rho/{m}/macro"][0] for m, y in zip(group, ys)],
-               [r["ci"][f"rho/{m}/macro"][1] - y for m, y in zip(group, ys)]]
-        ax.errorbar(xs, ys, yerr=err, fmt=style, capsize=3, label=_label(group[0]) if len(group) == 1 else "trained proxy")
+        err = [
+            [y - r["ci"][f"rho/{m}/macro"][0] for m, y in zip(group, ys)],
+            [r["ci"][f"rho/{m}/macro"][1] - y for m, y in zip(group, ys)],
+        ]
+        ax.errorbar(
+            xs, ys, yerr=err, fmt=style, capsize=3, label=_label(group[0]) if len(group) == 1 else "trained proxy"
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training compute / the components' (6ND; share rule plotted at 0.05)")
     ax.set_ylabel("macro rho (95% CI)")
@@ -143,57 +155,109 @@ def _run_section(r: dict, folder: Path) -> list[str]:
     names = r["targets"]["names"]
     methods = r["labels"]["methods"]
     t = r["timings_s"]
-    lines = [f"## Run `{tag}`", "",
-             f"{len(r['mixtures'])} mixtures over {', '.join(r['candidates'])}; model `{p['model']}` "
-             f"({r['parameters']['model']:,} parameters), baseline `{p['baseline_model']}` "
-             f"({r['parameters']['baseline']:,}); base {p['base_tokens']:,} tokens; components and references "
-             f"{p['component_tokens']:,} tokens each; reference seeds {p['reference_seeds']}; general share "
-             f"{p['general_share']}; {r['n_docs']} validation documents; {p['bootstrap']:,} bootstrap replicates; "
-             f"device {r.get('device_name', r.get('device'))}. Runtime {t.get('total', 0):.0f} s ("
-             + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k not in ("total", "train+score")) + ").", "",
-             "**Verdicts.**", ""]
+    lines = [
+        f"## Run `{tag}`",
+        "",
+        f"{len(r['mixtures'])} mixtures over {', '.join(r['candidates'])}; model `{p['model']}` "
+        f"({r['parameters']['model']:,} parameters), baseline `{p['baseline_model']}` "
+        f"({r['parameters']['baseline']:,}); base {p['base_tokens']:,} tokens; components and references "
+        f"{p['component_tokens']:,} tokens each; reference seeds {p['reference_seeds']}; general share "
+        f"{p['general_share']}; {r['n_docs']} validation documents; {p['bootstrap']:,} bootstrap replicates; "
+        f"device {r.get('device_name', r.get('device'))}. Runtime {t.get('total', 0):.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in t.items() if k not in ("total", "train+score"))
+        + ").",
+        "",
+        "**Verdicts.**",
+        "",
+    ]
     lines += [f"- {v}" for v in r["verdicts"].values()]
-    lines += ["", "### E0: noise ceiling (reference seed vs seed)", "", "| target | rho [95% CI] | informative |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "### E0: noise ceiling (reference seed vs seed)",
+        "",
+        "| target | rho [95% CI] | informative |",
+        "|---|---|---|",
+    ]
     for i, n in enumerate(names):
-        lines.append(f"| {n} | {_iv(r, f'e0/{i}')} | {'yes' if i in r['targets']['informative'] else '—' if i >= len(r['targets']['primary']) else 'no'} |")
+        lines.append(
+            f"| {n} | {_iv(r, f'e0/{i}')} | {'yes' if i in r['targets']['informative'] else '—' if i >= len(r['targets']['primary']) else 'no'} |"
+        )
     lines.append(f"| **macro (candidates)** | {_iv(r, 'e0/macro')} | |")
-    lines += ["", "### Rank consistency against the references (mean of seeds)", "",
-              "| method | compute (x components') | macro rho | rank-aggregate rho | rho of mean bpb | macro rho, domains "
-              "| top-25% rho (k; P(rho = 1) by chance) |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "### Rank consistency against the references (mean of seeds)",
+        "",
+        "| method | compute (x components') | macro rho | rank-aggregate rho | rho of mean bpb | macro rho, domains "
+        "| top-25% rho (k; P(rho = 1) by chance) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for m in methods:
         tp = r["top25"][m]
-        lines.append(f"| {_label(m)} | {_compute(r, m):.2f} | {_iv(r, f'rho/{m}/macro')} | "
-                     f"{_iv(r, f'rho/{m}/rank_aggregate')} | {_iv(r, f'rho/{m}/mean_bpb')} | "
-                     f"{_iv(r, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |")
-    lines += ["", "Per target (rho [95% CI]):", "", "| method | " + " | ".join(n.split("/", 1)[1] for n in names) + " |",
-              "|---|" + "---|" * len(names)]
+        lines.append(
+            f"| {_label(m)} | {_compute(r, m):.2f} | {_iv(r, f'rho/{m}/macro')} | "
+            f"{_iv(r, f'rho/{m}/rank_aggregate')} | {_iv(r, f'rho/{m}/mean_bpb')} | "
+            f"{_iv(r, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |"
+        )
+    lines += [
+        "",
+        "Per target (rho [95% CI]):",
+        "",
+        "| method | " + " | ".join(n.split("/", 1)[1] for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for m in methods:
         lines.append(f"| {_label(m)} | " + " | ".join(_iv(r, f"rho/{m}/{i}") for i in range(len(names))) + " |")
-    lines += ["", "Mean bpb over the mixtures, per candidate and domain (lower is better; the share rule has no bpb):", "",
-              "| model | " + " | ".join(n.split("/", 1)[1] for n in names) + " |", "|---|" + "---|" * len(names)]
+    lines += [
+        "",
+        "Mean bpb over the mixtures, per candidate and domain (lower is better; the share rule has no bpb):",
+        "",
+        "| model | " + " | ".join(n.split("/", 1)[1] for n in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for m in [*r["labels"]["refs"], *[x for x in methods if x != "share"]]:
         vals = [sum(r["bpb"][m][mix][n] for mix in r["bpb"][m]) / len(r["bpb"][m]) for n in names]
         lines.append(f"| {_label(m)} | " + " | ".join(f"{v:.3f}" for v in vals) + " |")
-    lines += ["", "### E1, E2: paired differences (bootstrap, same replicates)", "",
-              "| difference | macro rho | rank-aggregate rho | regret (bpb) |", "|---|---|---|---|"]
-    for key, lab in (("demix_vs_trained1x", "DeMix g = 0.5 − trained 1x (E1)"),
-                     ("demix_vs_share", "DeMix g = 0.5 − share rule (E1)"), ("g_vs_g0", "DeMix g = 0.5 − g = 0 (E2)"),
-                     ("demix_vs_regmix", "DeMix g = 0.5 − RegMix-style"), ("trained1x_vs_share", "trained 1x − share rule")):
-        lines.append(f"| {lab} | {_iv(r, f'diff/{key}', '{:+.2f}')} | {_iv(r, f'diff_agg/{key}', '{:+.2f}')} | "
-                     f"{_iv(r, f'diff_regret/{key}', '{:+.4f}')} |")
-    lines += ["", "### E3: decision quality (judged on a reference seed the pick did not use)", "",
-              "| method | regret of its pick (bpb) | top-3 recall of the best |", "|---|---|---|",
-              f"| another reference seed | {_iv(r, 'e3/reference_seed/regret', '{:.4f}')} | "
-              f"{_iv(r, 'e3/reference_seed/top3')} |"]
+    lines += [
+        "",
+        "### E1, E2: paired differences (bootstrap, same replicates)",
+        "",
+        "| difference | macro rho | rank-aggregate rho | regret (bpb) |",
+        "|---|---|---|---|",
+    ]
+    for key, lab in (
+        ("demix_vs_trained1x", "DeMix g = 0.5 − trained 1x (E1)"),
+        ("demix_vs_share", "DeMix g = 0.5 − share rule (E1)"),
+        ("g_vs_g0", "DeMix g = 0.5 − g = 0 (E2)"),
+        ("demix_vs_regmix", "DeMix g = 0.5 − RegMix-style"),
+        ("trained1x_vs_share", "trained 1x − share rule"),
+    ):
+        lines.append(
+            f"| {lab} | {_iv(r, f'diff/{key}', '{:+.2f}')} | {_iv(r, f'diff_agg/{key}', '{:+.2f}')} | "
+            f"{_iv(r, f'diff_regret/{key}', '{:+.4f}')} |"
+        )
+    lines += [
+        "",
+        "### E3: decision quality (judged on a reference seed the pick did not use)",
+        "",
+        "| method | regret of its pick (bpb) | top-3 recall of the best |",
+        "|---|---|---|",
+        f"| another reference seed | {_iv(r, 'e3/reference_seed/regret', '{:.4f}')} | "
+        f"{_iv(r, 'e3/reference_seed/top3')} |",
+    ]
     for m in methods:
         lines.append(f"| {_label(m)} | {_iv(r, f'e3/{m}/regret', '{:.4f}')} | {_iv(r, f'e3/{m}/top3')} |")
-    lines += ["", "### E4: linearity gap and maintain ratio", "",
-              "| method | gap: proxy − reference bpb (mean over candidates) | maintain (Σ proxy / Σ reference) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "### E4: linearity gap and maintain ratio",
+        "",
+        "| method | gap: proxy − reference bpb (mean over candidates) | maintain (Σ proxy / Σ reference) |",
+        "|---|---|---|",
+    ]
     for m in methods:
         if m != "share":
-            lines.append(f"| {_label(m)} | {_iv(r, f'e4/{m}/delta', '{:+.3f}')} | {_iv(r, f'e4/{m}/maintain', '{:.3f}')} |")
+            lines.append(
+                f"| {_label(m)} | {_iv(r, f'e4/{m}/delta', '{:+.3f}')} | {_iv(r, f'e4/{m}/maintain', '{:.3f}')} |"
+            )
     lines += [""] + _suite_section(r)
     lines += [""] + [f"![{png}](reproduction/{png})" for png in _plots(r, folder)] + [""]
     return lines
@@ -203,11 +267,17 @@ def render_report(folder: Path, out: Path) -> Path:
     """Write `out` (markdown) and the PNGs beside the JSON results in `folder`; returns `out`."""
     reports = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
     reports = [r for r in reports if "verdicts" in r]  # results of the issue-16 protocol only
-    lines = ["# Does merging rank mixtures as training does?", "",
-             "Regenerated by one command: `python bench/reproduce.py --quick` (n = 24), `python bench/reproduce.py` "
-             "(n = 64), or, for the GPU run, `python bench/reproduce.py --device cuda` (exports inputs and prints the "
-             "runner command) then `--collect`. Each run writes `docs/reproduction/<tag>.json`; `--report-only` "
-             "re-renders this page. Everything runs offline on the demo corpus.", "", PROTOCOL_TEXT, SEARCH_CHECK_TEXT]
+    lines = [
+        "# Does merging rank mixtures as training does?",
+        "",
+        "Regenerated by one command: `python bench/reproduce.py --quick` (n = 24), `python bench/reproduce.py` "
+        "(n = 64), or, for the GPU run, `python bench/reproduce.py --device cuda` (exports inputs and prints the "
+        "runner command) then `--collect`. Each run writes `docs/reproduction/<tag>.json`; `--report-only` "
+        "re-renders this page. Everything runs offline on the demo corpus.",
+        "",
+        PROTOCOL_TEXT,
+        SEARCH_CHECK_TEXT,
+    ]
     if not reports:
         lines.append("_No results yet: run `python bench/reproduce.py --quick`._")
     for r in reports:
@@ -255,24 +325,37 @@ def search_check_section(r: dict) -> list[str]:
     n_seeds = len(r["protocol"]["reference_seeds"])
     compute["reference_selected"] = compute["oracle"] = c["n_references"] * n_seeds / len(r["candidates"])
     left = f"; left out (documents in one half only): {', '.join(c['left_out'])}" if c["left_out"] else ""
-    lines = [f"### Search check (`{r['protocol']['tag']}`)", "",
-             f"Judged on {sum(v['judgement'][0] for v in c['split'].values())} judgement documents (searches saw "
-             f"{sum(v['selection'][0] for v in c['split'].values())} others); targets {', '.join(c['targets'])}{left}; "
-             f"{c['bootstrap']:,} bootstrap replicates; {c['timings_s']['total']:.0f} s.", "",
-             f"**Verdict.** {c['verdict']}", "",
-             "| pick | compute (x components') | proxies | judged macro bpb | regret vs oracle (bpb) | rank aggregate |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"### Search check (`{r['protocol']['tag']}`)",
+        "",
+        f"Judged on {sum(v['judgement'][0] for v in c['split'].values())} judgement documents (searches saw "
+        f"{sum(v['selection'][0] for v in c['split'].values())} others); targets {', '.join(c['targets'])}{left}; "
+        f"{c['bootstrap']:,} bootstrap replicates; {c['timings_s']['total']:.0f} s.",
+        "",
+        f"**Verdict.** {c['verdict']}",
+        "",
+        "| pick | compute (x components') | proxies | judged macro bpb | regret vs oracle (bpb) | rank aggregate |",
+        "|---|---|---|---|---|---|",
+    ]
     for m in rows:
         n = c["picks"][m]["n_proxies"] if m in c["picks"] else c["n_references"]
-        lines.append(f"| {c['labels'][m]} | {compute[m]:.2f} | {n} | {iv(f'bpb/{m}', '{:.4f}')} | "
-                     f"{iv(f'regret/{m}', '{:.4f}')} | {iv(f'agg/{m}', '{:.2f}')} |")
+        lines.append(
+            f"| {c['labels'][m]} | {compute[m]:.2f} | {n} | {iv(f'bpb/{m}', '{:.4f}')} | "
+            f"{iv(f'regret/{m}', '{:.4f}')} | {iv(f'agg/{m}', '{:.2f}')} |"
+        )
     lines.append(f"| mean of the {c['n_references']} references | | | {iv('bpb/mean_reference', '{:.4f}')} | | |")
     lines += ["", "| paired difference (judged macro bpb; negative = DeMix better) | bpb [95% CI] |", "|---|---|"]
     for m in ("share", "trained", "reference_selected"):
         lines.append(f"| DeMix pick − {c['labels'][m]} | {iv(f'diff/demix_vs_{m}', '{:+.4f}')} |")
-    lines += ["", "Picks (alpha over the candidates): " + "; ".join(
-        f"{c['labels'][m]} " + ", ".join(f"{k} {v:.3f}" for k, v in c["picks"][m]["alpha"].items()) for m in c["picks"]),
-        ""]
+    lines += [
+        "",
+        "Picks (alpha over the candidates): "
+        + "; ".join(
+            f"{c['labels'][m]} " + ", ".join(f"{k} {v:.3f}" for k, v in c["picks"][m]["alpha"].items())
+            for m in c["picks"]
+        ),
+        "",
+    ]
     return lines
 
 
@@ -290,31 +373,56 @@ def _suite_section(r: dict) -> list[str]:
         return []
     names = s["targets"]["names"]
     inf = s["targets"]["informative"]
-    lines = [f"### Ranked by the {s['name']} suite", "", SUITE_TEXT, "",
-             f"{s['limit']} samples per task; {s['models_scored']} models scored in {s['seconds']:.0f} s "
-             f"(within the phases above). {r['verdicts'].get('suite', '')}", "",
-             "| target | direction | reference seed vs seed rho [95% CI] | informative |", "|---|---|---|---|"]
+    lines = [
+        f"### Ranked by the {s['name']} suite",
+        "",
+        SUITE_TEXT,
+        "",
+        f"{s['limit']} samples per task; {s['models_scored']} models scored in {s['seconds']:.0f} s "
+        f"(within the phases above). {r['verdicts'].get('suite', '')}",
+        "",
+        "| target | direction | reference seed vs seed rho [95% CI] | informative |",
+        "|---|---|---|---|",
+    ]
     for i, n in enumerate(names):
         flag = "yes" if i in inf else "—" if i not in s["targets"]["primary"] else "no"
         lines.append(f"| {n} | {s['targets']['directions'][i]} is better | {_iv(s, f'e0/{i}')} | {flag} |")
     lines.append(f"| **macro (domains)** | | {_iv(s, 'e0/macro')} | |")
-    lines += ["", "| method ranked by the suite | macro rho | rank-aggregate rho (the suite's mean percentile) | "
-              "macro rho, other metrics | top-25% rho (k; P(rho = 1) by chance) |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| method ranked by the suite | macro rho | rank-aggregate rho (the suite's mean percentile) | "
+        "macro rho, other metrics | top-25% rho (k; P(rho = 1) by chance) |",
+        "|---|---|---|---|---|",
+    ]
     for m in s["methods"]:
         tp = s["top25"][m]
-        lines.append(f"| {_label(m)} | {_iv(s, f'rho/{m}/macro')} | {_iv(s, f'rho/{m}/rank_aggregate')} | "
-                     f"{_iv(s, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |")
-    lines += ["", "Per target, ranked by the suite (rho [95% CI]):", "",
-              "| method | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines.append(
+            f"| {_label(m)} | {_iv(s, f'rho/{m}/macro')} | {_iv(s, f'rho/{m}/rank_aggregate')} | "
+            f"{_iv(s, f'rho/{m}/macro_secondary')} | {tp['rho']:.2f} ({tp['n']}; {tp['p_chance_rho_1']:.4f}) |"
+        )
+    lines += [
+        "",
+        "Per target, ranked by the suite (rho [95% CI]):",
+        "",
+        "| method | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for m in s["methods"]:
         lines.append(f"| {_label(m)} | " + " | ".join(_iv(s, f"rho/{m}/{i}") for i in range(len(names))) + " |")
     lines += ["", "| paired difference (suite) | macro rho | rank-aggregate rho |", "|---|---|---|"]
     for key in ("demix_vs_trained1x", "demix_vs_share", "g_vs_g0", "demix_vs_regmix"):
         if f"diff/{key}" in s["point"]:
-            lines.append(f"| {key.replace('_vs_', ' − ')} | {_iv(s, f'diff/{key}', '{:+.2f}')} | "
-                         f"{_iv(s, f'diff_agg/{key}', '{:+.2f}')} |")
-    lines += ["", "Mean suite score over the mixtures:", "", "| model | " + " | ".join(names) + " |",
-              "|---|" + "---|" * len(names)]
+            lines.append(
+                f"| {key.replace('_vs_', ' − ')} | {_iv(s, f'diff/{key}', '{:+.2f}')} | "
+                f"{_iv(s, f'diff_agg/{key}', '{:+.2f}')} |"
+            )
+    lines += [
+        "",
+        "Mean suite score over the mixtures:",
+        "",
+        "| model | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
     for m in s["mean"]:
         lines.append(f"| {_label(m)} | " + " | ".join(f"{s['mean'][m][n]:.3f}" for n in names) + " |")
     return lines + [""]

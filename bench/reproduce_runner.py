@@ -11,15 +11,16 @@ the statistics can resample documents as well as mixtures. A rerun skips finishe
 uses proxy.training.loop.train_loop (the components' loop) and merging proxy.proxies.ProxyFactory.
 Ends by writing work/results.json (bench/reproduce_stats.analyse) unless --no-analyse.
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -27,15 +28,22 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from reproduce_protocol import SHAPES, Inputs, baseline_tokens, trained_tokens  # noqa: E402
+from reproduce_suite import SuiteScores  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from proxy import (  # noqa: E402
-    ProxyFactory, TrainConfig, ValidationSet, build_model, count_parameters, load_model, read_demix, save_model_folder,
+    ProxyFactory,
+    TrainConfig,
+    ValidationSet,
+    build_model,
+    count_parameters,
+    load_model,
+    read_demix,
+    save_model_folder,
     train_loop,
 )
 from proxy.evaluate import IGNORE  # noqa: E402
-from reproduce_protocol import SHAPES, Inputs, baseline_tokens, trained_tokens  # noqa: E402
-from reproduce_suite import SuiteScores  # noqa: E402
 
 
 class MixtureStream:
@@ -46,8 +54,9 @@ class MixtureStream:
     the only thing two references of one mixture differ in.
     """
 
-    def __init__(self, streams: dict[str, np.ndarray], ratios: dict[str, float], seq_len: int, n_sequences: int,
-                 seed: int):
+    def __init__(
+        self, streams: dict[str, np.ndarray], ratios: dict[str, float], seq_len: int, n_sequences: int, seed: int
+    ):
         names = sorted(s for s, r in ratios.items() if r > 0)
         shares = np.array([ratios[s] for s in names], dtype=np.float64)
         exact = shares / shares.sum() * n_sequences
@@ -66,14 +75,21 @@ class MixtureStream:
         for k in self.order:
             arr = self.streams[k]
             start = int(self.rng.integers(0, len(arr) - self.seq_len))
-            yield torch.from_numpy(arr[start:start + self.seq_len].astype(np.int64))
+            yield torch.from_numpy(arr[start : start + self.seq_len].astype(np.int64))
 
 
 def new_model(shape: str, vocab_size: int, eos_id: int, seed: int) -> torch.nn.Module:
     from transformers import Qwen3Config  # noqa: PLC0415 - heavy import
 
-    config = Qwen3Config(vocab_size=vocab_size, tie_word_embeddings=True, max_position_embeddings=4096,
-                         bos_token_id=eos_id, eos_token_id=eos_id, pad_token_id=eos_id, **SHAPES[shape])
+    config = Qwen3Config(
+        vocab_size=vocab_size,
+        tie_word_embeddings=True,
+        max_position_embeddings=4096,
+        bos_token_id=eos_id,
+        eos_token_id=eos_id,
+        pad_token_id=eos_id,
+        **SHAPES[shape],
+    )
     return build_model(config, seed)
 
 
@@ -88,13 +104,23 @@ class DocTable:
     bytes: np.ndarray
 
     def to_dict(self) -> dict:
-        return {"domain": list(self.domain), "source": list(self.source), "candidate": list(self.candidate),
-                "tokens": self.tokens.tolist(), "bytes": self.bytes.tolist()}
+        return {
+            "domain": list(self.domain),
+            "source": list(self.source),
+            "candidate": list(self.candidate),
+            "tokens": self.tokens.tolist(),
+            "bytes": self.bytes.tolist(),
+        }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DocTable":
-        return cls(tuple(d["domain"]), tuple(d["source"]), tuple(d["candidate"]), np.asarray(d["tokens"]),
-                   np.asarray(d["bytes"], dtype=np.float64))
+    def from_dict(cls, d: dict) -> DocTable:
+        return cls(
+            tuple(d["domain"]),
+            tuple(d["source"]),
+            tuple(d["candidate"]),
+            np.asarray(d["tokens"]),
+            np.asarray(d["bytes"], dtype=np.float64),
+        )
 
 
 class DocScorer:
@@ -108,20 +134,29 @@ class DocScorer:
     def __init__(self, inputs: Inputs, device: torch.device, batch_size: int = 32):
         by_domain: dict[str, list] = {}
         for d in inputs.validation:
-            by_domain.setdefault(inputs.sources[d["source"]]["domain"], []).append((d["tokens"], d["text"],
-                                                                                   d["source"]))
+            by_domain.setdefault(inputs.sources[d["source"]]["domain"], []).append(
+                (d["tokens"], d["text"], d["source"])
+            )
         budget = max(sum(len(t[0]) for t in docs) for docs in by_domain.values())  # >= every domain: all docs kept
-        self.vset = ValidationSet.from_documents(by_domain, inputs.eos_id, budget, inputs.protocol.seq_len,
-                                                 {s: v["candidate"] for s, v in inputs.sources.items()})
+        self.vset = ValidationSet.from_documents(
+            by_domain,
+            inputs.eos_id,
+            budget,
+            inputs.protocol.seq_len,
+            {s: v["candidate"] for s, v in inputs.sources.items()},
+        )
         rows = []
         for domain in sorted(by_domain):  # from_documents' order: domains, then sources, each in input order
             docs = by_domain[domain]
             for source in sorted({d[2] for d in docs}):
                 rows += [(domain, source, t[0], t[1]) for t in docs if t[2] == source]
-        self.docs = DocTable(tuple(r[0] for r in rows), tuple(r[1] for r in rows),
-                             tuple(inputs.sources[r[1]]["candidate"] for r in rows),
-                             np.array([len(r[2]) for r in rows]),
-                             np.array([len(r[3].encode("utf-8")) for r in rows], dtype=np.float64))
+        self.docs = DocTable(
+            tuple(r[0] for r in rows),
+            tuple(r[1] for r in rows),
+            tuple(inputs.sources[r[1]]["candidate"] for r in rows),
+            np.array([len(r[2]) for r in rows]),
+            np.array([len(r[3].encode("utf-8")) for r in rows], dtype=np.float64),
+        )
         self.index = []
         offset = 0
         for batch in self.vset.domains:
@@ -130,8 +165,8 @@ class DocScorer:
             doc = torch.cumsum(starts.long(), 0) - 1
             idx = torch.where(scored, doc + offset + 1, torch.zeros_like(doc))  # bucket 0: unscored
             n_docs = int(starts.sum())
-            counts = torch.bincount(idx, minlength=offset + n_docs + 1)[offset + 1:]
-            if n_docs != batch.n_docs or not np.array_equal(counts.numpy(), self.docs.tokens[offset:offset + n_docs]):
+            counts = torch.bincount(idx, minlength=offset + n_docs + 1)[offset + 1 :]
+            if n_docs != batch.n_docs or not np.array_equal(counts.numpy(), self.docs.tokens[offset : offset + n_docs]):
                 raise AssertionError(f"domain {batch.domain}: packed documents do not match the document table")
             self.index.append(idx.view_as(batch.targets))
             offset += n_docs
@@ -146,12 +181,13 @@ class DocScorer:
         nll = torch.zeros(self.n_docs + 1, dtype=torch.float64, device=self.device)
         for batch, idx in zip(self.vset.domains, self.index):
             for start in range(0, batch.inputs.shape[0], self.batch_size):
-                x = batch.inputs[start:start + self.batch_size].to(self.device)
-                y = batch.targets[start:start + self.batch_size].to(self.device)
+                x = batch.inputs[start : start + self.batch_size].to(self.device)
+                y = batch.targets[start : start + self.batch_size].to(self.device)
                 logits = model(input_ids=x).logits.float()
-                per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                              ignore_index=IGNORE, reduction="none").double()
-                nll.index_add_(0, idx[start:start + self.batch_size].reshape(-1).to(self.device), per_token)
+                per_token = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="none"
+                ).double()
+                nll.index_add_(0, idx[start : start + self.batch_size].reshape(-1).to(self.device), per_token)
         return nll[1:].cpu().numpy()
 
 
@@ -169,10 +205,19 @@ class Runner:
 
     def config(self, tokens: int, seed: int) -> TrainConfig:
         # save_every past the run: these runs are minutes long and a rerun redoes an unfinished one whole
-        return TrainConfig(tokens=tokens, seq_len=self.p.seq_len, batch_size=self.p.batch_size, lr=self.p.lr, seed=seed,
-                           save_every=10**9, log_every=10**9)
+        return TrainConfig(
+            tokens=tokens,
+            seq_len=self.p.seq_len,
+            batch_size=self.p.batch_size,
+            lr=self.p.lr,
+            seed=seed,
+            save_every=10**9,
+            log_every=10**9,
+        )
 
-    def train(self, model: torch.nn.Module, ratios: dict[str, float], tokens: int, seed: int, out: Path) -> torch.nn.Module:
+    def train(
+        self, model: torch.nn.Module, ratios: dict[str, float], tokens: int, seed: int, out: Path
+    ) -> torch.nn.Module:
         cfg = self.config(tokens, seed)
         stream = MixtureStream(self.inputs.streams, ratios, self.p.seq_len, cfg.total_steps() * cfg.batch_size, seed)
         train_loop(model, stream, cfg, out, device=self.device, progress=False)
@@ -204,23 +249,41 @@ class Runner:
         names = sorted(inp.mixtures)
         models = self.work / "models"
         t = time.perf_counter()
-        base = self.model_folder(models / "base", lambda: self.train(
-            new_model(p.model, inp.vocab_size, inp.eos_id, p.seed), inp.base, p.base_tokens, p.seed,
-            self.work / "train" / "base"))
+        base = self.model_folder(
+            models / "base",
+            lambda: self.train(
+                new_model(p.model, inp.vocab_size, inp.eos_id, p.seed),
+                inp.base,
+                p.base_tokens,
+                p.seed,
+                self.work / "train" / "base",
+            ),
+        )
         self.timings["base"] = time.perf_counter() - t
         n_model = count_parameters(load_model(base))
         n_cand = len(inp.candidates)
         t = time.perf_counter()
         factories = {}
         for key, comps in sorted(inp.components.items()):
-            folders = [self.model_folder(models / f"components-{key}" / c, lambda c=c: self.train(
-                load_model(base), comps[c], p.component_tokens, p.seed, self.work / "train" / key / c))
-                for c in inp.candidates]
+            folders = [
+                self.model_folder(
+                    models / f"components-{key}" / c,
+                    lambda c=c: self.train(
+                        load_model(base), comps[c], p.component_tokens, p.seed, self.work / "train" / key / c
+                    ),
+                )
+                for c in inp.candidates
+            ]
             factories[key] = ProxyFactory(folders, device=self.device)
         self.timings["components"] = time.perf_counter() - t
         out: dict[str, list[np.ndarray]] = {}
-        bar = tqdm(total=len(names) * (len(p.reference_seeds) + len(p.trained_multiples) + 3), desc="runs",
-                   disable=not self.progress, file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(names) * (len(p.reference_seeds) + len(p.trained_multiples) + 3),
+            desc="runs",
+            disable=not self.progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
 
         def do(method: str, name: str, make) -> None:
             out.setdefault(method, []).append(self.scored(method, name, make))
@@ -240,8 +303,17 @@ class Runner:
         t = time.perf_counter()
         for seed in p.reference_seeds:
             for name in names:
-                do(f"reference/s{seed}", name, lambda: self.train(load_model(base), inp.mixtures[name]["sources"],
-                                                                  p.component_tokens, seed, self.work / "train" / "ref"))
+                do(
+                    f"reference/s{seed}",
+                    name,
+                    lambda: self.train(
+                        load_model(base),
+                        inp.mixtures[name]["sources"],
+                        p.component_tokens,
+                        seed,
+                        self.work / "train" / "ref",
+                    ),
+                )
         self.timings["references"] = time.perf_counter() - t
         self.tokens["reference"] = len(names) * len(p.reference_seeds) * p.component_tokens
         t = time.perf_counter()
@@ -249,16 +321,33 @@ class Runner:
             tokens = trained_tokens(p, n_cand, multiple)
             self.tokens[f"trained/{multiple:g}x"] = tokens * len(names)
             for name in names:  # its own data-order seed, shared with no reference
-                do(f"trained/{multiple:g}x", name, lambda: self.train(
-                    load_model(base), inp.mixtures[name]["sources"], tokens, 1000 + k, self.work / "train" / "trained"))
+                do(
+                    f"trained/{multiple:g}x",
+                    name,
+                    lambda: self.train(
+                        load_model(base),
+                        inp.mixtures[name]["sources"],
+                        tokens,
+                        1000 + k,
+                        self.work / "train" / "trained",
+                    ),
+                )
         self.timings["trained"] = time.perf_counter() - t
         n_bl = count_parameters(new_model(p.baseline_model, inp.vocab_size, inp.eos_id, 0))
         bl_tokens = baseline_tokens(p, n_cand, n_model, n_bl)
         t = time.perf_counter()
         for i, name in enumerate(names):
-            do("regmix", name, lambda: self.train(new_model(p.baseline_model, inp.vocab_size, inp.eos_id, p.seed + 7),
-                                                  inp.mixtures[name]["sources"], bl_tokens, 2000,
-                                                  self.work / "train" / "regmix"))
+            do(
+                "regmix",
+                name,
+                lambda: self.train(
+                    new_model(p.baseline_model, inp.vocab_size, inp.eos_id, p.seed + 7),
+                    inp.mixtures[name]["sources"],
+                    bl_tokens,
+                    2000,
+                    self.work / "train" / "regmix",
+                ),
+            )
         bar.close()
         self.timings["regmix"] = time.perf_counter() - t
         # compute in units of 6ND of the proxy model: the components' total is n_cand x component_tokens
@@ -267,14 +356,22 @@ class Runner:
         self.tokens["base"] = p.base_tokens
         self.parameters = {"model": n_model, "baseline": n_bl}
         # both DeMix variants cost one set of components (the base is shared by every method but RegMix-style)
-        self.compute = {f"demix/{g_key}": 1.0, "demix/g0": 1.0, "regmix": bl_tokens * len(names) * n_bl / (n_cand * p.component_tokens * n_model),
-                        **{f"trained/{m:g}x": trained_tokens(p, n_cand, m) * len(names) / (n_cand * p.component_tokens)
-                           for m in p.trained_multiples}, "share": 0.0}
+        self.compute = {
+            f"demix/{g_key}": 1.0,
+            "demix/g0": 1.0,
+            "regmix": bl_tokens * len(names) * n_bl / (n_cand * p.component_tokens * n_model),
+            **{
+                f"trained/{m:g}x": trained_tokens(p, n_cand, m) * len(names) / (n_cand * p.component_tokens)
+                for m in p.trained_multiples
+            },
+            "share": 0.0,
+        }
         return {m: np.stack(v) for m, v in out.items()}
 
 
-def run_protocol(inputs_dir: Path, work: Path, device: str = "cpu", progress: bool = True,
-                 analyse: bool = True, threads: int = 1) -> dict:
+def run_protocol(
+    inputs_dir: Path, work: Path, device: str = "cpu", progress: bool = True, analyse: bool = True, threads: int = 1
+) -> dict:
     """Run everything and (unless analyse=False) write work/results.json; returns the results (or the run record)."""
     from reproduce_stats import analyse as analyse_fn  # noqa: PLC0415 - stats need scipy only when analysing
 
@@ -288,13 +385,24 @@ def run_protocol(inputs_dir: Path, work: Path, device: str = "cpu", progress: bo
     if inputs.protocol.suite is not None:
         runner.suite = SuiteScores(inputs_dir, work, runner.device, inputs.protocol.suite_limit)
     nll = runner.run()
-    record = {"protocol": inputs.protocol.__dict__ | {"reference_seeds": list(inputs.protocol.reference_seeds),
-                                                     "trained_multiples": list(inputs.protocol.trained_multiples)},
-              "mixtures": inputs.mixtures, "candidates": inputs.candidates, "sources": inputs.sources,
-              "docs": runner.scorer.docs.to_dict(), "timings_s": runner.timings, "tokens": runner.tokens,
-              "compute": runner.compute, "parameters": runner.parameters, "device": str(runner.device),
-              "torch": torch.__version__,
-              "device_name": torch.cuda.get_device_name(0) if runner.device.type == "cuda" else "cpu"}
+    record = {
+        "protocol": inputs.protocol.__dict__
+        | {
+            "reference_seeds": list(inputs.protocol.reference_seeds),
+            "trained_multiples": list(inputs.protocol.trained_multiples),
+        },
+        "mixtures": inputs.mixtures,
+        "candidates": inputs.candidates,
+        "sources": inputs.sources,
+        "docs": runner.scorer.docs.to_dict(),
+        "timings_s": runner.timings,
+        "tokens": runner.tokens,
+        "compute": runner.compute,
+        "parameters": runner.parameters,
+        "device": str(runner.device),
+        "torch": torch.__version__,
+        "device_name": torch.cuda.get_device_name(0) if runner.device.type == "cuda" else "cpu",
+    }
     if runner.suite is not None:
         record["suite"] = runner.suite.record(sorted(inputs.mixtures))
     np.savez_compressed(work / "nll.npz", **{m.replace("/", "__"): v for m, v in nll.items()})
@@ -319,8 +427,11 @@ def run_protocol(inputs_dir: Path, work: Path, device: str = "cpu", progress: bo
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n")[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--inputs", type=Path, required=True, help="folder written by bench/reproduce.py --export-only")
     p.add_argument("--work", type=Path, required=True, help="models, per-document NLL and results.json go here")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

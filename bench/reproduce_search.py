@@ -24,6 +24,7 @@ On a finished work folder (bench/reproduce_runner.py), with the corpus manifest 
 A rerun reuses the saved search (work/search_check/demix_search.json) and every trained pick
 (work/nll/search_check/<key>/s<seed>.npy, keyed by the materialised ratios).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,15 +32,18 @@ import json
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
+from reproduce_protocol import Inputs, Protocol, draw_mixtures, materialised_sources, trained_tokens  # noqa: E402
+from reproduce_stats import judged_statistics, target_bpb  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 
 from manifests import list_sources  # noqa: E402
@@ -47,8 +51,6 @@ from proxy.errors import ProxyError  # noqa: E402
 from proxy.mixture_sampling import sample_mixtures  # noqa: E402
 from proxy.predictor import MetricPredictor, PredictorSettings  # noqa: E402
 from proxy.search import SearchSettings, rank_scores, run_search  # noqa: E402
-from reproduce_protocol import Inputs, Protocol, draw_mixtures, materialised_sources, trained_tokens  # noqa: E402
-from reproduce_stats import judged_statistics, target_bpb  # noqa: E402
 
 SEARCH_CHECK_FILE = "search_check.json"
 PICKS = ("demix", "trained", "share")
@@ -111,21 +113,37 @@ def corpus_rows(db: Path, inputs: Inputs) -> tuple[list[dict], dict[str, int]]:
     first = min(inputs.mixtures)
     same = drawn == {n: m["alpha"] for n, m in inputs.mixtures.items()} and all(
         abs(r - inputs.mixtures[first]["sources"].get(s, 0.0)) < 1e-12
-        for s, r in materialised_sources(drawn[first], rows, p.general_share, str(db)).items())
+        for s, r in materialised_sources(drawn[first], rows, p.general_share, str(db)).items()
+    )
     if not same:
-        raise ProxyError(f"{db}: not the corpus these inputs were exported from (its prior does not redraw the "
-                         "protocol's mixtures); pass --corpus")
+        raise ProxyError(
+            f"{db}: not the corpus these inputs were exported from (its prior does not redraw the "
+            "protocol's mixtures); pass --corpus"
+        )
     return rows, prior
 
 
-def demix_search(inputs: Inputs, work: Path, scorer_sel, masks_sel, bytes_sel, targets: list[str],
-                 prior: dict[str, int], settings: SearchSettings, device: str, progress: bool) -> dict[str, Any]:
+def demix_search(
+    inputs: Inputs,
+    work: Path,
+    scorer_sel,
+    masks_sel,
+    bytes_sel,
+    targets: list[str],
+    prior: dict[str, int],
+    settings: SearchSettings,
+    device: str,
+    progress: bool,
+) -> dict[str, Any]:
     """run_search over merged proxies scored on the selection documents; saved to and reused from work."""
     from proxy.proxies import ProxyFactory  # noqa: PLC0415 - torch
 
     path = work / "search_check" / "demix_search.json"
-    key = {"settings": json.loads(json.dumps(asdict(settings))), "targets": targets,
-           "selection": scorer_sel.docs.to_dict()}
+    key = {
+        "settings": json.loads(json.dumps(asdict(settings))),
+        "targets": targets,
+        "selection": scorer_sel.docs.to_dict(),
+    }
     if path.exists():
         saved = json.loads(path.read_text())
         if saved["key"] == key:
@@ -138,11 +156,18 @@ def demix_search(inputs: Inputs, work: Path, scorer_sel, masks_sel, bytes_sel, t
         bpb = _bpb(scorer_sel(factory.proxy(ratios)), masks_sel, bytes_sel, ones)
         return {f"bpb_candidate/{c}": float(v) for c, v in zip(targets, bpb)}
 
-    res = run_search(score_fn, inputs.candidates, prior, ",".join(f"bpb_candidate/{c}" for c in targets), settings,
-                     progress=progress)
-    out = {"key": key, "alpha": res.best_ratios, "selection_objective": res.best_objective,
-           "predicted_objective": res.predicted_best_objective, "n_proxies": len(res.evaluated) + 1,
-           "history": res.history, "seconds": res.seconds}
+    res = run_search(
+        score_fn, inputs.candidates, prior, ",".join(f"bpb_candidate/{c}" for c in targets), settings, progress=progress
+    )
+    out = {
+        "key": key,
+        "alpha": res.best_ratios,
+        "selection_objective": res.best_objective,
+        "predicted_objective": res.predicted_best_objective,
+        "n_proxies": len(res.evaluated) + 1,
+        "history": res.history,
+        "seconds": res.seconds,
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(out, indent=1))
@@ -166,21 +191,27 @@ def verdict_line(check: dict[str, Any]) -> str:
 
     spread = p["bpb/mean_reference"] - p["bpb/oracle"]
     frac = f", {p['regret/demix'] / spread:.0%} of the gap from the mean reference to the oracle" if spread > 0 else ""
-    near = (f"is within {p['regret/demix']:.4f} bpb of the oracle" if p["regret/demix"] > 0 else
-            f"beats the oracle by {-p['regret/demix']:.4f} bpb")
-    return (f"Search check: the search's pick, trained for real and judged on documents it did not see, {near} "
-            f"(the best of {check['n_references']} references; regret {iv('regret/demix', '{:.4f}')}{frac}); "
-            f"it is {versus('share')} and {versus('trained')} at equal compute.")
+    near = (
+        f"is within {p['regret/demix']:.4f} bpb of the oracle"
+        if p["regret/demix"] > 0
+        else f"beats the oracle by {-p['regret/demix']:.4f} bpb"
+    )
+    return (
+        f"Search check: the search's pick, trained for real and judged on documents it did not see, {near} "
+        f"(the best of {check['n_references']} references; regret {iv('regret/demix', '{:.4f}')}{frac}); "
+        f"it is {versus('share')} and {versus('trained')} at equal compute."
+    )
 
 
-def run_search_check(work: Path, db: Path, device: str = "cpu", progress: bool = True,
-                     bootstrap: int | None = None) -> dict[str, Any]:
+def run_search_check(
+    work: Path, db: Path, device: str = "cpu", progress: bool = True, bootstrap: int | None = None
+) -> dict[str, Any]:
     """Run the search check on a finished work folder; writes and returns work/search_check.json's content."""
     import torch  # noqa: PLC0415 - heavy, only when training
+    from reproduce_runner import DocScorer, Runner  # noqa: PLC0415 - torch
     from tqdm import tqdm  # noqa: PLC0415
 
     from proxy.model import load_model  # noqa: PLC0415
-    from reproduce_runner import DocScorer, Runner  # noqa: PLC0415 - torch
 
     t0 = time.perf_counter()
     work = Path(work)
@@ -198,31 +229,49 @@ def run_search_check(work: Path, db: Path, device: str = "cpu", progress: bool =
     cand = np.array(docs.candidate)
     targets = [c for c in cands if (selected & (cand == c)).any() and (judged & (cand == c)).any()]
     masks = np.array([cand == c for c in targets], dtype=np.float64).reshape(len(targets), len(cand))
-    in_val = selection_split([d["source"] for d in inputs.validation], [len(d["tokens"]) for d in inputs.validation],
-                             p.selection_share, p.selection_seed)
-    scorer_sel = DocScorer(replace(inputs, validation=[d for d, s in zip(inputs.validation, in_val) if s]),
-                           runner.device)
+    in_val = selection_split(
+        [d["source"] for d in inputs.validation],
+        [len(d["tokens"]) for d in inputs.validation],
+        p.selection_share,
+        p.selection_seed,
+    )
+    scorer_sel = DocScorer(
+        replace(inputs, validation=[d for d, s in zip(inputs.validation, in_val) if s]), runner.device
+    )
     masks_sel = np.array([np.array(scorer_sel.docs.candidate) == c for c in targets], dtype=np.float64)
-    settings = SearchSettings(iterations=p.search_iterations, per_iteration=p.search_per_iteration,
-                              pool=p.search_pool, seed=p.seed, top_k=p.search_top_k,
-                              predictor=PredictorSettings(seed=p.seed))
+    settings = SearchSettings(
+        iterations=p.search_iterations,
+        per_iteration=p.search_per_iteration,
+        pool=p.search_pool,
+        seed=p.seed,
+        top_k=p.search_top_k,
+        predictor=PredictorSettings(seed=p.seed),
+    )
     pool = sample_mixtures([prior[c] for c in cands], settings.pool, settings.seed, settings.sampling)  # run_search's
     timings = {}
     t = time.perf_counter()
-    demix = demix_search(inputs, work, scorer_sel, masks_sel, scorer_sel.docs.bytes, targets, prior, settings,
-                         device, progress)
+    demix = demix_search(
+        inputs, work, scorer_sel, masks_sel, scorer_sel.docs.bytes, targets, prior, settings, device, progress
+    )
     timings["demix search"] = time.perf_counter() - t
     names = sorted(inputs.mixtures)
     n_trained = equal_compute_count(p, len(cands))
     if n_trained < 2:
         raise ProxyError(f"{work}: equal compute pays for {n_trained} trained proxies (the predictor needs 2)")
     x = np.array([[inputs.mixtures[n]["alpha"][c] for c in cands] for n in names[:n_trained]])
-    y = np.stack([_bpb(np.load(work / "nll" / "trained" / "1x" / f"{n}.npy"), masks, docs.bytes, selected)
-                  for n in names[:n_trained]])
+    y = np.stack(
+        [
+            _bpb(np.load(work / "nll" / "trained" / "1x" / f"{n}.npy"), masks, docs.bytes, selected)
+            for n in names[:n_trained]
+        ]
+    )
     preds = {c: MetricPredictor(settings.predictor).fit(x, y[:, i]).predict(pool) for i, c in enumerate(targets)}
-    alphas = {"demix": np.array([demix["alpha"][c] for c in cands]), "trained": pick_from_pool(preds, pool, settings),
-              # the share rule ranks by -alpha_c: materialising is increasing in alpha_c, so its ranks are the same
-              "share": pick_from_pool({c: -pool[:, cands.index(c)] for c in targets}, pool, settings)}
+    alphas = {
+        "demix": np.array([demix["alpha"][c] for c in cands]),
+        "trained": pick_from_pool(preds, pool, settings),
+        # the share rule ranks by -alpha_c: materialising is increasing in alpha_c, so its ranks are the same
+        "share": pick_from_pool({c: -pool[:, cands.index(c)] for c in targets}, pool, settings),
+    }
     base = work / "models" / "base"
     picks: dict[str, dict[str, Any]] = {}
     pick_nll: dict[str, np.ndarray] = {}
@@ -231,48 +280,93 @@ def run_search_check(work: Path, db: Path, device: str = "cpu", progress: bool =
     for m in PICKS:
         alpha = {c: float(r) for c, r in zip(cands, alphas[m])}
         sources = materialised_sources(alpha, rows, p.general_share, str(db))
-        key = hashlib.blake2b(json.dumps({s: round(r, 12) for s, r in sorted(sources.items())}).encode(),
-                              digest_size=6).hexdigest()
+        key = hashlib.blake2b(
+            json.dumps({s: round(r, 12) for s, r in sorted(sources.items())}).encode(), digest_size=6
+        ).hexdigest()
         folder = work / "nll" / "search_check" / key
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "mixture.json").write_text(json.dumps({"alpha": alpha, "sources": sources}, indent=1))
         runs = []
         for seed in p.reference_seeds:  # like a reference: same base, tokens and data-order seed
-            runs.append(runner.scored(f"search_check/{key}", f"s{seed}", lambda seed=seed, sources=sources: runner.train(
-                load_model(base), sources, p.component_tokens, seed, work / "train" / "search_check")))
+            runs.append(
+                runner.scored(
+                    f"search_check/{key}",
+                    f"s{seed}",
+                    lambda seed=seed, sources=sources: runner.train(
+                        load_model(base), sources, p.component_tokens, seed, work / "train" / "search_check"
+                    ),
+                )
+            )
             bar.update(1)
         pick_nll[m] = np.stack(runs)
         picks[m] = {"alpha": alpha, "sources": sources, "key": key}
     bar.close()
     timings["train picks"] = time.perf_counter() - t
     component_tokens = len(cands) * p.component_tokens
-    picks["demix"] |= {"compute": 1.0, "n_proxies": demix["n_proxies"],
-                       "selection_objective": demix["selection_objective"]}
-    picks["trained"] |= {"compute": n_trained * trained_tokens(p, len(cands), 1.0) / component_tokens,
-                         "n_proxies": n_trained}
+    picks["demix"] |= {
+        "compute": 1.0,
+        "n_proxies": demix["n_proxies"],
+        "selection_objective": demix["selection_objective"],
+    }
+    picks["trained"] |= {
+        "compute": n_trained * trained_tokens(p, len(cands), 1.0) / component_tokens,
+        "n_proxies": n_trained,
+    }
     picks["share"] |= {"compute": 0.0, "n_proxies": 0}
-    ref_nll = np.stack([np.stack([np.load(work / "nll" / "reference" / f"s{s}" / f"{n}.npy") for n in names])
-                        for s in p.reference_seeds])
+    ref_nll = np.stack(
+        [
+            np.stack([np.load(work / "nll" / "reference" / f"s{s}" / f"{n}.npy") for n in names])
+            for s in p.reference_seeds
+        ]
+    )
     sel_tables = _bpb(ref_nll.mean(axis=0), masks, docs.bytes, selected)  # [n, T], references on the selection half
     chosen = int(np.argmin(rankdata(sel_tables, axis=0).mean(axis=1)))
     src = np.array(docs.source)
     groups = [g for g in (np.flatnonzero((src == s) & judged) for s in sorted(set(docs.source))) if len(g)]
     t = time.perf_counter()
-    stats = judged_statistics(ref_nll, pick_nll, masks, docs.bytes, judged, groups, chosen, bootstrap or p.bootstrap,
-                  p.seed * 7919 + 16)
+    stats = judged_statistics(
+        ref_nll, pick_nll, masks, docs.bytes, judged, groups, chosen, bootstrap or p.bootstrap, p.seed * 7919 + 16
+    )
     timings["bootstrap"] = time.perf_counter() - t
-    per_source = {s: {"selection": [int((selected & (src == s)).sum()), int(docs.tokens[selected & (src == s)].sum())],
-                      "judgement": [int((judged & (src == s)).sum()), int(docs.tokens[judged & (src == s)].sum())]}
-                  for s in sorted(set(docs.source))}
-    check = {"protocol": {k: getattr(p, k) for k in ("selection_share", "selection_seed", "search_iterations",
-                                                      "search_per_iteration", "search_pool", "search_top_k")},
-             "targets": targets, "left_out": [c for c in cands if c not in targets], "split": per_source,
-             "n_references": len(names), "reference_selected": names[chosen], "picks": picks,
-             "bootstrap": bootstrap or p.bootstrap, **stats,
-             "labels": {"demix": "DeMix search", "trained": "trained-proxy search", "share": "share rule",
-                        "reference_selected": "best reference on the selection half", "oracle": "oracle"}}
+    per_source = {
+        s: {
+            "selection": [int((selected & (src == s)).sum()), int(docs.tokens[selected & (src == s)].sum())],
+            "judgement": [int((judged & (src == s)).sum()), int(docs.tokens[judged & (src == s)].sum())],
+        }
+        for s in sorted(set(docs.source))
+    }
+    check = {
+        "protocol": {
+            k: getattr(p, k)
+            for k in (
+                "selection_share",
+                "selection_seed",
+                "search_iterations",
+                "search_per_iteration",
+                "search_pool",
+                "search_top_k",
+            )
+        },
+        "targets": targets,
+        "left_out": [c for c in cands if c not in targets],
+        "split": per_source,
+        "n_references": len(names),
+        "reference_selected": names[chosen],
+        "picks": picks,
+        "bootstrap": bootstrap or p.bootstrap,
+        **stats,
+        "labels": {
+            "demix": "DeMix search",
+            "trained": "trained-proxy search",
+            "share": "share rule",
+            "reference_selected": "best reference on the selection half",
+            "oracle": "oracle",
+        },
+    }
     timings["total"] = time.perf_counter() - t0
-    if (work / SEARCH_CHECK_FILE).exists():  # a rerun reuses the finished runs: keep the times of the run that made them
+    if (
+        work / SEARCH_CHECK_FILE
+    ).exists():  # a rerun reuses the finished runs: keep the times of the run that made them
         timings = json.loads((work / SEARCH_CHECK_FILE).read_text())["timings_s"] | {"rerun": timings["total"]}
     check["timings_s"] = timings
     check["verdict"] = verdict_line(check)

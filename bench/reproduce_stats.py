@@ -11,6 +11,7 @@ Targets: the primary targets are the candidates (bpb of each candidate's validat
 domains are secondary. A target whose reference seed-to-seed rho (E0) is below the protocol's
 ceiling_min is uninformative and is left out of the macro (pre-registered in docs/reproduction.md).
 """
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,9 @@ def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, floa
     return float(lo), float(hi)
 
 
-def resamples(n_mixtures: int, groups: list[np.ndarray], n_docs: int, count: int, seed: int
-              ) -> tuple[np.ndarray, np.ndarray]:
+def resamples(
+    n_mixtures: int, groups: list[np.ndarray], n_docs: int, count: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """`count` replicates: mixture indices [count, n] and document weights [count, n_docs] (resampled per group)."""
     rng = np.random.default_rng(seed)
     mix = rng.integers(0, n_mixtures, (count, n_mixtures))
@@ -70,8 +72,15 @@ def _pick(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return np.take_along_axis(a, idx[:, :, None], axis=1)
 
 
-def statistics(tables: dict[str, np.ndarray], refs: list[str], primary: list[int], informative: list[int],
-               secondary: list[int], methods: list[str], pairs: dict[str, tuple[str, str]]) -> dict[str, np.ndarray]:
+def statistics(
+    tables: dict[str, np.ndarray],
+    refs: list[str],
+    primary: list[int],
+    informative: list[int],
+    secondary: list[int],
+    methods: list[str],
+    pairs: dict[str, tuple[str, str]],
+) -> dict[str, np.ndarray]:
     """Every endpoint for replicate stacks: tables {name: bpb [R, n, T]} (already resampled) -> {key: [R]}.
 
     refs: the reference seeds' table names; the reference of E1, E2 and E4 is their mean. `pairs`
@@ -144,36 +153,49 @@ def verdict_lines(r: dict[str, Any], margin: float, ceiling: float) -> dict[str,
     lines = {}
     e0 = p["e0/macro"]
     n_inf = len(r["targets"]["informative"])
-    lines["E0"] = (f"E0 noise ceiling: reference seeds agree with macro rho {iv('e0/macro', '{:.2f}')}; "
-                   f"{n_inf} of {len(r['targets']['primary'])} candidate targets reach {ceiling} and are informative"
-                   + ("" if n_inf else " -> no target is informative, so no ranking claim below can be resolved")
-                   + f" ({'ceiling adequate' if e0 >= ceiling else 'ceiling below ' + str(ceiling)}).")
+    lines["E0"] = (
+        f"E0 noise ceiling: reference seeds agree with macro rho {iv('e0/macro', '{:.2f}')}; "
+        f"{n_inf} of {len(r['targets']['primary'])} candidate targets reach {ceiling} and are informative"
+        + ("" if n_inf else " -> no target is informative, so no ranking claim below can be resolved")
+        + f" ({'ceiling adequate' if e0 >= ceiling else 'ceiling below ' + str(ceiling)})."
+    )
     lo = ci["diff/demix_vs_trained1x"][0]
     hi = ci["diff/demix_vs_trained1x"][1]
-    word = ("non-inferior to" if lo > -margin else "inferior to" if hi < -margin else "not resolved against")
+    word = "non-inferior to" if lo > -margin else "inferior to" if hi < -margin else "not resolved against"
     if not n_inf:  # pre-registered: with no informative target no ranking claim is resolved
         word = "not resolved (no informative target) against"
     lo_s, hi_s = ci["diff/demix_vs_share"]
-    share = ("better than" if lo_s > 0 else "worse than" if hi_s < 0 else "not distinguishable from")
-    lines["E1"] = (f"E1: DeMix ({g}) is {word} the trained proxy at equal compute (macro rho difference "
-                   f"{iv('diff/demix_vs_trained1x')}, margin -{margin}) and {share} the zero-compute share rule "
-                   f"({iv('diff/demix_vs_share')}).")
+    share = "better than" if lo_s > 0 else "worse than" if hi_s < 0 else "not distinguishable from"
+    lines["E1"] = (
+        f"E1: DeMix ({g}) is {word} the trained proxy at equal compute (macro rho difference "
+        f"{iv('diff/demix_vs_trained1x')}, margin -{margin}) and {share} the zero-compute share rule "
+        f"({iv('diff/demix_vs_share')})."
+    )
     lo2, hi2 = ci["diff/g_vs_g0"]
-    word2 = (f"{g} components rank better than g = 0" if lo2 > 0 else f"g = 0 components rank better than {g}"
-             if hi2 < 0 else "no difference resolved between g = 0.5 and g = 0")
+    word2 = (
+        f"{g} components rank better than g = 0"
+        if lo2 > 0
+        else f"g = 0 components rank better than {g}"
+        if hi2 < 0
+        else "no difference resolved between g = 0.5 and g = 0"
+    )
     if not n_inf:
         word2 = "not resolved (no informative target) between g = 0.5 and g = 0"
     lines["E2"] = f"E2: {word2} (macro rho difference {iv('diff/g_vs_g0')})."
     lo3, hi3 = ci["diff_regret/demix_vs_trained1x"]
-    word3 = ("worse picks than" if lo3 > 0 else "better picks than" if hi3 < 0 else "picks not distinguishable from")
-    lines["E3"] = (f"E3: DeMix's pick has regret {iv('e3/' + r['labels']['demix_key'] + '/regret', '{:.4f}')} bpb "
-                   f"(top-3 recall {p['e3/' + r['labels']['demix_key'] + '/top3']:.2f}); a second reference seed's pick "
-                   f"{iv('e3/reference_seed/regret', '{:.4f}')}; DeMix makes {word3} the trained 1x proxy "
-                   f"(regret difference {iv('diff_regret/demix_vs_trained1x', '{:+.4f}')}).")
+    word3 = "worse picks than" if lo3 > 0 else "better picks than" if hi3 < 0 else "picks not distinguishable from"
+    lines["E3"] = (
+        f"E3: DeMix's pick has regret {iv('e3/' + r['labels']['demix_key'] + '/regret', '{:.4f}')} bpb "
+        f"(top-3 recall {p['e3/' + r['labels']['demix_key'] + '/top3']:.2f}); a second reference seed's pick "
+        f"{iv('e3/reference_seed/regret', '{:.4f}')}; DeMix makes {word3} the trained 1x proxy "
+        f"(regret difference {iv('diff_regret/demix_vs_trained1x', '{:+.4f}')})."
+    )
     k = r["labels"]["demix_key"]
-    lines["E4"] = (f"E4: the merge's linearity gap is {iv('e4/' + k + '/delta', '{:+.3f}')} bpb (merged minus trained, "
-                   f"mean over candidates); maintain ratio {iv('e4/' + k + '/maintain', '{:.3f}')}"
-                   f" ({'merged proxies score worse than training: rank them, do not read their values' if p['e4/' + k + '/delta'] > 0 else 'merged proxies score at or below training bpb'}).")
+    lines["E4"] = (
+        f"E4: the merge's linearity gap is {iv('e4/' + k + '/delta', '{:+.3f}')} bpb (merged minus trained, "
+        f"mean over candidates); maintain ratio {iv('e4/' + k + '/maintain', '{:.3f}')}"
+        f" ({'merged proxies score worse than training: rank them, do not read their values' if p['e4/' + k + '/delta'] > 0 else 'merged proxies score at or below training bpb'})."
+    )
     return lines
 
 
@@ -203,8 +225,13 @@ def analyse(record: dict[str, Any], nll: dict[str, np.ndarray], chunk: int = 500
     refs = [f"reference/s{s}" for s in proto["reference_seeds"]]
     trained = [f"trained/{m:g}x" for m in proto["trained_multiples"]]
     methods = [g_key, "demix/g0", *trained, "regmix", "share"]
-    pairs = {"demix_vs_trained1x": (g_key, trained[0]), "demix_vs_share": (g_key, "share"), "g_vs_g0": (g_key, "demix/g0"),
-             "trained1x_vs_share": (trained[0], "share"), "demix_vs_regmix": (g_key, "regmix")}
+    pairs = {
+        "demix_vs_trained1x": (g_key, trained[0]),
+        "demix_vs_share": (g_key, "share"),
+        "g_vs_g0": (g_key, "demix/g0"),
+        "trained1x_vs_share": (trained[0], "share"),
+        "demix_vs_regmix": (g_key, "regmix"),
+    }
 
     def stats_for(mix_idx: np.ndarray, weights: np.ndarray, informative: list[int]) -> dict[str, np.ndarray]:
         tables = {m: _pick(target_bpb(v, masks, doc_bytes, weights), mix_idx) for m, v in nll.items()}
@@ -229,27 +256,47 @@ def analyse(record: dict[str, Any], nll: dict[str, np.ndarray], chunk: int = 500
     ref_mean = np.mean([full[r] for r in refs], axis=0)
     results = dict(record)
     results.pop("docs", None)
-    results.update({
-        "n_docs": n_docs, "targets": {"names": target_names, "primary": primary, "secondary": secondary,
-                                      "informative": informative},
-        "labels": {"demix": f"g = {proto['general_share']:g}", "demix_key": g_key, "methods": methods, "refs": refs},
-        "point": point, "ci": ci,
-        "top25": {m: top25(full[m], ref_mean, primary) for m in methods},
-        "bpb": {m: {n: dict(zip(target_names, map(float, full[m][i]))) for i, n in enumerate(names)}
-                for m in [*refs, *methods]},
-        "timings_s": dict(record.get("timings_s", {})),
-    })
+    results.update(
+        {
+            "n_docs": n_docs,
+            "targets": {"names": target_names, "primary": primary, "secondary": secondary, "informative": informative},
+            "labels": {
+                "demix": f"g = {proto['general_share']:g}",
+                "demix_key": g_key,
+                "methods": methods,
+                "refs": refs,
+            },
+            "point": point,
+            "ci": ci,
+            "top25": {m: top25(full[m], ref_mean, primary) for m in methods},
+            "bpb": {
+                m: {n: dict(zip(target_names, map(float, full[m][i]))) for i, n in enumerate(names)}
+                for m in [*refs, *methods]
+            },
+            "timings_s": dict(record.get("timings_s", {})),
+        }
+    )
     results["verdicts"] = verdict_lines(results, proto["margin"], proto["ceiling_min"])
     if record.get("suite"):  # issue 14: the same rho endpoints against the references' suite scores
-        results["suite"] = analyse_suite(record, methods, refs, pairs, proto["bootstrap"], proto["seed"],
-                                         proto["ceiling_min"])
+        results["suite"] = analyse_suite(
+            record, methods, refs, pairs, proto["bootstrap"], proto["seed"], proto["ceiling_min"]
+        )
         results["verdicts"]["suite"] = suite_verdict(results["suite"], g_key)
     return results
 
 
-def judged_statistics(ref_nll: np.ndarray, pick_nll: dict[str, np.ndarray], masks: np.ndarray, doc_bytes: np.ndarray,
-          judged: np.ndarray, groups: list[np.ndarray], chosen_ref: int, count: int, seed: int,
-          chunk: int = 500) -> dict[str, Any]:
+def judged_statistics(
+    ref_nll: np.ndarray,
+    pick_nll: dict[str, np.ndarray],
+    masks: np.ndarray,
+    doc_bytes: np.ndarray,
+    judged: np.ndarray,
+    groups: list[np.ndarray],
+    chosen_ref: int,
+    count: int,
+    seed: int,
+    chunk: int = 500,
+) -> dict[str, Any]:
     """The search check's statistics (bench/reproduce_search.py) on the judgement documents only: {"point": {key: v}, "ci": {key: (lo, hi)}}.
 
     ref_nll [S, n, D] (seeds, protocol mixtures, documents), pick_nll {name: [S, D]}, masks [T, D] of the
@@ -265,8 +312,10 @@ def judged_statistics(ref_nll: np.ndarray, pick_nll: dict[str, np.ndarray], mask
 
     def stats(weights: np.ndarray, seed_counts: np.ndarray) -> dict[str, np.ndarray]:
         w = weights * judged[None]  # only judgement documents count, whatever the weights say
-        tables = sum(seed_counts[:, s, None, None] * target_bpb(nll[s], masks, doc_bytes, w)
-                     for s in range(n_seeds)) / n_seeds  # [R, M, T]
+        tables = (
+            sum(seed_counts[:, s, None, None] * target_bpb(nll[s], masks, doc_bytes, w) for s in range(n_seeds))
+            / n_seeds
+        )  # [R, M, T]
         macro = tables.mean(axis=2)
         refs = tables[:, :n]
         best = np.argmin(macro[:, :n], axis=1)
@@ -297,8 +346,16 @@ def judged_statistics(ref_nll: np.ndarray, pick_nll: dict[str, np.ndarray], mask
     return {"point": point, "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()}}
 
 
-def analyse_suite(record: dict[str, Any], methods: list[str], refs: list[str], pairs: dict[str, tuple[str, str]],
-                  replicates: int, seed: int, ceiling: float, chunk: int = 1000) -> dict[str, Any]:
+def analyse_suite(
+    record: dict[str, Any],
+    methods: list[str],
+    refs: list[str],
+    pairs: dict[str, tuple[str, str]],
+    replicates: int,
+    seed: int,
+    ceiling: float,
+    chunk: int = 1000,
+) -> dict[str, Any]:
     """The rho endpoints against the references' suite scores (issue 14): E0, per target, macro, rank aggregate,
     top-25% and the paired differences, with 95% intervals.
 
@@ -313,8 +370,11 @@ def analyse_suite(record: dict[str, Any], methods: list[str], refs: list[str], p
     names = sorted(record["mixtures"])
     columns = suite["primary"] + suite["secondary"]
     sign = np.array([-1.0 if suite["directions"][c] == "higher" else 1.0 for c in columns])
-    tables = {m: np.array([[suite["scores"][m][n][c] for c in columns] for n in names]) * sign
-              for m in refs + methods if m in suite["scores"]}
+    tables = {
+        m: np.array([[suite["scores"][m][n][c] for c in columns] for n in names]) * sign
+        for m in refs + methods
+        if m in suite["scores"]
+    }
     corpus_domains = {v["domain"] for v in record["sources"].values()}
     if {suite["domain_of"][c] for c in columns} <= corpus_domains:
         share = np.zeros((len(names), len(columns)))
@@ -329,8 +389,7 @@ def analyse_suite(record: dict[str, Any], methods: list[str], refs: list[str], p
     secondary = list(range(len(suite["primary"]), len(columns)))
 
     def stats_for(idx: np.ndarray, informative: list[int]) -> dict[str, np.ndarray]:
-        return statistics({m: t[idx] for m, t in tables.items()}, refs, primary, informative, secondary, methods,
-                          pairs)
+        return statistics({m: t[idx] for m, t in tables.items()}, refs, primary, informative, secondary, methods, pairs)
 
     identity = np.arange(len(names))[None]
     informative = [t for t in primary if stats_for(identity, [])[f"e0/{t}"][0] >= ceiling]
@@ -343,13 +402,25 @@ def analyse_suite(record: dict[str, Any], methods: list[str], refs: list[str], p
             if k in point:
                 boot.setdefault(k, []).append(v)
     ref = np.mean([tables[r] for r in refs], axis=0)
-    return {"name": suite["name"], "limit": suite["limit"], "resampled": "mixtures",
-            "targets": {"names": columns, "primary": primary, "secondary": secondary, "informative": informative,
-                        "directions": [suite["directions"][c] for c in columns]},
-            "methods": methods, "point": point, "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()},
-            "top25": {m: top25(tables[m], ref, primary) for m in methods},
-            "mean": {m: dict(zip(columns, map(float, (tables[m] * sign).mean(axis=0)))) for m in tables if m != "share"},
-            "seconds": suite["seconds"], "models_scored": suite["models_scored"]}
+    return {
+        "name": suite["name"],
+        "limit": suite["limit"],
+        "resampled": "mixtures",
+        "targets": {
+            "names": columns,
+            "primary": primary,
+            "secondary": secondary,
+            "informative": informative,
+            "directions": [suite["directions"][c] for c in columns],
+        },
+        "methods": methods,
+        "point": point,
+        "ci": {k: percentile_ci(np.concatenate(v)) for k, v in boot.items()},
+        "top25": {m: top25(tables[m], ref, primary) for m in methods},
+        "mean": {m: dict(zip(columns, map(float, (tables[m] * sign).mean(axis=0)))) for m in tables if m != "share"},
+        "seconds": suite["seconds"],
+        "models_scored": suite["models_scored"],
+    }
 
 
 def suite_verdict(s: dict[str, Any], demix_key: str) -> str:
@@ -362,8 +433,11 @@ def suite_verdict(s: dict[str, Any], demix_key: str) -> str:
     lo, hi = ci.get("diff/demix_vs_trained1x", (float("nan"), float("nan")))
     word = "better than" if lo > 0 else "worse than" if hi < 0 else "not distinguishable from"
     n_inf = len(s["targets"]["informative"])
-    return (f"Suite ({s['name']}, {s['limit']} samples per task): reference seeds agree with macro rho "
-            f"{iv('e0/macro', '{:.2f}')} ({n_inf} of {len(s['targets']['primary'])} domains reach the ceiling); "
-            f"DeMix ranks with macro rho {iv(f'rho/{demix_key}/macro', '{:.2f}')}, {word} the trained 1x proxy "
-            f"(difference {iv('diff/demix_vs_trained1x')})"
-            + ("" if n_inf else "; no domain is informative, so no suite ranking claim is resolved") + ".")
+    return (
+        f"Suite ({s['name']}, {s['limit']} samples per task): reference seeds agree with macro rho "
+        f"{iv('e0/macro', '{:.2f}')} ({n_inf} of {len(s['targets']['primary'])} domains reach the ceiling); "
+        f"DeMix ranks with macro rho {iv(f'rho/{demix_key}/macro', '{:.2f}')}, {word} the trained 1x proxy "
+        f"(difference {iv('diff/demix_vs_trained1x')})"
+        + ("" if n_inf else "; no domain is informative, so no suite ranking claim is resolved")
+        + "."
+    )

@@ -16,6 +16,7 @@ in-memory model, `suite_limit` samples per task). SuiteRunner wraps one model ob
 weights are copied into a holder of its shape (one per shape: the proxy model and the RegMix-style one).
 Scores are saved per model as work/suite/<method>/<mixture>.json (a rerun skips them).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from reproduce_protocol import INPUTS_FILE, Protocol
 
 from proxy.benchmarks import PreparedSuite, SuiteRunner, prepare_suite
 from proxy.errors import ProxyError
 from proxy.suite import KNOWN_DIRECTIONS, Suite, load_suite
-from reproduce_protocol import INPUTS_FILE, Protocol
 
 SUITE_FOLDER = "suite"
 SUITE_FILE = "suite.json"
@@ -56,8 +57,10 @@ def export_suite(db: str | Path, inputs_dir: str | Path) -> Path:
     protocol = _protocol(inputs_dir)
     suite = load_suite(protocol.suite)
     if suite.build != "offline":  # lm-eval's built-in tasks fetch their data from the Hub: nothing to carry
-        raise ProxyError(f"protocol suite {protocol.suite!r}: only suites with generated task files (build: offline) "
-                         "can travel with the inputs")
+        raise ProxyError(
+            f"protocol suite {protocol.suite!r}: only suites with generated task files (build: offline) "
+            "can travel with the inputs"
+        )
     folder = inputs_dir / SUITE_FOLDER
     prepared = prepare_suite(suite, folder / "tasks", db, seed=protocol.seed)
     shutil.copy2(suite.file, folder / "suite.yaml")
@@ -65,8 +68,12 @@ def export_suite(db: str | Path, inputs_dir: str | Path) -> Path:
         tok_dir = Path(db).parent / get_meta(con).get("tokenizer_path", "tokenizer")
     shutil.copytree(tok_dir, folder / "tokenizer", dirs_exist_ok=True)
     stamp = json.loads((prepared.include_path / "offline.json").read_text())
-    record = {"suite": suite.name, "tasks": [t.task for t in suite.tasks], "rows": stamp["rows"],
-              "math_in_training": stamp["math_in_training"]}
+    record = {
+        "suite": suite.name,
+        "tasks": [t.task for t in suite.tasks],
+        "rows": stamp["rows"],
+        "math_in_training": stamp["math_in_training"],
+    }
     (folder / SUITE_FILE).write_text(json.dumps(record, indent=1))  # last: its presence means complete
     return folder
 
@@ -115,8 +122,17 @@ class SuiteScores:
         key = tuple((k, tuple(v.shape)) for k, v in model.state_dict().items())
         if key not in self.runners:
             holder = copy.deepcopy(model).to(self.device).eval()
-            self.runners[key] = holder, SuiteRunner(self.prepared, holder, self.tokenizer, batch_size=self.batch_size,
-                                                    device=str(self.device), limit=self.limit)
+            self.runners[key] = (
+                holder,
+                SuiteRunner(
+                    self.prepared,
+                    holder,
+                    self.tokenizer,
+                    batch_size=self.batch_size,
+                    device=str(self.device),
+                    limit=self.limit,
+                ),
+            )
         return self.runners[key]
 
     def score(self, method: str, name: str, model: Any) -> dict[str, float]:
@@ -158,7 +174,14 @@ class SuiteScores:
             for f in sorted(method_dir.glob("*.json")):
                 if f.stem in names:
                     scores.setdefault(str(method_dir.relative_to(self.folder)), {})[f.stem] = json.loads(f.read_text())
-        return {"name": suite.name, "limit": self.limit, "primary": columns, "secondary": secondary,
-                "directions": directions, "domain_of": domain_of, "scores": scores,
-                "seconds": self.seconds, "models_scored": self.models}
-
+        return {
+            "name": suite.name,
+            "limit": self.limit,
+            "primary": columns,
+            "secondary": secondary,
+            "directions": directions,
+            "domain_of": domain_of,
+            "scores": scores,
+            "seconds": self.seconds,
+            "models_scored": self.models,
+        }

@@ -20,6 +20,7 @@ Then seeks at 22T scale: the DeMix Corpora recipe resolved to 22T (no corpus nee
     .venv/bin/python bench/sampler.py --quick
     .venv/bin/python bench/sampler.py --tokens 120M --out /tmp/bench-corpus --json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ from pathlib import Path
 
 # Run from a checkout without installing; drop bench/ itself from the path, where a module could
 # shadow an installed module.
-sys.path = [str(Path(__file__).resolve().parents[1])] + [p for p in sys.path[1:] if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path[1:] if Path(p or ".").resolve() != Path(__file__).resolve().parent
+]
 
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
@@ -41,9 +44,15 @@ import torch  # noqa: E402
 
 from corpus import parse_recipe, parse_tokens  # noqa: E402
 from manifests import (  # noqa: E402
-    SHARD_SCHEMA, open_manifest, read_shard_record, register_shards, register_sources, set_meta, shard_path,
+    SHARD_SCHEMA,
+    open_manifest,
+    read_shard_record,
+    register_shards,
+    register_sources,
+    set_meta,
+    shard_path,
 )
-from mixer import Mixture, Sampler, Schedule, resolve_mixture, resolve_recipe  # noqa: E402
+from mixer import Mixture, Sampler, resolve_mixture, resolve_recipe  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARES = {"web": 0.45, "code": 0.25, "math": 0.2, "books": 0.1}
@@ -55,9 +64,17 @@ def build_corpus(root: Path, total_tokens: int, seed: int = 0) -> Path:
     if (root / "manifest.duckdb").exists():
         return root
     rng = np.random.default_rng(seed)
-    recipe = parse_recipe({"name": "bench", "tokenizer": {"train": {"vocab_size": 512}}, "sources": [
-        {"name": n, "domain": n, "tier": "high", "location": "builtin:math", "format": "builtin"} for n in SHARES]},
-        file="bench.yaml")
+    recipe = parse_recipe(
+        {
+            "name": "bench",
+            "tokenizer": {"train": {"vocab_size": 512}},
+            "sources": [
+                {"name": n, "domain": n, "tier": "high", "location": "builtin:math", "format": "builtin"}
+                for n in SHARES
+            ],
+        },
+        file="bench.yaml",
+    )
     records = []
     for name in SHARES:
         per_source = total_tokens // len(SHARES)
@@ -66,10 +83,15 @@ def build_corpus(root: Path, total_tokens: int, seed: int = 0) -> Path:
             offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
             values = rng.integers(1, VOCAB, size=int(offsets[-1]), dtype=np.uint32)
             n = len(lengths)
-            table = pa.Table.from_arrays([
-                pa.array([f"{name}/{seq}/{i}" for i in range(n)]), pa.array([""] * n),
-                pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)), pa.array(lengths.astype(np.int32)),
-            ], schema=SHARD_SCHEMA).replace_schema_metadata({"demix.source": name, "demix.split": "train"})
+            table = pa.Table.from_arrays(
+                [
+                    pa.array([f"{name}/{seq}/{i}" for i in range(n)]),
+                    pa.array([""] * n),
+                    pa.ListArray.from_arrays(pa.array(offsets), pa.array(values)),
+                    pa.array(lengths.astype(np.int32)),
+                ],
+                schema=SHARD_SCHEMA,
+            ).replace_schema_metadata({"demix.source": name, "demix.split": "train"})
             path = shard_path(root, name, "train", 0, seq)
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(table, path, compression="zstd", row_group_size=max(1, n // 4))
@@ -116,11 +138,11 @@ def run_pyarrow(plan, n: int) -> float:
                 flat = np.concatenate([carry, np.asarray(col.values)])
                 whole = len(flat) // SEQ_LEN
                 for j in range(whole):
-                    _ = torch.from_numpy(flat[j * SEQ_LEN:(j + 1) * SEQ_LEN].astype(np.int64))
+                    _ = torch.from_numpy(flat[j * SEQ_LEN : (j + 1) * SEQ_LEN].astype(np.int64))
                     made += 1
                     if made >= n:
                         return made / (time.perf_counter() - t0)
-                carry = flat[whole * SEQ_LEN:]
+                carry = flat[whole * SEQ_LEN :]
     return made / (time.perf_counter() - t0)
 
 
@@ -131,7 +153,9 @@ def run_hf(plan, n: int, shares: list[float]) -> tuple[float, float]:
     parts = []
     for src in plan.sources:
         files = [f"{plan.corpus_root}/{sh['path']}" for sh in src.shards]
-        ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True).select_columns(["tokens"])
+        ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True).select_columns(
+            ["tokens"]
+        )
         parts.append(ds.map(lambda ex, i=len(parts): {"src": i}))
     mixed = datasets.interleave_datasets(parts, probabilities=shares, seed=0, stopping_strategy="all_exhausted")
     t0, buf, src_buf, made = time.perf_counter(), [], [], 0
@@ -157,8 +181,12 @@ def seek_22t(bench_plan) -> dict[str, float]:
     plan = resolve_recipe(ROOT / "corpus/recipes/demix_corpora.yaml", parse_tokens("22T"), seq_len=SEQ_LEN)
     # the schedule needs no corpus; to time a resume to real tokens, every source reads bench shards
     shards = [src.shards for src in bench_plan.sources]
-    plan = dataclasses.replace(plan, corpus_root=bench_plan.corpus_root, eos_id=EOS, sources=tuple(
-        dataclasses.replace(src, shards=shards[i % len(shards)]) for i, src in enumerate(plan.sources)))
+    plan = dataclasses.replace(
+        plan,
+        corpus_root=bench_plan.corpus_root,
+        eos_id=EOS,
+        sources=tuple(dataclasses.replace(src, shards=shards[i % len(shards)]) for i, src in enumerate(plan.sources)),
+    )
     t0 = time.perf_counter()
     probe = Sampler(plan, prefetch=0)
     n, schedule = probe.num_sequences, probe.schedule
@@ -188,9 +216,18 @@ def seek_22t(bench_plan) -> dict[str, float]:
     next(iter(saver))
     state = json.loads(json.dumps(saver.state_dict()))
     elastic_s = first_item(Sampler(plan, rank=1, world_size=6, prefetch=0), state)
-    return {"slots_22t": n, "sources_22t": len(plan.sources), "block": schedule.block, "sampler_init_s": setup,
-            "seek_max_s": max(seeks), "seek_mean_s": sum(seeks) / len(seeks), "position_resume_s": position_s,
-            "elastic_resume_s": elastic_s, "replay_slots_per_s": replay_rate, "replay_to_end_s": n / replay_rate}
+    return {
+        "slots_22t": n,
+        "sources_22t": len(plan.sources),
+        "block": schedule.block,
+        "sampler_init_s": setup,
+        "seek_max_s": max(seeks),
+        "seek_mean_s": sum(seeks) / len(seeks),
+        "position_resume_s": position_s,
+        "elastic_resume_s": elastic_s,
+        "replay_slots_per_s": replay_rate,
+        "replay_to_end_s": n / replay_rate,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,28 +253,43 @@ def main(argv: list[str] | None = None) -> int:
     ours, ours_err = max(run_ours(plan, n), run_ours(plan, n))
     hf, hf_err = run_hf(plan, args.hf_sequences or (300 if args.quick else 1000), shares)
     seek = seek_22t(plan)
-    result = {"tokens": total, "sequences": n, "seq_len": SEQ_LEN, "build_s": round(build_s, 1),
-              "ours_seq_per_s": round(ours, 1), "pyarrow_seq_per_s": round(raw, 1), "hf_seq_per_s": round(hf, 1),
-              "ours_vs_pyarrow": round(ours / raw, 3), "ours_vs_hf": round(ours / hf, 2),
-              "ours_max_prefix_error_seq": round(ours_err, 3), "hf_max_prefix_error_seq": round(hf_err, 3),
-              **{f"seek22t_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in seek.items()}}
+    result = {
+        "tokens": total,
+        "sequences": n,
+        "seq_len": SEQ_LEN,
+        "build_s": round(build_s, 1),
+        "ours_seq_per_s": round(ours, 1),
+        "pyarrow_seq_per_s": round(raw, 1),
+        "hf_seq_per_s": round(hf, 1),
+        "ours_vs_pyarrow": round(ours / raw, 3),
+        "ours_vs_hf": round(ours / hf, 2),
+        "ours_max_prefix_error_seq": round(ours_err, 3),
+        "hf_max_prefix_error_seq": round(hf_err, 3),
+        **{f"seek22t_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in seek.items()},
+    }
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"corpus: {total:,} tokens, {len(SHARES)} sources, {n:,} sequences of {SEQ_LEN} (built in {build_s:.1f}s)")
+        print(
+            f"corpus: {total:,} tokens, {len(SHARES)} sources, {n:,} sequences of {SEQ_LEN} (built in {build_s:.1f}s)"
+        )
         print(f"{'method':<10}{'seq/s':>12}{'vs ours':>10}{'max prefix error (seq)':>26}")
         print(f"{'ours':<10}{ours:>12,.0f}{1.0:>10.2f}{ours_err:>26.3f}")
         print(f"{'pyarrow':<10}{raw:>12,.0f}{raw / ours:>10.2f}{'(no mixing)':>26}")
         print(f"{'hf':<10}{hf:>12,.0f}{hf / ours:>10.2f}{hf_err:>26.3f}")
         print(f"ours / pyarrow = {ours / raw:.2f} (target >= 0.8); ours / hf = {ours / hf:.1f} (target >= 3)")
-        print(f"\n22T plan: {seek['slots_22t']:,} slots, {seek['sources_22t']} sources, schedule block "
-              f"{seek['block']:,} slots (Sampler built in {seek['sampler_init_s']:.2f}s)")
+        print(
+            f"\n22T plan: {seek['slots_22t']:,} slots, {seek['sources_22t']} sources, schedule block "
+            f"{seek['block']:,} slots (Sampler built in {seek['sampler_init_s']:.2f}s)"
+        )
         print(f"{'near the end of the stream':<44}{'seconds':>10}{'target':>10}")
         print(f"{'seek the schedule (worst of 5)':<44}{seek['seek_max_s']:>10.3f}{'< 1':>10}")
         print(f"{'resume a position-only state, 1st sequence':<44}{seek['position_resume_s']:>10.3f}{'< 1':>10}")
         print(f"{'elastic resume 8 -> 6 ranks, 1st sequence':<44}{seek['elastic_resume_s']:>10.3f}{'< 1':>10}")
-        print(f"{'a replay from slot 0 instead (projected)':<44}{seek['replay_to_end_s']:>10,.0f}"
-              f"{'':>10}  ({seek['replay_slots_per_s']:,.0f} slots/s)")
+        print(
+            f"{'a replay from slot 0 instead (projected)':<44}{seek['replay_to_end_s']:>10,.0f}"
+            f"{'':>10}  ({seek['replay_slots_per_s']:,.0f} slots/s)"
+        )
     if tmp is not None:
         tmp.cleanup()
     return 0

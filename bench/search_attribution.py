@@ -7,6 +7,7 @@ scored); the old pool (the prior sharpened by 1/0.7 instead of flattened by 0.7)
 the fixed, all-source evaluation. Materialisation does not change alpha, only the plan's data, so its effect
 is printed as alpha beside the materialised share. About 10 minutes on 2 cores.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,11 +24,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from manifests import get_meta, list_shards, list_sources, open_manifest  # noqa: E402
-from mixer.materialise import GeneralPart, materialised_shares  # noqa: E402
 from mixer import Mixture  # noqa: E402
+from mixer.materialise import GeneralPart, materialised_shares  # noqa: E402
 from proxy import (  # noqa: E402
-    PredictorSettings, ProxyFactory, SamplingSettings, SearchSettings, ValidationSet, candidate_tokens, evaluate_model,
-    flat_metrics, load_components, run_search,
+    PredictorSettings,
+    ProxyFactory,
+    SamplingSettings,
+    SearchSettings,
+    ValidationSet,
+    candidate_tokens,
+    evaluate_model,
+    flat_metrics,
+    load_components,
+    run_search,
 )
 
 
@@ -66,19 +75,34 @@ def main(argv: list[str] | None = None) -> int:
     factory = ProxyFactory(comps, device="cpu")
     prior = candidate_tokens(args.db)
     fixed_eval = ValidationSet.from_manifest(args.db, 20_000, 256)
-    settings = SearchSettings(iterations=3, per_iteration=args.per_iteration, pool=args.pool, top_k=128, seed=0,
-                              predictor=PredictorSettings(kind="lightgbm", seed=0))
-    variants = [("all fixes", fixed_eval, settings),
-                ("old coverage (first source per domain)", first_source_only(args.db, 20_000, 256), settings),
-                ("old pool (sharpened prior)", fixed_eval,
-                 replace(settings, sampling=SamplingSettings(temperature=1 / 0.7)))]
+    settings = SearchSettings(
+        iterations=3,
+        per_iteration=args.per_iteration,
+        pool=args.pool,
+        top_k=128,
+        seed=0,
+        predictor=PredictorSettings(kind="lightgbm", seed=0),
+    )
+    variants = [
+        ("all fixes", fixed_eval, settings),
+        ("old coverage (first source per domain)", first_source_only(args.db, 20_000, 256), settings),
+        ("old pool (sharpened prior)", fixed_eval, replace(settings, sampling=SamplingSettings(temperature=1 / 0.7))),
+    ]
     results = {}
     for name, vset, st in variants:
-        res = run_search(lambda r, v=vset: flat_metrics(evaluate_model(factory.proxy(r), v)), comps.names, prior,
-                         "bpb", st, progress=True)
+        res = run_search(
+            lambda r, v=vset: flat_metrics(evaluate_model(factory.proxy(r), v)),
+            comps.names,
+            prior,
+            "bpb",
+            st,
+            progress=True,
+        )
         # every answer is judged on the same, all-source evaluation
-        results[name] = {"alpha": res.best_ratios, "bpb_all_sources": mean_bpb(factory.proxy(res.best_ratios),
-                                                                                fixed_eval)}
+        results[name] = {
+            "alpha": res.best_ratios,
+            "bpb_all_sources": mean_bpb(factory.proxy(res.best_ratios), fixed_eval),
+        }
     general = GeneralPart.from_provenance(comps.general_provenance())
     fixed_alpha = Mixture("fixed", "candidate", results["all fixes"]["alpha"])
     rows = list_sources(args.db)

@@ -23,6 +23,7 @@ chosen at process start, for every variant alike, and printed in the header; to 
   python bench/tokenize_speed.py --quick
   python bench/tokenize_speed.py --mb 40 --tokenizer out/demo/tokenizer --json
 """
+
 from __future__ import annotations
 
 import os
@@ -97,11 +98,21 @@ def run_ours(texts: list[str], tok_dir: str, work: str) -> tuple[float, int]:
     shutil.rmtree(out, ignore_errors=True)
     (out / "tokenizer").mkdir(parents=True)
     shutil.copy(Path(tok_dir) / "tokenizer.json", out / "tokenizer" / "tokenizer.json")
-    pipe = [ListReader(texts, "bench"), Tokenize(str(out / "tokenizer")),
-            ShardWriter(str(out), {"bench": ShardInfo("general", "high", "general")}, {"demix.tokenizer": "bench"},
-                        0.0, str(out / "records"))]
+    pipe = [
+        ListReader(texts, "bench"),
+        Tokenize(str(out / "tokenizer")),
+        ShardWriter(
+            str(out),
+            {"bench": ShardInfo("general", "high", "general")},
+            {"demix.tokenizer": "bench"},
+            0.0,
+            str(out / "records"),
+        ),
+    ]
     secs = _pipeline_time(pipe, str(out / "logs"))
-    tokens = sum(pc.sum(pq.read_table(p, columns=["n_tokens"]).column(0)).as_py() for p in (out / "shards").rglob("*.parquet"))
+    tokens = sum(
+        pc.sum(pq.read_table(p, columns=["n_tokens"]).column(0)).as_py() for p in (out / "shards").rglob("*.parquet")
+    )
     return secs, int(tokens)
 
 
@@ -113,8 +124,13 @@ def run_datatrove(texts: list[str], tok_dir: str, work: str) -> tuple[float, int
 
     out = Path(work) / "datatrove"
     shutil.rmtree(out, ignore_errors=True)
-    step = DocumentTokenizer(str(out / "tokens"), tokenizer_name_or_path=str(Path(tok_dir) / "tokenizer.json"),
-                             eos_token="<|endoftext|>", shuffle_documents=False, save_final_metadata=False)
+    step = DocumentTokenizer(
+        str(out / "tokens"),
+        tokenizer_name_or_path=str(Path(tok_dir) / "tokenizer.json"),
+        eos_token="<|endoftext|>",
+        shuffle_documents=False,
+        save_final_metadata=False,
+    )
     secs = _pipeline_time([ListReader(texts, "bench"), step], str(out / "logs"))
     stats = json.loads((out / "logs" / "stats" / "00000.json").read_text())
     total = next(s["stats"]["tokens"] for s in stats if "tokens" in s["stats"])
@@ -133,14 +149,17 @@ def run_raw(texts: list[str], tok_dir: str, method: str = "encode_batch_fast") -
     n = 0
     t = time.perf_counter()
     for i in range(0, len(texts), RAW_BATCH):
-        n += sum(len(e.ids) for e in getattr(tok, method)(texts[i:i + RAW_BATCH], add_special_tokens=False))
+        n += sum(len(e.ids) for e in getattr(tok, method)(texts[i : i + RAW_BATCH], add_special_tokens=False))
     return time.perf_counter() - t, n
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the table and ratios; exit 1 when a target is missed with --strict."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--quick", action="store_true", help="about 4 MB of text, 1 repeat")
     p.add_argument("--mb", type=float, default=24.0, help="megabytes of text (default 24)")
     p.add_argument("--repeat", type=int, default=3)
@@ -177,16 +196,26 @@ VARIANTS = ("ours", "datatrove", "raw", "raw_slow")
 
 def run_variants(texts: list[str], tok_dir: str, work: str, repeat: int) -> dict[str, list[dict]]:
     """{variant: [{seconds, cpu_seconds, main_cpu_seconds, tokens} per repeat]}; order rotated each repeat."""
-    fns = {"ours": lambda: run_ours(texts, tok_dir, work), "datatrove": lambda: run_datatrove(texts, tok_dir, work),
-           "raw": lambda: run_raw(texts, tok_dir), "raw_slow": lambda: run_raw(texts, tok_dir, "encode_batch")}
+    fns = {
+        "ours": lambda: run_ours(texts, tok_dir, work),
+        "datatrove": lambda: run_datatrove(texts, tok_dir, work),
+        "raw": lambda: run_raw(texts, tok_dir),
+        "raw_slow": lambda: run_raw(texts, tok_dir, "encode_batch"),
+    }
     fns["ours"]()  # warm-up: first-use imports (pyarrow pulls in pandas) would land on whichever ran first
     runs: dict[str, list[dict]] = {k: [] for k in VARIANTS}
     for r in range(repeat):
-        for name in VARIANTS[r % len(VARIANTS):] + VARIANTS[:r % len(VARIANTS)]:
+        for name in VARIANTS[r % len(VARIANTS) :] + VARIANTS[: r % len(VARIANTS)]:
             c0, m0 = _cpu_seconds(), time.thread_time()
             secs, toks = fns[name]()
-            runs[name].append({"seconds": secs, "cpu_seconds": _cpu_seconds() - c0,
-                               "main_cpu_seconds": time.thread_time() - m0, "tokens": toks})
+            runs[name].append(
+                {
+                    "seconds": secs,
+                    "cpu_seconds": _cpu_seconds() - c0,
+                    "main_cpu_seconds": time.thread_time() - m0,
+                    "tokens": toks,
+                }
+            )
     return runs
 
 
@@ -199,12 +228,15 @@ def summarise(runs: dict[str, list[dict]], texts: list[str], repeat: int) -> dic
     variants = {}
     for k, rs in runs.items():
         toks = rs[0]["tokens"]
-        variants[k] = {"tokens": toks, "seconds": _spread([r["seconds"] for r in rs]),
-                       "cpu_seconds": _spread([r["cpu_seconds"] for r in rs]),
-                       "main_cpu_seconds": _spread([r["main_cpu_seconds"] for r in rs]),
-                       "tokens_per_s_best": round(toks / min(r["seconds"] for r in rs)),
-                       "tokens_per_cpu_s_best": round(toks / min(r["cpu_seconds"] for r in rs)),
-                       "per_repeat": [{k2: round(v2, 3) if isinstance(v2, float) else v2 for k2, v2 in r.items()} for r in rs]}
+        variants[k] = {
+            "tokens": toks,
+            "seconds": _spread([r["seconds"] for r in rs]),
+            "cpu_seconds": _spread([r["cpu_seconds"] for r in rs]),
+            "main_cpu_seconds": _spread([r["main_cpu_seconds"] for r in rs]),
+            "tokens_per_s_best": round(toks / min(r["seconds"] for r in rs)),
+            "tokens_per_cpu_s_best": round(toks / min(r["cpu_seconds"] for r in rs)),
+            "per_repeat": [{k2: round(v2, 3) if isinstance(v2, float) else v2 for k2, v2 in r.items()} for r in rs],
+        }
     ratios = {}
     for peer in ("datatrove", "raw"):
         for kind, key in (("wall", "seconds"), ("cpu", "cpu_seconds")):
@@ -213,32 +245,52 @@ def summarise(runs: dict[str, list[dict]], texts: list[str], repeat: int) -> dic
     for kind, key in (("wall", "seconds"), ("cpu", "cpu_seconds")):
         ratios[f"{kind}_raw_vs_datatrove"] = _spread([d[key] / r[key] for r, d in zip(runs["raw"], runs["datatrove"])])
         ratios[f"{kind}_fast_vs_slow"] = _spread([s[key] / r[key] for r, s in zip(runs["raw"], runs["raw_slow"])])
-    return {"docs": len(texts), "megabytes": round(sum(map(len, texts)) / 1e6, 2), "cores": os.cpu_count(),
-            "repeat": repeat, "allocator": allocator(), "load_avg_1m": round(os.getloadavg()[0], 2), "variants": variants, "ratios": ratios}
+    return {
+        "docs": len(texts),
+        "megabytes": round(sum(map(len, texts)) / 1e6, 2),
+        "cores": os.cpu_count(),
+        "repeat": repeat,
+        "allocator": allocator(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "variants": variants,
+        "ratios": ratios,
+    }
 
 
 def print_table(result: dict) -> None:
     """The variant table (best and median), then the paired ratios against each target."""
-    print(f"{result['docs']:,} documents, {result['megabytes']} MB, {result['cores']} cores, {result['repeat']} repeats, "
-          f"allocator {result['allocator']}, load average {result['load_avg_1m']} at the end")
-    print(f"{'variant':<10} {'tokens':>11} {'wall s best':>12} {'median':>7} {'cpu s best':>11} {'median':>7} "
-          f"{'main cpu':>9} {'tokens/s':>10} {'tokens/cpu-s':>13}")
+    print(
+        f"{result['docs']:,} documents, {result['megabytes']} MB, {result['cores']} cores, {result['repeat']} repeats, "
+        f"allocator {result['allocator']}, load average {result['load_avg_1m']} at the end"
+    )
+    print(
+        f"{'variant':<10} {'tokens':>11} {'wall s best':>12} {'median':>7} {'cpu s best':>11} {'median':>7} "
+        f"{'main cpu':>9} {'tokens/s':>10} {'tokens/cpu-s':>13}"
+    )
     for k in VARIANTS:
         v = result["variants"][k]
-        print(f"{k:<10} {v['tokens']:>11,} {v['seconds']['min']:>12.2f} {v['seconds']['median']:>7.2f} "
-              f"{v['cpu_seconds']['min']:>11.2f} {v['cpu_seconds']['median']:>7.2f} {v['main_cpu_seconds']['median']:>9.2f} "
-              f"{v['tokens_per_s_best']:>10,} {v['tokens_per_cpu_s_best']:>13,}")
+        print(
+            f"{k:<10} {v['tokens']:>11,} {v['seconds']['min']:>12.2f} {v['seconds']['median']:>7.2f} "
+            f"{v['cpu_seconds']['min']:>11.2f} {v['cpu_seconds']['median']:>7.2f} {v['main_cpu_seconds']['median']:>9.2f} "
+            f"{v['tokens_per_s_best']:>10,} {v['tokens_per_cpu_s_best']:>13,}"
+        )
     r = result["ratios"]
 
     def show(key: str) -> str:
         return f"{r[key]['median']:.2f}x [{r[key]['min']:.2f}-{r[key]['max']:.2f}]"
 
     print("paired ratios, median [min-max] over repeats:")
-    print(f"  ours / datatrove  per CPU-second {show('cpu_ours_vs_datatrove')}  wall {show('wall_ours_vs_datatrove')}"
-          "  (target >= 2x)")
-    print(f"  ours / raw        per CPU-second {show('cpu_ours_vs_raw')}  wall {show('wall_ours_vs_raw')}  (target >= 0.85x)")
+    print(
+        f"  ours / datatrove  per CPU-second {show('cpu_ours_vs_datatrove')}  wall {show('wall_ours_vs_datatrove')}"
+        "  (target >= 2x)"
+    )
+    print(
+        f"  ours / raw        per CPU-second {show('cpu_ours_vs_raw')}  wall {show('wall_ours_vs_raw')}  (target >= 0.85x)"
+    )
     print(f"  raw / datatrove   per CPU-second {show('cpu_raw_vs_datatrove')}  wall {show('wall_raw_vs_datatrove')}")
-    print(f"  encode_batch_fast / encode_batch per CPU-second {show('cpu_fast_vs_slow')}  wall {show('wall_fast_vs_slow')}")
+    print(
+        f"  encode_batch_fast / encode_batch per CPU-second {show('cpu_fast_vs_slow')}  wall {show('wall_fast_vs_slow')}"
+    )
 
 
 def allocator() -> str:

@@ -7,6 +7,7 @@ autocast on CUDA.
     .venv/bin/python bench/train.py --quick
     .venv/bin/python bench/train.py --presets tiny,small --steps 20 --seq-len 256 --batch-size 16 --json
 """
+
 from __future__ import annotations
 
 import os
@@ -72,8 +73,11 @@ def loop_tokens_per_s(preset: str, steps: int, seq_len: int, batch: int, device:
 
 def main(argv: list[str] | None = None) -> int:
     """Print a table of tokens/s per preset; exit 0."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split("\n\n", 2)[2],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog=__doc__.split("\n\n", 2)[2],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--presets", default="tiny,small")
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--seq-len", type=int, default=256)
@@ -90,22 +94,39 @@ def main(argv: list[str] | None = None) -> int:
     for preset in [x.strip() for x in args.presets.split(",") if x.strip()]:
         loop, params = loop_tokens_per_s(preset, steps, args.seq_len, args.batch_size, device)
         bare = bare_tokens_per_s(preset, steps, args.seq_len, args.batch_size, device)
-        rows.append({"preset": preset, "params": params, "device": str(device),
-                     "dtype": "bf16-autocast" if device.type == "cuda" else "fp32", "threads": torch.get_num_threads(),
-                     "seq_len": args.seq_len, "batch_size": args.batch_size, "steps": steps,
-                     "loop_tokens_per_s": round(loop, 1), "bare_tokens_per_s": round(bare, 1),
-                     "loop_vs_bare": round(loop / bare, 3)})
+        rows.append(
+            {
+                "preset": preset,
+                "params": params,
+                "device": str(device),
+                "dtype": "bf16-autocast" if device.type == "cuda" else "fp32",
+                "threads": torch.get_num_threads(),
+                "seq_len": args.seq_len,
+                "batch_size": args.batch_size,
+                "steps": steps,
+                "loop_tokens_per_s": round(loop, 1),
+                "bare_tokens_per_s": round(bare, 1),
+                "loop_vs_bare": round(loop / bare, 3),
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     from rich.console import Console
     from rich.table import Table
+
     table = Table(title=f"training throughput ({device}, seq {args.seq_len} x batch {args.batch_size}, {steps} steps)")
     for col in ("preset", "params", "dtype", "proxy loop tok/s", "bare torch tok/s", "loop / bare"):
         table.add_column(col, justify="left" if col in ("preset", "dtype") else "right")
     for r in rows:
-        table.add_row(r["preset"], f"{r['params'] / 1e6:.2f}M", r["dtype"], f"{r['loop_tokens_per_s']:,.0f}",
-                      f"{r['bare_tokens_per_s']:,.0f}", f"{r['loop_vs_bare']:.2f}")
+        table.add_row(
+            r["preset"],
+            f"{r['params'] / 1e6:.2f}M",
+            r["dtype"],
+            f"{r['loop_tokens_per_s']:,.0f}",
+            f"{r['bare_tokens_per_s']:,.0f}",
+            f"{r['loop_vs_bare']:.2f}",
+        )
     Console().print(table)
     return 0
 

@@ -1,4 +1,5 @@
 """Typed registry of corpus sources and recipes (the DeMix Corpora recipe and a demo recipe)."""
+
 from __future__ import annotations
 
 from corpus.atomic import atomic_write, write_json_atomic
@@ -19,6 +20,25 @@ from corpus.recipe import (
 from corpus.tokens import TokenAmountError, format_tokens, parse_tokens
 
 __all__ = [
-    "ConfigError", "DemixError", "NAME_RULE", "TokenAmountError", "UsageError", "check_config", "rules", "run_cli", "FORMATS", "TIERS", "Recipe", "RecipeError", "Source", "Stage", "TokenizerSpec",
-    "atomic_write", "format_tokens", "load_recipe", "parse_recipe", "parse_tokens", "write_json_atomic",
+    "ConfigError",
+    "DemixError",
+    "NAME_RULE",
+    "TokenAmountError",
+    "UsageError",
+    "check_config",
+    "rules",
+    "run_cli",
+    "FORMATS",
+    "TIERS",
+    "Recipe",
+    "RecipeError",
+    "Source",
+    "Stage",
+    "TokenizerSpec",
+    "atomic_write",
+    "format_tokens",
+    "load_recipe",
+    "parse_recipe",
+    "parse_tokens",
+    "write_json_atomic",
 ]

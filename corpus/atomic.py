@@ -7,6 +7,7 @@ so the final rename stays on one file system; unique, so two writers of the same
 into one temporary; dot-prefixed with one fixed prefix (`TMP_PREFIX`), so cleaners (a rerun of a
 shard task) and listers (the release's upload) can recognise and skip leftovers.
 """
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,9 @@ import json
 import os
 import posixpath
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 import fsspec
 
@@ -30,8 +32,14 @@ def temp_path(path: str) -> str:
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w", *, fs: fsspec.AbstractFileSystem | None = None,
-                 fsync: bool = False, **open_kwargs: Any) -> Iterator[IO]:
+def atomic_write(
+    path: str | os.PathLike,
+    mode: str = "w",
+    *,
+    fs: fsspec.AbstractFileSystem | None = None,
+    fsync: bool = False,
+    **open_kwargs: Any,
+) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it to ``path`` when the block ends without error.
 
     ``path`` is a local path or an fsspec URL (or a path of ``fs`` when given). ``mode`` is ``"w"``
@@ -73,8 +81,15 @@ def _fsync(f: IO) -> None:
     os.fsync(fd)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, *, fs: fsspec.AbstractFileSystem | None = None,
-                      indent: int | None = 2, fsync: bool = False, sort_keys: bool = False) -> None:
+def write_json_atomic(
+    path: str | os.PathLike,
+    data: Any,
+    *,
+    fs: fsspec.AbstractFileSystem | None = None,
+    indent: int | None = 2,
+    fsync: bool = False,
+    sort_keys: bool = False,
+) -> None:
     """Write ``data`` as JSON (``indent`` spaces, key order kept unless ``sort_keys``, a final newline) through
     `atomic_write`."""
     with atomic_write(path, "w", fs=fs, fsync=fsync) as f:

@@ -32,6 +32,7 @@ Unknown keys are refused, naming the key and listing the allowed ones; a field w
 is required. Rules across fields (exactly one of two keys, names that must exist elsewhere) stay
 with the caller, which can raise through ``ConfigChecker.fail`` for the same message shape.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,8 +40,9 @@ import math
 import re
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping, TypeVar, Union
+from typing import Any, Literal, TypeVar, Union
 
 from corpus.errors import DemixError
 from corpus.tokens import TokenAmountError, parse_tokens
@@ -55,12 +57,31 @@ class ConfigError(DemixError, ValueError):
     """A config value that cannot be used; the message names the file, key path and value."""
 
 
-def rules(*, ge: float | None = None, gt: float | None = None, le: float | None = None, lt: float | None = None,
-          min_items: int | None = None, tokens: bool = False, pattern: str | None = None, hint: str | None = None,
-          allow_empty: bool = False, key: str | None = None, internal: bool = False) -> dict[str, Any]:
+def rules(
+    *,
+    ge: float | None = None,
+    gt: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    min_items: int | None = None,
+    tokens: bool = False,
+    pattern: str | None = None,
+    hint: str | None = None,
+    allow_empty: bool = False,
+    key: str | None = None,
+    internal: bool = False,
+) -> dict[str, Any]:
     """Field metadata for ``check_config``: ``field(default=0.9, metadata=rules(gt=0, le=1))``."""
-    given = {"ge": ge, "gt": gt, "le": le, "lt": lt, "min_items": min_items, "pattern": pattern, "hint": hint,
-             "key": key}
+    given = {
+        "ge": ge,
+        "gt": gt,
+        "le": le,
+        "lt": lt,
+        "min_items": min_items,
+        "pattern": pattern,
+        "hint": hint,
+        "key": key,
+    }
     meta = {k: v for k, v in given.items() if v is not None}
     meta.update({k: True for k, v in (("tokens", tokens), ("allow_empty", allow_empty), ("internal", internal)) if v})
     return meta
@@ -71,8 +92,9 @@ def config_keys(cls: type) -> tuple[str, ...]:
     return tuple(f.metadata.get("key", f.name) for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
 
 
-def check_config(cls: type[T], raw: Mapping[str, Any] | None, where: str, *, key: str = "",
-                 error: type[ConfigError] = ConfigError) -> T:
+def check_config(
+    cls: type[T], raw: Mapping[str, Any] | None, where: str, *, key: str = "", error: type[ConfigError] = ConfigError
+) -> T:
     """Check ``raw`` against the fields of dataclass ``cls`` and return the instance.
 
     ``where`` names the origin (a file, ``--config``), ``key`` the key path of ``raw`` inside it
@@ -106,8 +128,12 @@ def _interval(meta: Mapping[str, Any], integer: bool) -> str | None:
 
 
 def _in_bounds(value: float, meta: Mapping[str, Any]) -> bool:
-    return not (("ge" in meta and value < meta["ge"]) or ("gt" in meta and value <= meta["gt"])
-                or ("le" in meta and value > meta["le"]) or ("lt" in meta and value >= meta["lt"]))
+    return not (
+        ("ge" in meta and value < meta["ge"])
+        or ("gt" in meta and value <= meta["gt"])
+        or ("le" in meta and value > meta["le"])
+        or ("lt" in meta and value >= meta["lt"])
+    )
 
 
 def _describe(tp: Any) -> str:
@@ -126,7 +152,8 @@ def _describe(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping"
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a path"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
+        tp, getattr(tp, "__name__", str(tp))
+    )
 
 
 class ConfigChecker:

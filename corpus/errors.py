@@ -4,11 +4,12 @@ Every package may import `corpus`, so the root lives here: an error class elsewh
 `DemixError` (a bad input the message explains, exit 1) or `UsageError` (a bad command line or a
 value the user typed, exit 2). Anything else that escapes a command is a bug and shows a traceback.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 
 class DemixError(Exception):
@@ -19,8 +20,12 @@ class UsageError(DemixError):
     """A bad argument or argument value on the command line (CLI exit 2)."""
 
 
-def run_cli(prog: str, parser: argparse.ArgumentParser, argv: Sequence[str] | None,
-            call: Callable[[argparse.Namespace], int | None]) -> int:
+def run_cli(
+    prog: str,
+    parser: argparse.ArgumentParser,
+    argv: Sequence[str] | None,
+    call: Callable[[argparse.Namespace], int | None],
+) -> int:
     """Parse ``argv`` and run ``call(args)``: our errors print one line (exit 1, usage 2), bugs a traceback.
 
     ``--debug`` (when the parser defines it) always re-raises, so the traceback shows.

@@ -3,6 +3,7 @@
 Every validation error names the file, the key path and the bad value, e.g.
 ``corpus/recipes/demo.yaml: sources[2].tier: 'hgh' is not one of high, medium-high, medium, low``.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,8 +29,9 @@ FORMATS: tuple[str, ...] = get_args(Format)
 FILTER_SETS: tuple[str, ...] = get_args(FilterSet)
 BUILTIN_GENERATORS = ("math",)
 RECIPES_DIR = Path(__file__).parent / "recipes"
-NAME_RULE = rules(pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*",
-                  hint="must use letters, digits, '_', '.', '-' (it names folders)")
+NAME_RULE = rules(
+    pattern=r"[A-Za-z0-9][A-Za-z0-9_.\-]*", hint="must use letters, digits, '_', '.', '-' (it names folders)"
+)
 """A source name: it becomes a folder name, a DuckDB value and a YAML key, so nothing else is allowed."""
 
 
@@ -183,7 +185,9 @@ class Recipe:
         for s in self.stages:
             if s.name == str(name):
                 return s
-        raise RecipeError(f"{self.path}: no stage {name!r}; stages are {', '.join(s.name for s in self.stages) or 'none'}")
+        raise RecipeError(
+            f"{self.path}: no stage {name!r}; stages are {', '.join(s.name for s in self.stages) or 'none'}"
+        )
 
     def config_hash(self) -> str:
         """Stable hash of everything that changes what the pipeline writes (hex, 16 chars)."""
@@ -228,8 +232,15 @@ def expand_location(location: str, recipe_dir: Path) -> str:
 
 
 def _infer_format(location: str) -> str | None:
-    for suffix, fmt in ((".jsonl.gz", "jsonl.gz"), (".jsonl.zst", "jsonl.zst"), (".jsonl", "jsonl"),
-                        (".json.gz", "jsonl.gz"), (".parquet", "parquet"), (".txt", "text"), (".py", "text")):
+    for suffix, fmt in (
+        (".jsonl.gz", "jsonl.gz"),
+        (".jsonl.zst", "jsonl.zst"),
+        (".jsonl", "jsonl"),
+        (".json.gz", "jsonl.gz"),
+        (".parquet", "parquet"),
+        (".txt", "text"),
+        (".py", "text"),
+    ):
         if location.endswith(suffix):
             return fmt
     if location.startswith("builtin:"):
@@ -299,8 +310,12 @@ def parse_recipe(data: Any, file: str = "<recipe>", recipe_dir: Path | None = No
     data = c.mapping(data, "", config_keys(Recipe), required=("name", "sources", "tokenizer"))
     raw_stages = data.get("stages")
     if isinstance(raw_stages, list):  # YAML reads `name: 1` as an int; a stage name is its text
-        raw_stages = [{**st, "name": str(st["name"])} if isinstance(st, dict) and isinstance(st.get("name"), int)
-                      and not isinstance(st.get("name"), bool) else st for st in raw_stages]
+        raw_stages = [
+            {**st, "name": str(st["name"])}
+            if isinstance(st, dict) and isinstance(st.get("name"), int) and not isinstance(st.get("name"), bool)
+            else st
+            for st in raw_stages
+        ]
     stages = c.value(tuple[Stage, ...], raw_stages, "stages")
     _unique(c, [s.name for s in stages], "stages")
     if not isinstance(data["sources"], list) or not data["sources"]:
@@ -308,15 +323,29 @@ def parse_recipe(data: Any, file: str = "<recipe>", recipe_dir: Path | None = No
     stage_names = {s.name for s in stages}
     sources = tuple(_source(c, raw, f"sources[{i}]", recipe_dir, stage_names) for i, raw in enumerate(data["sources"]))
     _unique(c, [s.name for s in sources], "sources")
-    recipe = c.config(Recipe, data, supplied={"path": file, "stages": stages, "sources": sources,
-                                              "tokenizer": _tokenizer(c, data["tokenizer"], recipe_dir)})
+    recipe = c.config(
+        Recipe,
+        data,
+        supplied={
+            "path": file,
+            "stages": stages,
+            "sources": sources,
+            "tokenizer": _tokenizer(c, data["tokenizer"], recipe_dir),
+        },
+    )
     dc, lang = recipe.decontamination, recipe.language
     return dataclasses.replace(
         recipe,
-        decontamination=dataclasses.replace(dc, extra_paths=tuple(
-            _expand(c, p, f"decontamination.extra_paths[{i}]", recipe_dir) for i, p in enumerate(dc.extra_paths))),
-        language=lang if lang.model_path is None else dataclasses.replace(
-            lang, model_path=_expand(c, lang.model_path, "language.model_path", recipe_dir)))
+        decontamination=dataclasses.replace(
+            dc,
+            extra_paths=tuple(
+                _expand(c, p, f"decontamination.extra_paths[{i}]", recipe_dir) for i, p in enumerate(dc.extra_paths)
+            ),
+        ),
+        language=lang
+        if lang.model_path is None
+        else dataclasses.replace(lang, model_path=_expand(c, lang.model_path, "language.model_path", recipe_dir)),
+    )
 
 
 def load_recipe(path: str | os.PathLike) -> Recipe:

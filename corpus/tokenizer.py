@@ -11,6 +11,7 @@ The recipe's ``tokenizer:`` section (`TokenizerSection` as written, `TokenizerSp
 The build keeps ``tokenizer.json``'s bytes as they were published, so its hash (`tokenizer_hash`) names
 the same vocabulary here, in the shards' footers, in the manifest meta and on the Hub.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,14 +54,16 @@ def train_bpe(texts: Iterable[str], vocab_size: int, eos_token: str = DEFAULT_EO
     return tok
 
 
-def save_tokenizer(tok: Tokenizer, folder: str | os.PathLike, eos_token: str = DEFAULT_EOS,
-                   name: str | None = None) -> Path:
+def save_tokenizer(
+    tok: Tokenizer, folder: str | os.PathLike, eos_token: str = DEFAULT_EOS, name: str | None = None
+) -> Path:
     """Write tokenizer.json plus the config files `AutoTokenizer.from_pretrained(folder)` expects."""
     return write_tokenizer_folder(folder, tok.to_str(pretty=True).encode("utf-8"), eos_token, name)
 
 
-def write_tokenizer_folder(folder: str | os.PathLike, tokenizer_json: bytes, eos_token: str = DEFAULT_EOS,
-                           name: str | None = None) -> Path:
+def write_tokenizer_folder(
+    folder: str | os.PathLike, tokenizer_json: bytes, eos_token: str = DEFAULT_EOS, name: str | None = None
+) -> Path:
     """Write `tokenizer_json` byte for byte (its hash stays the published one) and configs naming `eos_token`."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -76,7 +79,9 @@ def write_tokenizer_folder(folder: str | os.PathLike, tokenizer_json: bytes, eos
         "name_or_path": name or folder.name,
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2))
-    (folder / "special_tokens_map.json").write_text(json.dumps({"eos_token": eos_token, "pad_token": eos_token}, indent=2))
+    (folder / "special_tokens_map.json").write_text(
+        json.dumps({"eos_token": eos_token, "pad_token": eos_token}, indent=2)
+    )
     return folder
 
 
@@ -149,8 +154,9 @@ def _fetch_hub(repo_id: str, revision: str | None) -> tuple[bytes, dict[str, Any
     except (EntryNotFoundError, LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError) as e:
         raise TokenizerError(f"hub {where}: cannot fetch tokenizer.json: {type(e).__name__}: {e}") from None
     try:
-        config = _config_mapping(Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision)).read_bytes(),
-                                 f"hub {where}/{CONFIG_FILE}")
+        config = _config_mapping(
+            Path(hf_hub_download(repo_id, CONFIG_FILE, revision=revision)).read_bytes(), f"hub {where}/{CONFIG_FILE}"
+        )
     except (EntryNotFoundError, LocalEntryNotFoundError):
         config = {}  # a repository may publish tokenizer.json alone
     return data, config
@@ -206,8 +212,10 @@ class TokenizerSection:
     path: str | None = None
     """A Hugging Face tokenizer folder or its tokenizer.json: a local path (relative to the recipe's folder;
     placeholders expand) or an fsspec URL such as ``hf://Qwen/Qwen3-1.7B``."""
-    hub: str | None = field(default=None, metadata=rules(pattern=r"[\w.\-]+(/[\w.\-]+)?",
-                                                         hint="expected a Hub repository id such as Qwen/Qwen3-1.7B"))
+    hub: str | None = field(
+        default=None,
+        metadata=rules(pattern=r"[\w.\-]+(/[\w.\-]+)?", hint="expected a Hub repository id such as Qwen/Qwen3-1.7B"),
+    )
     """A Hugging Face Hub model repository id whose tokenizer.json (and tokenizer_config.json) is used."""
     revision: str | None = None
     """The Hub revision (a branch, tag or commit) of ``hub``; default the repository's main branch."""
@@ -275,9 +283,14 @@ def tokenizer_spec(c: ConfigChecker, raw: Any, recipe_dir: Path, expand: Callabl
     if t.revision is not None and t.hub is None:
         c.fail("tokenizer.revision", "applies to tokenizer.hub only (an hf:// path takes name@revision)")
     if t.train is not None:
-        return TokenizerSpec(train_vocab_size=t.train.vocab_size, train_sample_docs=t.train.sample_docs,
-                             train_sample_bytes=t.train.sample_bytes, train_seed=t.train.seed,
-                             eos_token=t.eos_token or DEFAULT_EOS, name=t.name)
+        return TokenizerSpec(
+            train_vocab_size=t.train.vocab_size,
+            train_sample_docs=t.train.sample_docs,
+            train_sample_bytes=t.train.sample_bytes,
+            train_seed=t.train.seed,
+            eos_token=t.eos_token or DEFAULT_EOS,
+            name=t.name,
+        )
     if t.hub is not None:
         return TokenizerSpec(hub=t.hub, revision=t.revision, eos_token=t.eos_token or DEFAULT_EOS, name=t.name)
     path = expand(t.path)

@@ -1,4 +1,5 @@
 """Token amounts: exact integer parsing of ``22T``, ``500B``, ``10M``, ``1.5e12``, ``1,500B`` and plain integers."""
+
 from __future__ import annotations
 
 import math
@@ -13,9 +14,12 @@ MAX_TOKENS = 2**63 - 1
 
 # digits with an optional fraction and exponent, then a unit; a comma only between groups of three
 # digits ("1,500B"), so that "1,5T" (a decimal comma) is refused instead of read as 15T
-_AMOUNT = re.compile(r"""
+_AMOUNT = re.compile(
+    r"""
     (?P<number>[+-]?(?:\d{1,3}(?:,\d{3})+|\d+(?:_\d+)*)?(?:\.\d+)?(?:[eE][+-]?\d+)?)
-    \s*(?P<unit>[A-Za-z]?)""", re.X)
+    \s*(?P<unit>[A-Za-z]?)""",
+    re.X,
+)
 _EXAMPLES = "expected e.g. 22T, 500B, 10M, 1.5e12, 1,500B or 12345"
 
 

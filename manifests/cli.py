@@ -1,4 +1,5 @@
 """`manifests` CLI: summary, query, verify, rebuild and the published reference sizes."""
+
 from __future__ import annotations
 
 import argparse
@@ -79,7 +80,9 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
         }
         result = {name: _rows(con, sql) for name, sql in views.items()}
     if args.json:
-        print(json.dumps({k: [dict(zip(c, r)) for r in rows] for k, (c, rows) in result.items()}, default=str, indent=1))
+        print(
+            json.dumps({k: [dict(zip(c, r)) for r in rows] for k, (c, rows) in result.items()}, default=str, indent=1)
+        )
         return 0
     console.print(f"[bold]manifest[/bold] {manifest_path(args.db)}")
     if not result["tokens by source"][1]:
@@ -97,12 +100,24 @@ def cmd_query(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, console: Console) -> int:
-    report = verify(args.db, checksums=not args.quick,
-                    progress=None if args.json else (lambda xs: track(xs, description="verifying shards")))
+    report = verify(
+        args.db,
+        checksums=not args.quick,
+        progress=None if args.json else (lambda xs: track(xs, description="verifying shards")),
+    )
     if args.json:
-        print(json.dumps({"ok": report.ok, "checked": report.checked, "missing": report.missing,
-                          "changed": [{"path": p, "why": w} for p, w in report.changed],
-                          "unregistered": report.unregistered}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "checked": report.checked,
+                    "missing": report.missing,
+                    "changed": [{"path": p, "why": w} for p, w in report.changed],
+                    "unregistered": report.unregistered,
+                },
+                indent=1,
+            )
+        )
     else:
         for p in report.missing:
             console.print(f"[red]missing[/red]      {p}")
@@ -111,17 +126,31 @@ def cmd_verify(args: argparse.Namespace, console: Console) -> int:
         for p in report.unregistered:
             console.print(f"[yellow]unregistered[/yellow] {p}")
         status = "[green]ok[/green]" if report.ok else "[red]FAILED[/red]"
-        console.print(f"{status}: {report.checked} shards checked, {len(report.missing)} missing, "
-                      f"{len(report.changed)} changed, {len(report.unregistered)} unregistered")
+        console.print(
+            f"{status}: {report.checked} shards checked, {len(report.missing)} missing, "
+            f"{len(report.changed)} changed, {len(report.unregistered)} unregistered"
+        )
     return 0 if report.ok else 1
 
 
 def cmd_rebuild(args: argparse.Namespace, console: Console) -> int:
-    report = rebuild(args.db, progress=None if args.json else (lambda xs: track(xs, description="scanning shards")),
-                     from_shards_only=args.from_shards_only)
+    report = rebuild(
+        args.db,
+        progress=None if args.json else (lambda xs: track(xs, description="scanning shards")),
+        from_shards_only=args.from_shards_only,
+    )
     if args.json:
-        print(json.dumps({"manifest": str(manifest_path(args.db)), "shards": report.shards, "carried": report.carried,
-                          "set_aside": report.set_aside and str(report.set_aside)}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "manifest": str(manifest_path(args.db)),
+                    "shards": report.shards,
+                    "carried": report.carried,
+                    "set_aside": report.set_aside and str(report.set_aside),
+                },
+                indent=1,
+            )
+        )
         return 0
     carried = ", ".join(f"{n} {t}" for t, n in report.carried.items()) or "nothing (no old manifest)"
     console.print(f"rebuilt {manifest_path(args.db)}: {report.shards} shards registered; carried over {carried}")
@@ -138,15 +167,25 @@ def cmd_reference(args: argparse.Namespace, console: Console) -> int:
     cols = [c for c in rows[0] if c not in ("source", "candidate")]
     totals = reference_totals()
     table_rows = [tuple(r[c] for c in cols) for r in rows]
-    table_rows.append(("total", "", "", *(totals[c.split("_")[1]] if c.startswith("stage_") else totals["available"]
-                                          for c in cols[3:])))
+    table_rows.append(
+        (
+            "total",
+            "",
+            "",
+            *(totals[c.split("_")[1]] if c.startswith("stage_") else totals["available"] for c in cols[3:]),
+        )
+    )
     console.print(_table("DeMix Corpora (published, tokens)", cols, table_rows, short=True))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="manifests", description=__doc__.splitlines()[0], epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="manifests",
+        description=__doc__.splitlines()[0],
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -164,16 +203,23 @@ def build_parser() -> argparse.ArgumentParser:
         "Run SQL on a locked, read-only connection. Only read statements run: " + ALLOWED_HELP + ". "
         "Anything else (COPY, EXPORT, ATTACH, CREATE, INSERT, SET, INSTALL, LOAD, ...) is refused before any "
         "statement runs. Files can be read (read_parquet, read_csv, glob) only under the corpus's shards/ and "
-        "validation/ folders; extensions are never installed or loaded.")
-    q.add_argument("sql", help="the SQL to run (tables: sources, shards, step_stats, mixtures, plans, meta; "
-                              "views: tokens_by_source, tokens_by_domain, tokens_by_tier, tokens_by_candidate)")
+        "validation/ folders; extensions are never installed or loaded."
+    )
+    q.add_argument(
+        "sql",
+        help="the SQL to run (tables: sources, shards, step_stats, mixtures, plans, meta; "
+        "views: tokens_by_source, tokens_by_domain, tokens_by_tier, tokens_by_candidate)",
+    )
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
     v = add("verify", cmd_verify, "check checksums and row counts against the files (exit 1 on any problem)")
     v.add_argument("--quick", action="store_true", help="sizes and row counts only, no checksums")
     r = add("rebuild", cmd_rebuild, "re-scan shards into a fresh manifest, carrying over " + ", ".join(CARRIED_TABLES))
-    r.add_argument("--from-shards-only", action="store_true",
-                   help="do not carry anything over (use when the old manifest is unreadable); it is renamed "
-                        "to manifest.duckdb.old-<time>, never deleted")
+    r.add_argument(
+        "--from-shards-only",
+        action="store_true",
+        help="do not carry anything over (use when the old manifest is unreadable); it is renamed "
+        "to manifest.duckdb.old-<time>, never deleted",
+    )
     add("reference", cmd_reference, "the published DeMix Corpora sizes per source and stage", db=False)
     return p
 

@@ -6,12 +6,14 @@ that reads those strings back:
 
     meta = read_corpus_meta(db, "vocab_size", "tokenizer_path")   # ManifestError names a missing key
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import duckdb
 
@@ -48,7 +50,9 @@ class CorpusMeta:
     """Any other key, as its stored string (kept so that reading and writing back loses nothing)."""
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any], where: str = "<meta>", required: tuple[str, ...] = ()) -> "CorpusMeta":
+    def from_values(
+        cls, values: Mapping[str, Any], where: str = "<meta>", required: tuple[str, ...] = ()
+    ) -> CorpusMeta:
         """Parse the table's (key, value) strings; raises ManifestError naming ``where`` and the key.
 
         A key of ``required`` that is missing (or null) raises; so does an integer field that is not one.
@@ -69,8 +73,10 @@ class CorpusMeta:
             if key not in names:
                 raise ValueError(f"required: {key!r} is not a CorpusMeta field")
             if parsed.get(key) is None:
-                raise ManifestError(f"{where}: meta.{key}: missing; the corpus build did not record it "
-                                    f"(rebuild the corpus with build-corpus)")
+                raise ManifestError(
+                    f"{where}: meta.{key}: missing; the corpus build did not record it "
+                    f"(rebuild the corpus with build-corpus)"
+                )
         extra = {str(k): str(v) for k, v in values.items() if k not in names}
         return cls(**parsed, extra=extra)
 

@@ -1,4 +1,5 @@
 """The manifests package's error: a manifest or token shard that is missing, unreadable or inconsistent."""
+
 from __future__ import annotations
 
 from corpus.errors import DemixError

@@ -1,13 +1,15 @@
 """Open, register into and read the DuckDB manifest. Registration is bulk (Arrow) and idempotent."""
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import duckdb
 import fsspec
@@ -64,9 +66,14 @@ def require_manifest(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 def check_tables(con: duckdb.DuckDBPyConnection, database: str | None = None) -> list[str]:
     """The manifest tables missing from ``database`` (an attached name; default the current one)."""
-    have = {r[0] for r in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
-        "AND database_name = coalesce(?, current_database())", [database]).fetchall()}
+    have = {
+        r[0]
+        for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main' "
+            "AND database_name = coalesce(?, current_database())",
+            [database],
+        ).fetchall()
+    }
     return [t for t in TABLES if t not in have]
 
 
@@ -84,7 +91,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table) -> int:
 
 def set_meta(con: duckdb.DuckDBPyConnection, values: dict[str, Any]) -> None:
     """Store build-wide facts (tokenizer path and hash, eos id, recipe) as strings."""
-    rows = pa.table({"key": list(values), "value": [v if isinstance(v, str) else json.dumps(v) for v in values.values()]})
+    rows = pa.table(
+        {"key": list(values), "value": [v if isinstance(v, str) else json.dumps(v) for v in values.values()]}
+    )
     _upsert(con, "meta", rows)
 
 
@@ -96,16 +105,18 @@ def get_meta(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
 def register_sources(con: duckdb.DuckDBPyConnection, recipe: Recipe) -> int:
     """Upsert the recipe's sources (domain, tier, candidate, location, license, weight)."""
     s = recipe.sources
-    rows = pa.table({
-        "source": [x.name for x in s],
-        "domain": [x.domain for x in s],
-        "tier": [x.tier for x in s],
-        "candidate": [x.candidate for x in s],
-        "uri": [";".join(x.locations) for x in s],
-        "license": [x.license for x in s],
-        "weight": pa.array([x.weight for x in s], pa.float64()),
-        "title": [x.title or x.name for x in s],
-    })
+    rows = pa.table(
+        {
+            "source": [x.name for x in s],
+            "domain": [x.domain for x in s],
+            "tier": [x.tier for x in s],
+            "candidate": [x.candidate for x in s],
+            "uri": [";".join(x.locations) for x in s],
+            "license": [x.license for x in s],
+            "weight": pa.array([x.weight for x in s], pa.float64()),
+            "title": [x.title or x.name for x in s],
+        }
+    )
     return _upsert(con, "sources", rows)
 
 
@@ -161,7 +172,7 @@ def read_shard_record(path: str | os.PathLike, root: str | os.PathLike, sha256: 
         sha256=sha256 or file_sha256(path),
         tokenizer=meta.tokenizer,
         config_hash=meta.config_hash,
-        created_at=datetime.fromtimestamp(stat.st_mtime, tz=timezone.utc).replace(tzinfo=None),
+        created_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC).replace(tzinfo=None),
     )
 
 
@@ -170,10 +181,12 @@ def register_shards(con: duckdb.DuckDBPyConnection, records: Sequence[ShardRecor
     if not records:
         return 0
     cols = {name: [getattr(r, name) for r in records] for name in ShardRecord.__dataclass_fields__}
-    table = pa.table({
-        **{k: v for k, v in cols.items() if k != "created_at"},
-        "created_at": pa.array(cols["created_at"], pa.timestamp("us")),
-    })
+    table = pa.table(
+        {
+            **{k: v for k, v in cols.items() if k != "created_at"},
+            "created_at": pa.array(cols["created_at"], pa.timestamp("us")),
+        }
+    )
     return _upsert(con, "shards", table)
 
 
@@ -182,33 +195,52 @@ def register_step_stats(con: duckdb.DuckDBPyConnection, rows: Iterable[dict[str,
     rows = list(rows)
     if not rows:
         return 0
-    table = pa.table({k: [r.get(k) for r in rows] for k in ("source", "step", "docs_in", "docs_out", "reason", "count")})
+    table = pa.table(
+        {k: [r.get(k) for r in rows] for k in ("source", "step", "docs_in", "docs_out", "reason", "count")}
+    )
     return _upsert(con, "step_stats", table)
 
 
-def register_mixture(con: duckdb.DuckDBPyConnection, name: str, level: str, ratios: dict[str, float],
-                     method: str, score: float | None = None) -> None:
+def register_mixture(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    level: str,
+    ratios: dict[str, float],
+    method: str,
+    score: float | None = None,
+) -> None:
     """Record a mixture (name is the key: re-registering replaces it)."""
     con.execute(
         "INSERT OR REPLACE INTO mixtures VALUES (?, ?, ?, ?, ?, ?)",
-        [name, level, json.dumps(ratios, sort_keys=True), method, score, datetime.now(timezone.utc).replace(tzinfo=None)],
+        [
+            name,
+            level,
+            json.dumps(ratios, sort_keys=True),
+            method,
+            score,
+            datetime.now(UTC).replace(tzinfo=None),
+        ],
     )
 
 
 def register_plan(con: duckdb.DuckDBPyConnection, plan_id: str, rows: Iterable[dict[str, Any]]) -> int:
     """Record a plan's per-source allotments: (source, allotted_tokens, available_tokens, epochs)."""
     rows = list(rows)
-    table = pa.table({
-        "plan_id": [plan_id] * len(rows),
-        "source": [r["source"] for r in rows],
-        "allotted_tokens": pa.array([int(r["allotted_tokens"]) for r in rows], pa.int64()),
-        "available_tokens": pa.array([int(r["available_tokens"]) for r in rows], pa.int64()),
-        "epochs": pa.array([float(r["epochs"]) for r in rows], pa.float64()),
-    })
+    table = pa.table(
+        {
+            "plan_id": [plan_id] * len(rows),
+            "source": [r["source"] for r in rows],
+            "allotted_tokens": pa.array([int(r["allotted_tokens"]) for r in rows], pa.int64()),
+            "available_tokens": pa.array([int(r["available_tokens"]) for r in rows], pa.int64()),
+            "epochs": pa.array([float(r["epochs"]) for r in rows], pa.float64()),
+        }
+    )
     return _upsert(con, "plans", table)
 
 
-def list_shards(db: str | os.PathLike, split: str = "train", sources: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def list_shards(
+    db: str | os.PathLike, split: str = "train", sources: Sequence[str] | None = None
+) -> list[dict[str, Any]]:
     """Shard rows (absolute path included as `abs_path`) for a split, optionally for some sources."""
     root = corpus_root(db)
     with open_manifest(db, read_only=True) as con:

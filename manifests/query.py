@@ -12,6 +12,7 @@ The corpus folder is simply the folder that holds manifest.duckdb, which may be 
 that is why file reads are allowed in the two folders of shards this toolkit writes, not in the
 whole folder.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,13 +28,25 @@ ST = duckdb.StatementType
 READ_TYPES = {ST.SELECT}
 # PRAGMAs that only report; any other PRAGMA may change settings or import a database.
 READ_PRAGMAS = {
-    "table_info", "storage_info", "show", "show_tables", "show_tables_expanded", "show_databases",
-    "database_list", "database_size", "version", "platform", "functions", "collations",
+    "table_info",
+    "storage_info",
+    "show",
+    "show_tables",
+    "show_tables_expanded",
+    "show_databases",
+    "database_list",
+    "database_size",
+    "version",
+    "platform",
+    "functions",
+    "collations",
 }
 _PRAGMA = re.compile(r"\s*PRAGMA\s+(\w+)\s*(\(.*\))?\s*;?\s*$", re.I | re.S)
 _EXPLAIN = re.compile(r"\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?(.*)$", re.I | re.S)
-ALLOWED_HELP = "SELECT (with FROM-first, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE), EXPLAIN of a SELECT, PRAGMA " + \
-    ", ".join(sorted(READ_PRAGMAS))
+ALLOWED_HELP = (
+    "SELECT (with FROM-first, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE), EXPLAIN of a SELECT, PRAGMA "
+    + ", ".join(sorted(READ_PRAGMAS))
+)
 
 
 class QueryRefused(ManifestError):
@@ -84,8 +97,10 @@ def read_statements(sql: str) -> list:
         except duckdb.Error as e:
             raise ManifestError(f"statement {i}: cannot parse: {_one_line(e)}") from None
         if not ok:
-            raise QueryRefused(f"statement {i} ({_statement_name(st)}): only read statements are allowed "
-                               "(SELECT, EXPLAIN of a SELECT, PRAGMA table_info and other reporting PRAGMAs)")
+            raise QueryRefused(
+                f"statement {i} ({_statement_name(st)}): only read statements are allowed "
+                "(SELECT, EXPLAIN of a SELECT, PRAGMA table_info and other reporting PRAGMAs)"
+            )
     return statements
 
 

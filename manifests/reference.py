@@ -1,4 +1,5 @@
 """The reference manifest: the published DeMix Corpora sizes (docs/method.md), from the recipe that holds them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,8 +16,14 @@ def reference_rows() -> list[dict[str, Any]]:
     recipe = load_recipe(REFERENCE_RECIPE)
     rows = []
     for s in recipe.sources:
-        row = {"source": s.name, "title": s.title or s.name, "domain": s.domain, "tier": s.tier,
-               "candidate": s.candidate, "available_tokens": s.available_tokens}
+        row = {
+            "source": s.name,
+            "title": s.title or s.name,
+            "domain": s.domain,
+            "tier": s.tier,
+            "candidate": s.candidate,
+            "available_tokens": s.available_tokens,
+        }
         for stage in recipe.stages:
             row[f"stage_{stage.name}_tokens"] = s.stages.get(stage.name, 0)
         rows.append(row)

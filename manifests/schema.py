@@ -1,4 +1,5 @@
 """The DuckDB manifest schema: shards, sources, step stats, mixtures, plans, and summary views."""
+
 from __future__ import annotations
 
 SCHEMA_VERSION = "1"

@@ -6,13 +6,14 @@ spells a `demix.*` footer key:
 
     meta = ShardMeta.from_metadata(pq.read_schema(path).metadata, where=path)
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import fsspec
 import pyarrow as pa
@@ -21,12 +22,14 @@ import pyarrow.parquet as pq
 from corpus.atomic import atomic_write
 from manifests.errors import ManifestError
 
-SHARD_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("text", pa.string()),
-    ("tokens", pa.list_(pa.uint32())),
-    ("n_tokens", pa.int32()),
-])
+SHARD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("tokens", pa.list_(pa.uint32())),
+        ("n_tokens", pa.int32()),
+    ]
+)
 ROW_GROUP_BYTES = 96 << 20  # docs/design.md: row groups of roughly 64-128 MB
 FOOTER_PREFIX = "demix."
 """Every footer key is ``demix.<ShardMeta field>``."""
@@ -69,7 +72,7 @@ class ShardMeta:
         return out
 
     @classmethod
-    def from_metadata(cls, metadata: Mapping[bytes | str, bytes | str] | None, where: str = "<shard>") -> "ShardMeta":
+    def from_metadata(cls, metadata: Mapping[bytes | str, bytes | str] | None, where: str = "<shard>") -> ShardMeta:
         """Read a footer (``pq.read_schema(path).metadata``: bytes or str keys); other keys are ignored.
 
         Raises ManifestError naming ``where`` when there is no ``demix.source`` key (not a token shard).
@@ -99,8 +102,9 @@ def shard_table(ids: Sequence[str], texts: Sequence[str], tokens: Sequence[Seque
     """Build an Arrow table in the shard schema with ``meta``'s footer on its schema."""
     tok = pa.array(tokens, pa.list_(pa.uint32()))
     n = pa.compute.list_value_length(tok).cast(pa.int32())
-    table = pa.Table.from_arrays([pa.array(ids, pa.string()), pa.array(texts, pa.string()), tok, n],
-                                 schema=SHARD_SCHEMA)
+    table = pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.array(texts, pa.string()), tok, n], schema=SHARD_SCHEMA
+    )
     return table.replace_schema_metadata(meta.to_metadata())
 
 

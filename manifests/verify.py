@@ -1,17 +1,24 @@
 """Check a manifest against the shard files, and rebuild a manifest by re-scanning them."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import duckdb
 import pyarrow.parquet as pq
 
 from manifests.manifest import (
-    ManifestError, check_tables, corpus_root, file_sha256, manifest_path, open_manifest, read_shard_record,
+    ManifestError,
+    check_tables,
+    corpus_root,
+    file_sha256,
+    manifest_path,
+    open_manifest,
+    read_shard_record,
     register_shards,
 )
 from manifests.schema import SHARD_FOLDERS
@@ -50,7 +57,7 @@ def verify(db: str | os.PathLike, checksums: bool = True, progress: Callable | N
         rows = con.execute("SELECT path, n_docs, n_tokens, n_bytes, sha256 FROM shards ORDER BY path").fetchall()
     report = VerifyReport()
     registered = set()
-    for path, n_docs, n_tokens, n_bytes, sha in (progress(rows) if progress else rows):
+    for path, n_docs, n_tokens, n_bytes, sha in progress(rows) if progress else rows:
         registered.add(path)
         report.checked += 1
         f = root / path
@@ -99,9 +106,14 @@ class RebuildReport:
 
 
 def _columns(con: duckdb.DuckDBPyConnection, database: str, table: str) -> list[str]:
-    return [r[0] for r in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
-        "AND table_name = ? ORDER BY column_index", [database, table]).fetchall()]
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main' "
+            "AND table_name = ? ORDER BY column_index",
+            [database, table],
+        ).fetchall()
+    ]
 
 
 def _carry_over(con: duckdb.DuckDBPyConnection, old: Path) -> dict[str, int]:
@@ -143,13 +155,18 @@ def rebuild(db: str | os.PathLike, progress: Callable | None = None, from_shards
     root = path.resolve().parent
     files = scan_shard_files(root)
     if not files:
-        raise ManifestError(f"{root}: no shards under {' or '.join(f'{d}/' for d in SHARD_FOLDERS)}; nothing to rebuild from")
+        raise ManifestError(
+            f"{root}: no shards under {' or '.join(f'{d}/' for d in SHARD_FOLDERS)}; nothing to rebuild from"
+        )
     records, sources = [], {}
-    for f in (progress(files) if progress else files):
+    for f in progress(files) if progress else files:
         records.append(read_shard_record(f, root))
         meta = ShardMeta.from_metadata(pq.read_schema(f).metadata, where=str(f))
-        sources[meta.source] = (meta.domain if meta.domain is not None else "unknown",
-                                meta.tier if meta.tier is not None else "unknown", meta.candidate)
+        sources[meta.source] = (
+            meta.domain if meta.domain is not None else "unknown",
+            meta.tier if meta.tier is not None else "unknown",
+            meta.candidate,
+        )
     tmp = path.with_name(f".rebuild-{os.getpid()}-{path.name}")
     report = RebuildReport(shards=len(records))
     try:
@@ -158,8 +175,10 @@ def rebuild(db: str | os.PathLike, progress: Callable | None = None, from_shards
             if path.exists() and not from_shards_only:
                 report.carried = _carry_over(con, path)
             for name, (domain, tier, candidate) in sources.items():
-                con.execute("INSERT OR IGNORE INTO sources (source, domain, tier, candidate) VALUES (?, ?, ?, ?)",
-                            [name, domain, tier, candidate])
+                con.execute(
+                    "INSERT OR IGNORE INTO sources (source, domain, tier, candidate) VALUES (?, ?, ?, ?)",
+                    [name, domain, tier, candidate],
+                )
             register_shards(con, records)
         if path.exists() and from_shards_only:
             report.set_aside = path.with_name(f"{path.name}.old-{datetime.now():%Y%m%dT%H%M%S}")

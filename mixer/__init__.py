@@ -1,4 +1,5 @@
 """Mixtures, resolve into plans, the deterministic streaming sampler, and the Hugging Face release."""
+
 from __future__ import annotations
 
 from mixer.mixture import LEVELS, Mixture, MixtureError
@@ -9,7 +10,21 @@ from mixer.sampler import Sampler, SamplerError
 from mixer.slot_schedule import Schedule
 
 __all__ = [
-    "LEVELS", "Mixture", "MixtureError", "Plan", "PlanError", "PlanSource", "ReleaseError", "ResolveError", "Sampler",
-    "SamplerError", "Schedule", "largest_remainder", "push_release", "record_plan", "resolve_mixture", "resolve_recipe",
+    "LEVELS",
+    "Mixture",
+    "MixtureError",
+    "Plan",
+    "PlanError",
+    "PlanSource",
+    "ReleaseError",
+    "ResolveError",
+    "Sampler",
+    "SamplerError",
+    "Schedule",
+    "largest_remainder",
+    "push_release",
+    "record_plan",
+    "resolve_mixture",
+    "resolve_recipe",
     "write_release",
 ]

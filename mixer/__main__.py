@@ -1,4 +1,5 @@
 """`python -m mixer` runs the mixer CLI."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """`mixer`: resolve mixtures into plans, print sampled sequences, release a plan as a Hugging Face dataset."""
+
 from __future__ import annotations
 
 import argparse
@@ -6,7 +7,8 @@ import contextlib
 import json
 import math
 import sys
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -86,13 +88,18 @@ def _user_paths() -> Iterator[None]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every `mixer` subcommand."""
-    p = argparse.ArgumentParser(prog="mixer", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="mixer", description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
-    r = sub.add_parser("resolve", help="mixture or recipe + token target -> plan.json", epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = sub.add_parser(
+        "resolve",
+        help="mixture or recipe + token target -> plan.json",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     src = r.add_mutually_exclusive_group(required=True)
     src.add_argument("--recipe", help="recipe YAML (its own stage shares; no corpus needed)")
     src.add_argument("--mixture", help="mixture JSON (candidate, domain or source level); needs --db")
@@ -103,17 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=_int_at_least(0), default=0, help="sampler seed (default 0)")
     r.add_argument("--max-epochs", type=_positive_number, help="fail if any source would repeat more often")
     g = r.add_mutually_exclusive_group()
-    g.add_argument("--general-share", type=_fraction, metavar="G",
-                   help="override the components' general share recorded in the mixture's provenance (in [0, 1])")
-    g.add_argument("--as-is", action="store_true",
-                   help="resolve the mixture's ratios unchanged, without adding the components' general share")
+    g.add_argument(
+        "--general-share",
+        type=_fraction,
+        metavar="G",
+        help="override the components' general share recorded in the mixture's provenance (in [0, 1])",
+    )
+    g.add_argument(
+        "--as-is",
+        action="store_true",
+        help="resolve the mixture's ratios unchanged, without adding the components' general share",
+    )
     r.add_argument("--out", help="plan JSON path (any fsspec URL)")
     r.add_argument("--overwrite", action="store_true", help="replace a different plan at --out")
     r.add_argument("--json", action="store_true", help="print the plan as JSON")
     r.set_defaults(func=cmd_resolve)
 
-    s = sub.add_parser("sample", help="print sequences of a plan's stream", epilog=EXAMPLES,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = sub.add_parser(
+        "sample",
+        help="print sequences of a plan's stream",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--plan", required=True)
     s.add_argument("--n", type=_int_at_least(0), default=3, help="sequences to print")
     s.add_argument("--start", type=_int_at_least(0), default=0, help="skip this many sequences first")
@@ -124,29 +142,63 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_sample)
 
-    rel = sub.add_parser("release", help="write a Hugging Face dataset folder; optionally push it", epilog=EXAMPLES,
-                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    rel = sub.add_parser(
+        "release",
+        help="write a Hugging Face dataset folder; optionally push it",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     rel.add_argument("--plan", required=True)
     rel.add_argument("--out", required=True, help="folder or fsspec URL (file://, memory://, s3://, ...)")
-    rel.add_argument("--mixture-max-tokens", type=_tokens, default=None,
-                     help="cap on the mixture config's stream tokens (default 100M; 'all' is --mixture-max-tokens 0)")
-    rel.add_argument("--samples", type=_token_list, default=(), metavar="N[,N...]",
-                     help="add sample-<N> configs, exact prefixes of the stream (e.g. 10B,100B; no thousands commas)")
-    rel.add_argument("--file-tokens", type=_positive_tokens, default=None,
-                     help="stream tokens per Parquet file (default 64M, about 0.5 GB)")
+    rel.add_argument(
+        "--mixture-max-tokens",
+        type=_tokens,
+        default=None,
+        help="cap on the mixture config's stream tokens (default 100M; 'all' is --mixture-max-tokens 0)",
+    )
+    rel.add_argument(
+        "--samples",
+        type=_token_list,
+        default=(),
+        metavar="N[,N...]",
+        help="add sample-<N> configs, exact prefixes of the stream (e.g. 10B,100B; no thousands commas)",
+    )
+    rel.add_argument(
+        "--file-tokens",
+        type=_positive_tokens,
+        default=None,
+        help="stream tokens per Parquet file (default 64M, about 0.5 GB)",
+    )
     rel.add_argument("--overwrite", action="store_true", help="replace a previous release at --out (only one)")
-    rel.add_argument("--recipe", help="the recipe file the plan was built from, for the card's upstream URLs and "
-                                      "filter/dedup settings (default: found from the plan if its hash matches)")
-    rel.add_argument("--recipe-only", action="store_true",
-                     help="write the plan, the manifest's rows for it (Parquet), the recipe and the card; no data")
-    rel.add_argument("--push", metavar="ORG/NAME", help="create this dataset repo and upload the folder in batched "
-                                                        "commits; a rerun uploads only the files not there yet")
-    rel.add_argument("--commit-files", type=_int_at_least(1), default=None,
-                     help="files per commit when pushing (default 100; the Hub allows 128 commits per hour)")
+    rel.add_argument(
+        "--recipe",
+        help="the recipe file the plan was built from, for the card's upstream URLs and "
+        "filter/dedup settings (default: found from the plan if its hash matches)",
+    )
+    rel.add_argument(
+        "--recipe-only",
+        action="store_true",
+        help="write the plan, the manifest's rows for it (Parquet), the recipe and the card; no data",
+    )
+    rel.add_argument(
+        "--push",
+        metavar="ORG/NAME",
+        help="create this dataset repo and upload the folder in batched "
+        "commits; a rerun uploads only the files not there yet",
+    )
+    rel.add_argument(
+        "--commit-files",
+        type=_int_at_least(1),
+        default=None,
+        help="files per commit when pushing (default 100; the Hub allows 128 commits per hour)",
+    )
     rel.add_argument("--private", action="store_true")
     rel.add_argument("--revision", help="branch to upload to (created if missing)")
-    rel.add_argument("--dry-run", action="store_true",
-                     help="plan the files (estimated sizes) and, with --push, the commits; write and contact nothing")
+    rel.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="plan the files (estimated sizes) and, with --push, the commits; write and contact nothing",
+    )
     rel.add_argument("--json", action="store_true")
     rel.set_defaults(func=cmd_release)
     return p
@@ -164,15 +216,42 @@ def plan_table(plan) -> Table:
     """A rich table of a plan: one row per source, per-stage columns when the plan has stages."""
     stage_names = [st["name"] for st in plan.stages]
     t = Table(title=f"plan {plan.plan_id}: {format_tokens(plan.target_tokens)} tokens ({plan.target_tokens:,})")
-    for col in ("source", "domain", "tier", "candidate", "share", "available", "allotted",
-                *[f"stage {n}" for n in stage_names], "epochs"):
+    for col in (
+        "source",
+        "domain",
+        "tier",
+        "candidate",
+        "share",
+        "available",
+        "allotted",
+        *[f"stage {n}" for n in stage_names],
+        "epochs",
+    ):
         t.add_column(col, justify="left" if col in ("source", "domain", "tier", "candidate") else "right")
     for s in plan.sources:
-        t.add_row(s.source, s.domain, s.tier, s.candidate or "", f"{s.share:.4%}", _fmt_b(s.available_tokens),
-                  _fmt_b(s.allotted_tokens), *[_fmt_b(s.stages.get(n, 0)) for n in stage_names], f"{s.epochs:.3f}")
-    t.add_row("total", "", "", "", f"{sum(s.share for s in plan.sources):.4%}",
-              _fmt_b(sum(s.available_tokens for s in plan.sources)), _fmt_b(sum(s.allotted_tokens for s in plan.sources)),
-              *[_fmt_b(st["target_tokens"]) for st in plan.stages], "", style="bold")
+        t.add_row(
+            s.source,
+            s.domain,
+            s.tier,
+            s.candidate or "",
+            f"{s.share:.4%}",
+            _fmt_b(s.available_tokens),
+            _fmt_b(s.allotted_tokens),
+            *[_fmt_b(s.stages.get(n, 0)) for n in stage_names],
+            f"{s.epochs:.3f}",
+        )
+    t.add_row(
+        "total",
+        "",
+        "",
+        "",
+        f"{sum(s.share for s in plan.sources):.4%}",
+        _fmt_b(sum(s.available_tokens for s in plan.sources)),
+        _fmt_b(sum(s.allotted_tokens for s in plan.sources)),
+        *[_fmt_b(st["target_tokens"]) for st in plan.stages],
+        "",
+        style="bold",
+    )
     return t
 
 
@@ -186,13 +265,22 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     if args.recipe:
         if args.general_share is not None or args.as_is:
             raise UsageError("--general-share and --as-is apply to --mixture only")
-        plan = resolve_recipe(args.recipe, args.target, stage=args.stage, seq_len=args.seq_len, seed=args.seed,
-                              max_epochs=args.max_epochs)
+        plan = resolve_recipe(
+            args.recipe, args.target, stage=args.stage, seq_len=args.seq_len, seed=args.seed, max_epochs=args.max_epochs
+        )
     else:
         if args.stage:
             raise UsageError("--stage applies to --recipe only")
-        plan = resolve_mixture(args.mixture, args.db, args.target, seq_len=args.seq_len, seed=args.seed,
-                               max_epochs=args.max_epochs, general_share=args.general_share, as_is=args.as_is)
+        plan = resolve_mixture(
+            args.mixture,
+            args.db,
+            args.target,
+            seq_len=args.seq_len,
+            seed=args.seed,
+            max_epochs=args.max_epochs,
+            general_share=args.general_share,
+            as_is=args.as_is,
+        )
     for warning in plan.warnings:
         print(f"mixer: warning: {warning}", file=sys.stderr)
     if args.out:
@@ -262,22 +350,42 @@ def cmd_release(args: argparse.Namespace) -> int:
     if args.recipe_only and (args.samples or args.mixture_max_tokens is not None or args.file_tokens):
         raise UsageError("--recipe-only writes no data: --samples, --mixture-max-tokens and --file-tokens do not apply")
     cap = DEFAULT_MIXTURE_MAX_TOKENS if args.mixture_max_tokens is None else (args.mixture_max_tokens or None)
-    files = write_release(args.plan, args.out, mixture_max_tokens=cap, samples=args.samples,
-                          file_tokens=args.file_tokens or FILE_TOKENS, overwrite=args.overwrite, recipe=args.recipe,
-                          recipe_only=args.recipe_only, dry_run=args.dry_run,
-                          progress=not (args.json or args.dry_run))
+    files = write_release(
+        args.plan,
+        args.out,
+        mixture_max_tokens=cap,
+        samples=args.samples,
+        file_tokens=args.file_tokens or FILE_TOKENS,
+        overwrite=args.overwrite,
+        recipe=args.recipe,
+        recipe_only=args.recipe_only,
+        dry_run=args.dry_run,
+        progress=not (args.json or args.dry_run),
+    )
     total = sum(f.n_bytes for f in files)
-    result: dict[str, Any] = {"out": args.out, "dry_run": args.dry_run, "recipe_only": args.recipe_only,
-                              "files": [{"path": f.path, "bytes": f.n_bytes} for f in files], "bytes": total,
-                              "push": None, "pushed": None}
+    result: dict[str, Any] = {
+        "out": args.out,
+        "dry_run": args.dry_run,
+        "recipe_only": args.recipe_only,
+        "files": [{"path": f.path, "bytes": f.n_bytes} for f in files],
+        "bytes": total,
+        "push": None,
+        "pushed": None,
+    }
     push = None
     if args.push:
         per_commit = args.commit_files or COMMIT_FILES
         if args.dry_run:
             push = plan_push(files, args.push, revision=args.revision, max_files=per_commit)
         else:
-            done = push_release(args.out, args.push, private=args.private, revision=args.revision, max_files=per_commit,
-                                progress=None if args.json else print)
+            done = push_release(
+                args.out,
+                args.push,
+                private=args.private,
+                revision=args.revision,
+                max_files=per_commit,
+                progress=None if args.json else print,
+            )
             push, result["pushed"] = done.plan, done.url
         result["push"] = push.to_dict()
     if args.json:
@@ -287,9 +395,12 @@ def cmd_release(args: argparse.Namespace) -> int:
     console.print(_files_table(args, files))
     if push is not None:
         console.print(_commits_table(push))
-        print(f"{len(push.commits):,} commit(s) of at most {args.commit_files or COMMIT_FILES} files: "
-              f"{push.n_files:,} files, {push.n_bytes:,} bytes" + (" (estimated)" if args.dry_run else "")
-              + f"; at {HUB_COMMITS_PER_HOUR} commits per hour, at least {push.min_hours} hour(s) of waiting")
+        print(
+            f"{len(push.commits):,} commit(s) of at most {args.commit_files or COMMIT_FILES} files: "
+            f"{push.n_files:,} files, {push.n_bytes:,} bytes"
+            + (" (estimated)" if args.dry_run else "")
+            + f"; at {HUB_COMMITS_PER_HOUR} commits per hour, at least {push.min_hours} hour(s) of waiting"
+        )
         if push.remote_checked:
             print(f"{len(push.skipped):,} file(s) already on {args.push} at the same size and hash: skipped")
         else:

@@ -10,12 +10,14 @@ the component it equals, a reference model and a resolved plan all describe the 
 Within a key (candidate, domain or source) shares go to its sources by ``sources.weight`` when every
 source of the key has one, else by train tokens: the same rule for alpha and for "general".
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from corpus.errors import DemixError
 from mixer.mixture import LEVELS, Mixture, MixtureError
@@ -49,7 +51,7 @@ class GeneralPart:
             raise MixtureError(f"{PROVENANCE_GENERAL}.level: {self.level!r} is not one of {', '.join(LEVELS)}")
 
     @classmethod
-    def from_provenance(cls, provenance: Mapping[str, Any], file: str = "<mixture>") -> "GeneralPart | None":
+    def from_provenance(cls, provenance: Mapping[str, Any], file: str = "<mixture>") -> GeneralPart | None:
         """The general part recorded in a mixture's (or components.json's) provenance; None when absent."""
         if PROVENANCE_SHARE not in provenance:
             return None
@@ -57,8 +59,11 @@ class GeneralPart:
         if not isinstance(general, Mapping) or not isinstance(general.get("ratios"), Mapping):
             raise MixtureError(f"{file}: provenance.{PROVENANCE_GENERAL}: expected {{level, ratios}}, got {general!r}")
         try:
-            return cls(float(provenance[PROVENANCE_SHARE]), str(general.get("level", "domain")),
-                       tuple((str(k), float(v)) for k, v in general["ratios"].items()))
+            return cls(
+                float(provenance[PROVENANCE_SHARE]),
+                str(general.get("level", "domain")),
+                tuple((str(k), float(v)) for k, v in general["ratios"].items()),
+            )
         except (TypeError, ValueError) as e:
             raise MixtureError(f"{file}: provenance: {e}") from None
 
@@ -71,8 +76,9 @@ class GeneralPart:
         return Mixture(name="general", level=self.level, ratios=dict(self.ratios))
 
 
-def source_shares(mixture: Mixture, sources: Sequence[Mapping[str, Any]], where: str = "the manifest"
-                  ) -> dict[str, Fraction]:
+def source_shares(
+    mixture: Mixture, sources: Sequence[Mapping[str, Any]], where: str = "the manifest"
+) -> dict[str, Fraction]:
     """Exact shares per source of a mixture at any level, over manifest ``sources`` rows (summing to 1).
 
     Raises MixtureError for a key no source has, ResolveError for a key with ratio > 0 whose sources hold no tokens.
@@ -87,23 +93,29 @@ def source_shares(mixture: Mixture, sources: Sequence[Mapping[str, Any]], where:
             continue
         members = groups.get(key)
         if not members:
-            raise MixtureError(f"<{mixture.name}>: ratios.{key}: no {mixture.level} {key!r} in {where}; "
-                               f"known {mixture.level}s are {', '.join(sorted(groups)) or 'none'}")
+            raise MixtureError(
+                f"<{mixture.name}>: ratios.{key}: no {mixture.level} {key!r} in {where}; "
+                f"known {mixture.level}s are {', '.join(sorted(groups)) or 'none'}"
+            )
         by_weight = all(m.get("weight") is not None for m in members)
-        weights = {m["source"]: Fraction(m["weight"]) if by_weight else Fraction(int(m.get("n_tokens") or 0))
-                   for m in members}
+        weights = {
+            m["source"]: Fraction(m["weight"]) if by_weight else Fraction(int(m.get("n_tokens") or 0)) for m in members
+        }
         total = sum(weights.values())
         if total == 0:
-            raise ResolveError(f"<{mixture.name}>: ratios.{key}: {mixture.level} {key!r} has ratio {ratio:g} but its "
-                               f"sources ({', '.join(weights)}) hold no train tokens in {where}")
+            raise ResolveError(
+                f"<{mixture.name}>: ratios.{key}: {mixture.level} {key!r} has ratio {ratio:g} but its "
+                f"sources ({', '.join(weights)}) hold no train tokens in {where}"
+            )
         for source, w in weights.items():
             if w > 0:
                 shares[source] = shares.get(source, Fraction(0)) + Fraction(ratio) * w / total
     return shares
 
 
-def materialised_shares(alpha: Mixture, general: GeneralPart | None, sources: Sequence[Mapping[str, Any]],
-                        where: str = "the manifest") -> dict[str, Fraction]:
+def materialised_shares(
+    alpha: Mixture, general: GeneralPart | None, sources: Sequence[Mapping[str, Any]], where: str = "the manifest"
+) -> dict[str, Fraction]:
     """``g * general + (1 - g) * alpha`` as exact per-source shares (``alpha`` alone when ``general`` is None)."""
     own = source_shares(alpha, sources, where)
     if general is None or general.share == 0:
@@ -127,8 +139,14 @@ class Materialised:
     """Lines to show the user (a missing general share, an --as-is that drops one)."""
 
 
-def materialise(alpha: Mixture, sources: Sequence[Mapping[str, Any]], *, general_share: float | None = None,
-                as_is: bool = False, where: str = "the manifest") -> Materialised:
+def materialise(
+    alpha: Mixture,
+    sources: Sequence[Mapping[str, Any]],
+    *,
+    general_share: float | None = None,
+    as_is: bool = False,
+    where: str = "the manifest",
+) -> Materialised:
     """The source-level mixture a plan should resolve, with its exact shares and warnings for the user.
 
     The general part is ``alpha``'s recorded provenance, with its share replaced by ``general_share``
@@ -152,18 +170,23 @@ def materialise(alpha: Mixture, sources: Sequence[Mapping[str, Any]], *, general
     if as_is:
         general = None
         if recorded is not None and recorded.share > 0:
-            warnings.append(f"<{alpha.name}>: resolved as-is (--as-is): the components' general share "
-                            f"{recorded.share:g} recorded in provenance.{PROVENANCE_SHARE} is not added")
+            warnings.append(
+                f"<{alpha.name}>: resolved as-is (--as-is): the components' general share "
+                f"{recorded.share:g} recorded in provenance.{PROVENANCE_SHARE} is not added"
+            )
     elif general_share is not None:
-        base = recorded or GeneralPart(general_share, DEFAULT_GENERAL["level"],
-                                       tuple(DEFAULT_GENERAL["ratios"].items()))
+        base = recorded or GeneralPart(
+            general_share, DEFAULT_GENERAL["level"], tuple(DEFAULT_GENERAL["ratios"].items())
+        )
         general = GeneralPart(general_share, base.level, base.ratios)
     else:
         general = recorded
         if general is None and alpha.level == "candidate":
-            warnings.append(f"<{alpha.name}>: provenance.{PROVENANCE_SHARE} is missing, so the mixture is resolved "
-                            "as-is; a mixture found by `proxy search` records the components' general share there "
-                            "(pass --general-share to materialise it, --as-is to silence this)")
+            warnings.append(
+                f"<{alpha.name}>: provenance.{PROVENANCE_SHARE} is missing, so the mixture is resolved "
+                "as-is; a mixture found by `proxy search` records the components' general share there "
+                "(pass --general-share to materialise it, --as-is to silence this)"
+            )
     shares = materialised_shares(alpha, general, sources, where)
     total = sum(shares.values())
     ratios = {s: float(q / total) for s, q in sorted(shares.items())}
@@ -178,5 +201,6 @@ def materialise(alpha: Mixture, sources: Sequence[Mapping[str, Any]], *, general
         "general": None if general is None else general.to_provenance()[PROVENANCE_GENERAL],
         "as_is": general is None,
     }
-    return Materialised(Mixture(name=alpha.name, level="source", ratios=ratios, provenance=provenance), shares,
-                        tuple(warnings))
+    return Materialised(
+        Mixture(name=alpha.name, level="source", ratios=ratios, provenance=provenance), shares, tuple(warnings)
+    )

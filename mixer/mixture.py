@@ -1,4 +1,5 @@
 """Mixtures: named ratios over candidates, domains or sources (docs/design.md's mixture JSON), validated at load."""
+
 from __future__ import annotations
 
 import json
@@ -33,29 +34,40 @@ class Mixture:
         _validate(self.name, self.level, self.ratios, self.provenance, "<Mixture>")
 
     @classmethod
-    def from_dict(cls, d: Any, file: str = "<dict>") -> "Mixture":
+    def from_dict(cls, d: Any, file: str = "<dict>") -> Mixture:
         """Build a mixture from its JSON form; raises MixtureError naming ``file`` and the bad field."""
         if not isinstance(d, dict):
             raise MixtureError(f"{file}: expected a JSON object with name, level, ratios, got {type(d).__name__}")
         unknown = sorted(set(d) - {"name", "level", "ratios", "provenance"})
         if unknown:
-            raise MixtureError(f"{file}: {unknown[0]}: unknown field; allowed fields are name, level, ratios, provenance")
+            raise MixtureError(
+                f"{file}: {unknown[0]}: unknown field; allowed fields are name, level, ratios, provenance"
+            )
         for key in ("name", "level", "ratios"):
             if key not in d:
                 raise MixtureError(f"{file}: {key}: is required")
         provenance = d.get("provenance") or {}
         _validate(d["name"], d["level"], d["ratios"], provenance, file)
-        return cls(name=d["name"], level=d["level"], ratios={str(k): float(v) for k, v in d["ratios"].items()},
-                   provenance=dict(provenance))
+        return cls(
+            name=d["name"],
+            level=d["level"],
+            ratios={str(k): float(v) for k, v in d["ratios"].items()},
+            provenance=dict(provenance),
+        )
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Mixture":
+    def load(cls, path: str | os.PathLike) -> Mixture:
         """Read a mixture JSON file (any fsspec URL); raises MixtureError naming the file and field."""
         return cls.from_dict(read_json(path, MixtureError, "mixture"), file=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form: {name, level, ratios, provenance}."""
-        return {"name": self.name, "level": self.level, "ratios": dict(self.ratios), "provenance": dict(self.provenance)}
+        return {
+            "name": self.name,
+            "level": self.level,
+            "ratios": dict(self.ratios),
+            "provenance": dict(self.provenance),
+        }
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the mixture JSON atomically (temp name, then rename) to a path or fsspec URL."""
@@ -93,4 +105,3 @@ def read_json(path: str | os.PathLike, error: type[Exception], what: str) -> Any
         raise error(f"{path}: invalid JSON: {e}") from None
     except (UnicodeDecodeError, IsADirectoryError, PermissionError) as e:
         raise error(f"{path}: cannot read the {what} file: {e}") from None
-

@@ -1,4 +1,5 @@
 """Plans: how many tokens each source gives to a training run, with epochs and the shard list (JSON)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from corpus.atomic import write_json_atomic
-from mixer.mixture import read_json
 from corpus.errors import DemixError
 from corpus.recipe import NAME_RULE  # not exported by corpus/__init__.py (yet)
+from mixer.mixture import read_json
 
 PLAN_VERSION = 1
 # The recipe's source-name rule: a name becomes a folder (data/<source>/ in a release), so it may hold
@@ -49,10 +50,19 @@ class PlanSource:
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of this row."""
         return {
-            "source": self.source, "domain": self.domain, "tier": self.tier, "candidate": self.candidate,
-            "share": self.share, "available_tokens": self.available_tokens, "allotted_tokens": self.allotted_tokens,
-            "epochs": self.epochs, "n_docs": self.n_docs, "license": self.license, "title": self.title,
-            "stages": dict(self.stages), "shards": [dict(s) for s in self.shards],
+            "source": self.source,
+            "domain": self.domain,
+            "tier": self.tier,
+            "candidate": self.candidate,
+            "share": self.share,
+            "available_tokens": self.available_tokens,
+            "allotted_tokens": self.allotted_tokens,
+            "epochs": self.epochs,
+            "n_docs": self.n_docs,
+            "license": self.license,
+            "title": self.title,
+            "stages": dict(self.stages),
+            "shards": [dict(s) for s in self.shards],
         }
 
 
@@ -77,10 +87,18 @@ class Plan:
 
     def _content(self) -> dict[str, Any]:
         return {
-            "version": PLAN_VERSION, "target_tokens": self.target_tokens, "seed": self.seed, "seq_len": self.seq_len,
-            "corpus_root": self.corpus_root, "eos_id": self.eos_id, "tokenizer_path": self.tokenizer_path,
-            "recipe": self.recipe, "config_hash": self.config_hash, "max_epochs": self.max_epochs,
-            "mixture": self.mixture, "stages": [dict(s) for s in self.stages],
+            "version": PLAN_VERSION,
+            "target_tokens": self.target_tokens,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "corpus_root": self.corpus_root,
+            "eos_id": self.eos_id,
+            "tokenizer_path": self.tokenizer_path,
+            "recipe": self.recipe,
+            "config_hash": self.config_hash,
+            "max_epochs": self.max_epochs,
+            "mixture": self.mixture,
+            "stages": [dict(s) for s in self.stages],
             "sources": [s.to_dict() for s in self.sources],
         }
 
@@ -99,7 +117,7 @@ class Plan:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Plan":
+    def load(cls, path: str | os.PathLike) -> Plan:
         """Read a plan JSON file (any fsspec URL); raises PlanError naming the file and field."""
         try:
             raw = read_json(path, PlanError, "plan")
@@ -108,7 +126,7 @@ class Plan:
         return cls.from_dict(raw, file=str(path))
 
     @classmethod
-    def from_dict(cls, d: Any, file: str = "<dict>") -> "Plan":
+    def from_dict(cls, d: Any, file: str = "<dict>") -> Plan:
         """Validate the JSON form into a Plan; raises PlanError naming ``file`` and the bad field."""
         c = _Check(file)
         if not isinstance(d, dict):
@@ -133,9 +151,12 @@ class Plan:
             eos_id=None if d.get("eos_id") is None else c.integer(d["eos_id"], "eos_id"),
             mixture=c.mapping(d.get("mixture") or {}, "mixture"),
             sources=sources,
-            stages=tuple(c.mapping(st, f"stages[{i}]") for i, st in enumerate(c.array(d.get("stages") or [], "stages"))),
-            tokenizer_path=None if d.get("tokenizer_path") is None else c.relative_path(d["tokenizer_path"],
-                                                                                         "tokenizer_path"),
+            stages=tuple(
+                c.mapping(st, f"stages[{i}]") for i, st in enumerate(c.array(d.get("stages") or [], "stages"))
+            ),
+            tokenizer_path=None
+            if d.get("tokenizer_path") is None
+            else c.relative_path(d["tokenizer_path"], "tokenizer_path"),
             recipe=None if d.get("recipe") is None else c.string(d["recipe"], "recipe"),
             config_hash=None if d.get("config_hash") is None else c.string(d["config_hash"], "config_hash"),
             max_epochs=d.get("max_epochs"),  # checked above and kept as written: the content hash covers it
@@ -144,7 +165,9 @@ class Plan:
         if total != plan.target_tokens:
             c.fail("sources", f"allotted_tokens sum to {total}, not target_tokens {plan.target_tokens}")
         if "plan_id" in d and d["plan_id"] != plan.plan_id:
-            c.fail("plan_id", f"{d['plan_id']!r} does not match the content hash {plan.plan_id!r} (was the file edited?)")
+            c.fail(
+                "plan_id", f"{d['plan_id']!r} does not match the content hash {plan.plan_id!r} (was the file edited?)"
+            )
         return plan
 
 

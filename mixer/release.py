@@ -27,18 +27,20 @@ the entries a release writes (RELEASE_ENTRIES: ``data/``, ``tokenizer/``, ``mani
 recipe.yaml, README.md, the marker) are deleted, so a
 mistyped ``--out .`` or a Hub clone's ``.git`` is never touched.
 """
+
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
+from corpus.errors import DemixError
 from mixer.plan import Plan
 from mixer.release_card import render_card
 from mixer.release_layout import BYTES_PER_TOKEN, FILE_TOKENS, ConfigLayout, ReleaseFile, plan_layout
@@ -47,7 +49,6 @@ from mixer.release_recipe import PlanRecipe, find_recipe, write_recipe_release
 from mixer.release_write import write_mixture_file, write_sample_file, write_source_file
 from mixer.sampler import Sampler
 from mixer.stream import join_url
-from corpus.errors import DemixError
 
 MARKER = ".demix-release.json"
 MARKER_VERSION = 1
@@ -60,10 +61,19 @@ class ReleaseError(DemixError, RuntimeError):
     """A release that cannot be written or pushed; the message names the path or repo."""
 
 
-def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_tokens: int | None = DEFAULT_MIXTURE_MAX_TOKENS,
-                  samples: Sequence[int] = (), file_tokens: int = FILE_TOKENS, overwrite: bool = False,
-                  recipe: str | os.PathLike | None = None, recipe_only: bool = False, dry_run: bool = False,
-                  progress: bool = False) -> list[ReleaseFile]:
+def write_release(
+    plan: Plan | str | os.PathLike,
+    out: str,
+    *,
+    mixture_max_tokens: int | None = DEFAULT_MIXTURE_MAX_TOKENS,
+    samples: Sequence[int] = (),
+    file_tokens: int = FILE_TOKENS,
+    overwrite: bool = False,
+    recipe: str | os.PathLike | None = None,
+    recipe_only: bool = False,
+    dry_run: bool = False,
+    progress: bool = False,
+) -> list[ReleaseFile]:
     """Write the release folder for ``plan`` at ``out`` (path or fsspec URL); returns its files and sizes.
 
     ``mixture_max_tokens`` (int, or None for the whole stream) caps the mixture config; ``samples``
@@ -89,24 +99,43 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     plan = sampler.plan
     clash = [s.source for s in plan.sources if s.source == "mixture" or s.source.startswith("sample-")]
     if clash:
-        raise ReleaseError(f"plan {plan.plan_id}: source {clash[0]!r} would share data/{clash[0]}/ with the "
-                           "release's own config of that name; rename the source")
+        raise ReleaseError(
+            f"plan {plan.plan_id}: source {clash[0]!r} would share data/{clash[0]}/ with the "
+            "release's own config of that name; rename the source"
+        )
     L = sampler.seq_len
     epoch_lens = [sum(int(sh["n_tokens"]) + int(sh["n_docs"]) for sh in s.shards) for s in plan.sources]
-    budget = sampler.num_sequences * L if mixture_max_tokens is None else min(mixture_max_tokens, sampler.num_sequences * L)
-    layout = plan_layout(sampler.source_names, [min(n * L, e) for n, e in zip(sampler.sequence_counts, epoch_lens)],
-                         sampler.num_sequences, L, mixture_slots=-(-budget // L), samples=samples,
-                         file_tokens=file_tokens)
+    budget = (
+        sampler.num_sequences * L if mixture_max_tokens is None else min(mixture_max_tokens, sampler.num_sequences * L)
+    )
+    layout = plan_layout(
+        sampler.source_names,
+        [min(n * L, e) for n, e in zip(sampler.sequence_counts, epoch_lens)],
+        sampler.num_sequences,
+        L,
+        mixture_slots=-(-budget // L),
+        samples=samples,
+        file_tokens=file_tokens,
+    )
     if dry_run:
-        return [ReleaseFile(MARKER, 0), ReleaseFile("README.md", 0), *_tokenizer_files(plan),
-                *(ReleaseFile(c.path(i), _estimate(c, i, L)) for c in layout.configs for i in range(c.n_files))]
+        return [
+            ReleaseFile(MARKER, 0),
+            ReleaseFile("README.md", 0),
+            *_tokenizer_files(plan),
+            *(ReleaseFile(c.path(i), _estimate(c, i, L)) for c in layout.configs for i in range(c.n_files)),
+        ]
     fs, root = fsspec.core.url_to_fs(out)
     root = root.rstrip("/")
-    settings = {"seq_len": L, "file_tokens": file_tokens, "mixture_slots": -(-budget // L),
-                "samples": sorted(set(int(n) for n in samples))}
+    settings = {
+        "seq_len": L,
+        "file_tokens": file_tokens,
+        "mixture_slots": -(-budget // L),
+        "samples": sorted(set(int(n) for n in samples)),
+    }
     marker = read_marker(fs, root) if fs.isdir(root) else None
-    resume = bool(marker) and not overwrite and marker.get("plan_id") == plan.plan_id \
-        and marker.get("settings") == settings
+    resume = (
+        bool(marker) and not overwrite and marker.get("plan_id") == plan.plan_id and marker.get("settings") == settings
+    )
     if not resume:
         prepare_folder(fs, root, out, overwrite=overwrite)
         write_marker(fs, root, plan, settings)
@@ -130,8 +159,9 @@ def write_release(plan: Plan | str | os.PathLike, out: str, *, mixture_max_token
     return list_release(out)
 
 
-def _write_recipe_only(plan: Plan, out: str, found: PlanRecipe | None, *, overwrite: bool,
-                       dry_run: bool) -> list[ReleaseFile]:
+def _write_recipe_only(
+    plan: Plan, out: str, found: PlanRecipe | None, *, overwrite: bool, dry_run: bool
+) -> list[ReleaseFile]:
     if dry_run:
         return [ReleaseFile(MARKER, 0), *write_recipe_release(plan, None, "", found, dry_run=True)]
     fs, root = fsspec.core.url_to_fs(out)
@@ -173,8 +203,9 @@ def write_marker(fs: fsspec.AbstractFileSystem, root: str, plan: Plan, settings:
     """Mark ``root`` as a folder this tool wrote (the first file of every release), with what it holds."""
     fs.makedirs(root, exist_ok=True)
     with fs.open(f"{root}/{MARKER}", "w") as f:
-        json.dump({"tool": "mixer release", "version": MARKER_VERSION, "plan_id": plan.plan_id,
-                   "settings": settings}, f)
+        json.dump(
+            {"tool": "mixer release", "version": MARKER_VERSION, "plan_id": plan.plan_id, "settings": settings}, f
+        )
 
 
 def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwrite: bool) -> None:
@@ -192,11 +223,15 @@ def prepare_folder(fs: fsspec.AbstractFileSystem, root: str, out: str, *, overwr
         return
     marker = read_marker(fs, root)
     if marker is None:
-        raise ReleaseError(f"{out}: is not empty and holds no {MARKER}, so no release wrote it; refusing to write "
-                           "there or delete anything (give --out a new or empty folder)")
+        raise ReleaseError(
+            f"{out}: is not empty and holds no {MARKER}, so no release wrote it; refusing to write "
+            "there or delete anything (give --out a new or empty folder)"
+        )
     if not overwrite:
-        raise ReleaseError(f"{out}: exists and is not empty (a release of plan {marker.get('plan_id')} with settings "
-                           f"{marker.get('settings')}); pass --overwrite to replace it")
+        raise ReleaseError(
+            f"{out}: exists and is not empty (a release of plan {marker.get('plan_id')} with settings "
+            f"{marker.get('settings')}); pass --overwrite to replace it"
+        )
     for path in entries:
         if os.path.basename(path.rstrip("/")) in RELEASE_ENTRIES and os.path.basename(path.rstrip("/")) != MARKER:
             fs.rm(path, recursive=True)
@@ -215,8 +250,10 @@ def _tokenizer_files(plan: Plan) -> list[ReleaseFile]:
     src_fs, src = fsspec.core.url_to_fs(join_url(plan.corpus_root, plan.tokenizer_path))
     if not src_fs.isdir(src):
         return []
-    return [ReleaseFile(f"tokenizer/{os.path.basename(e['name'])}", int(e.get("size") or 0))
-            for e in sorted(src_fs.ls(src, detail=True), key=lambda e: e["name"])]
+    return [
+        ReleaseFile(f"tokenizer/{os.path.basename(e['name'])}", int(e.get("size") or 0))
+        for e in sorted(src_fs.ls(src, detail=True), key=lambda e: e["name"])
+    ]
 
 
 def _copy_tokenizer(plan: Plan, fs: fsspec.AbstractFileSystem, root: str) -> None:
@@ -237,6 +274,8 @@ def list_release(out: str) -> list[ReleaseFile]:
     root = root.rstrip("/")
     files = []
     for path, info in sorted(fs.find(root, detail=True).items()):
-        rel = path[len(root):].lstrip("/") if path.startswith(root) else path.split(root.lstrip("/"), 1)[-1].lstrip("/")
+        rel = (
+            path[len(root) :].lstrip("/") if path.startswith(root) else path.split(root.lstrip("/"), 1)[-1].lstrip("/")
+        )
         files.append(ReleaseFile(rel, int(info.get("size") or 0)))
     return files

@@ -13,11 +13,12 @@ bytes per file, from an upper estimate of bytes per token), so a release that ca
 refused before its first byte, naming the limit. A config of more files than fit in one folder is
 spread over numbered subfolders (``data/<config>/0000/train-00000.parquet``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from corpus import format_tokens
 from corpus.errors import DemixError
@@ -112,18 +113,24 @@ class ReleaseLayout:
         """Raise LayoutError naming the first Hub limit the layout breaks."""
         if self.n_files >= HUB_MAX_FILES:
             biggest = max(self.configs, key=lambda c: c.n_files)
-            raise LayoutError(f"the release would hold {self.n_files:,} files; the Hub allows fewer than "
-                              f"{HUB_MAX_FILES:,} files per repository (largest config {biggest.name!r}: "
-                              f"{biggest.n_files:,} files at {format_tokens(self.file_tokens)} tokens each). Use "
-                              "larger files (--file-tokens), cap the mixture (--mixture-max-tokens) or release "
-                              "fewer sources")
+            raise LayoutError(
+                f"the release would hold {self.n_files:,} files; the Hub allows fewer than "
+                f"{HUB_MAX_FILES:,} files per repository (largest config {biggest.name!r}: "
+                f"{biggest.n_files:,} files at {format_tokens(self.file_tokens)} tokens each). Use "
+                "larger files (--file-tokens), cap the mixture (--mixture-max-tokens) or release "
+                "fewer sources"
+            )
         if len(self.configs) >= HUB_MAX_FILES_PER_FOLDER:
-            raise LayoutError(f"data/ would hold {len(self.configs):,} config folders; the Hub allows fewer than "
-                              f"{HUB_MAX_FILES_PER_FOLDER:,} entries per folder")
+            raise LayoutError(
+                f"data/ would hold {len(self.configs):,} config folders; the Hub allows fewer than "
+                f"{HUB_MAX_FILES_PER_FOLDER:,} entries per folder"
+            )
         if self.largest_file_bytes >= HUB_MAX_FILE_BYTES:
-            raise LayoutError(f"files of {format_tokens(self.file_tokens)} tokens would be about "
-                              f"{self.largest_file_bytes / 1e9:,.1f} GB at {self.bytes_per_token} bytes per token; "
-                              f"the Hub allows files under {HUB_MAX_FILE_BYTES // 10**9} GB")
+            raise LayoutError(
+                f"files of {format_tokens(self.file_tokens)} tokens would be about "
+                f"{self.largest_file_bytes / 1e9:,.1f} GB at {self.bytes_per_token} bytes per token; "
+                f"the Hub allows files under {HUB_MAX_FILE_BYTES // 10**9} GB"
+            )
 
 
 def sample_name(tokens: int) -> str:
@@ -134,9 +141,17 @@ def sample_name(tokens: int) -> str:
     return f"sample-{tokens}"
 
 
-def plan_layout(source_names: Sequence[str], source_tokens: Sequence[int], n_slots: int, seq_len: int, *,
-                mixture_slots: int, samples: Sequence[int] = (), file_tokens: int = FILE_TOKENS,
-                bytes_per_token: int = BYTES_PER_TOKEN) -> ReleaseLayout:
+def plan_layout(
+    source_names: Sequence[str],
+    source_tokens: Sequence[int],
+    n_slots: int,
+    seq_len: int,
+    *,
+    mixture_slots: int,
+    samples: Sequence[int] = (),
+    file_tokens: int = FILE_TOKENS,
+    bytes_per_token: int = BYTES_PER_TOKEN,
+) -> ReleaseLayout:
     """Plan every file of a release and check it against the Hub limits (raises LayoutError).
 
     ``source_tokens[s]`` is the stream tokens source ``s`` releases once (0: no config);
@@ -146,13 +161,18 @@ def plan_layout(source_names: Sequence[str], source_tokens: Sequence[int], n_slo
     if file_tokens < seq_len:
         raise LayoutError(f"file_tokens: {file_tokens:,} is less than one sequence of {seq_len} tokens")
     slots_per_file = file_tokens // seq_len
-    configs = [ConfigLayout(name, "source", s, tokens, file_tokens)
-               for s, (name, tokens) in enumerate(zip(source_names, source_tokens)) if tokens > 0]
+    configs = [
+        ConfigLayout(name, "source", s, tokens, file_tokens)
+        for s, (name, tokens) in enumerate(zip(source_names, source_tokens))
+        if tokens > 0
+    ]
     configs.append(ConfigLayout("mixture", "mixture", None, mixture_slots, slots_per_file))
     for n in sorted(set(samples)):
         if not seq_len <= n <= n_slots * seq_len:
-            raise LayoutError(f"--samples: {format_tokens(n)} ({n:,} tokens) must be at least one sequence "
-                              f"({seq_len} tokens) and at most the stream ({n_slots * seq_len:,} tokens)")
+            raise LayoutError(
+                f"--samples: {format_tokens(n)} ({n:,} tokens) must be at least one sequence "
+                f"({seq_len} tokens) and at most the stream ({n_slots * seq_len:,} tokens)"
+            )
         configs.append(ConfigLayout(sample_name(n), "sample", None, n // seq_len, slots_per_file))
     layout = ReleaseLayout(tuple(configs), file_tokens, bytes_per_token)
     layout.check()

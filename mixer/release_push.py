@@ -11,14 +11,16 @@ with the same size and content hash (the LFS sha256, or the git blob id for a sm
 skipped, so a rerun after a failure uploads only what did not land. A dry run plans from the local
 files alone and contacts nothing.
 """
+
 from __future__ import annotations
 
 import collections
 import hashlib
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import fsspec
 
@@ -83,15 +85,25 @@ class PushPlan:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (``--json``): per commit its files and bytes."""
-        return {"repo_id": self.repo_id, "revision": self.revision, "remote_checked": self.remote_checked,
-                "n_commits": len(self.commits), "n_files": self.n_files, "bytes": self.n_bytes,
-                "skipped": [f.path for f in self.skipped], "min_hours": self.min_hours,
-                "commits": [{"message": self.message(i), "files": [f.path for f in c.files], "bytes": c.n_bytes}
-                            for i, c in enumerate(self.commits)]}
+        return {
+            "repo_id": self.repo_id,
+            "revision": self.revision,
+            "remote_checked": self.remote_checked,
+            "n_commits": len(self.commits),
+            "n_files": self.n_files,
+            "bytes": self.n_bytes,
+            "skipped": [f.path for f in self.skipped],
+            "min_hours": self.min_hours,
+            "commits": [
+                {"message": self.message(i), "files": [f.path for f in c.files], "bytes": c.n_bytes}
+                for i, c in enumerate(self.commits)
+            ],
+        }
 
 
-def plan_commits(files: Iterable[ReleaseFile], *, max_files: int = COMMIT_FILES,
-                 max_bytes: int = COMMIT_BYTES) -> tuple[PushCommit, ...]:
+def plan_commits(
+    files: Iterable[ReleaseFile], *, max_files: int = COMMIT_FILES, max_bytes: int = COMMIT_BYTES
+) -> tuple[PushCommit, ...]:
     """Cut ``files`` into commits of at most ``max_files`` files and ``max_bytes`` bytes, README.md last."""
     if max_files < 1 or max_bytes < 1:
         raise PushError(f"commits need room for a file: max_files={max_files}, max_bytes={max_bytes}")
@@ -127,9 +139,16 @@ def local_files(folder: str) -> tuple[str, list[ReleaseFile]]:
     return root, sorted(files, key=lambda f: f.path)
 
 
-def plan_push(files: Sequence[ReleaseFile], repo_id: str, *, revision: str | None = None,
-              remote: dict[str, Any] | None = None, root: str | None = None, max_files: int = COMMIT_FILES,
-              max_bytes: int = COMMIT_BYTES) -> PushPlan:
+def plan_push(
+    files: Sequence[ReleaseFile],
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    remote: dict[str, Any] | None = None,
+    root: str | None = None,
+    max_files: int = COMMIT_FILES,
+    max_bytes: int = COMMIT_BYTES,
+) -> PushPlan:
     """The commit plan for ``files``; with ``remote`` (path -> the repo tree's entry) and the local ``root``,
     a file the repo already holds at the same size and hash is skipped. Without ``remote`` it is a dry run."""
     skipped, todo = [], []
@@ -137,8 +156,13 @@ def plan_push(files: Sequence[ReleaseFile], repo_id: str, *, revision: str | Non
         entry = (remote or {}).get(f.path)
         there = entry is not None and root is not None and same_content(os.path.join(root, f.path), f.n_bytes, entry)
         (skipped if there else todo).append(f)
-    return PushPlan(repo_id, revision, plan_commits(todo, max_files=max_files, max_bytes=max_bytes), tuple(skipped),
-                    remote_checked=remote is not None)
+    return PushPlan(
+        repo_id,
+        revision,
+        plan_commits(todo, max_files=max_files, max_bytes=max_bytes),
+        tuple(skipped),
+        remote_checked=remote is not None,
+    )
 
 
 def same_content(path: str, n_bytes: int, entry: Any) -> bool:
@@ -214,11 +238,20 @@ class PushResult:
     committed: int
 
 
-def push_release(folder: str, repo_id: str, *, private: bool = False, revision: str | None = None, api: Any = None,
-                 max_files: int = COMMIT_FILES, max_bytes: int = COMMIT_BYTES,
-                 commits_per_hour: int = HUB_COMMITS_PER_HOUR, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep,
-                 progress: Callable[[str], None] | None = None) -> PushResult:
+def push_release(
+    folder: str,
+    repo_id: str,
+    *,
+    private: bool = False,
+    revision: str | None = None,
+    api: Any = None,
+    max_files: int = COMMIT_FILES,
+    max_bytes: int = COMMIT_BYTES,
+    commits_per_hour: int = HUB_COMMITS_PER_HOUR,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    progress: Callable[[str], None] | None = None,
+) -> PushResult:
     """Create the dataset repo (and branch) and upload ``folder``'s files not already there, in planned commits.
 
     ``api`` is a ``huggingface_hub.HfApi`` (made here when None; the token comes from the usual login
@@ -240,21 +273,26 @@ def push_release(folder: str, repo_id: str, *, private: bool = False, revision: 
         remote = remote_tree(api, repo_id, revision)
     except errors as e:
         raise PushError(f"{repo_id}: cannot reach the repo: {_one_line(e)}") from None
-    plan = plan_push(files, repo_id, revision=revision, remote=remote, root=root, max_files=max_files,
-                     max_bytes=max_bytes)
+    plan = plan_push(
+        files, repo_id, revision=revision, remote=remote, root=root, max_files=max_files, max_bytes=max_bytes
+    )
     pacer = CommitPacer(commits_per_hour, clock, sleep)
     for i, commit in enumerate(plan.commits):
         waited = pacer.wait()
         if progress and waited:
             progress(f"  waiting {waited:,.0f} s: the Hub allows {commits_per_hour} commits per hour")
-        ops = [CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=os.path.join(root, f.path))
-               for f in commit.files]
+        ops = [
+            CommitOperationAdd(path_in_repo=f.path, path_or_fileobj=os.path.join(root, f.path)) for f in commit.files
+        ]
         try:
-            api.create_commit(repo_id=repo_id, repo_type="dataset", revision=revision, operations=ops,
-                              commit_message=plan.message(i))
+            api.create_commit(
+                repo_id=repo_id, repo_type="dataset", revision=revision, operations=ops, commit_message=plan.message(i)
+            )
         except errors as e:
-            raise PushError(f"{repo_id}: commit {i + 1}/{len(plan.commits)} failed ({_one_line(e)}); {i} commit(s) "
-                            f"of this run landed; run the same push again to upload the rest") from None
+            raise PushError(
+                f"{repo_id}: commit {i + 1}/{len(plan.commits)} failed ({_one_line(e)}); {i} commit(s) "
+                f"of this run landed; run the same push again to upload the rest"
+            ) from None
         if progress:
             progress(f"  {plan.message(i)}")
     return PushResult(url, plan, len(plan.commits))

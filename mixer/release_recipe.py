@@ -16,6 +16,7 @@ the sampler seed that fixes the order), and the manifest rows that say what the 
 A plan resolved from a recipe alone (no built corpus) exports the recipe's sources in the manifest's
 own schema and empty shards and step_stats tables, so the files have one shape either way.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,13 +31,13 @@ import pyarrow.parquet as pq
 
 from corpus import Recipe, RecipeError, load_recipe
 from corpus.atomic import atomic_write
+from corpus.errors import DemixError
 from corpus.recipe import RECIPES_DIR
 from manifests import MANIFEST_NAME, open_manifest, register_sources
 from manifests.schema import create_schema
 from mixer.plan import Plan
 from mixer.release_card import render_recipe_card
 from mixer.release_layout import ReleaseFile
-from corpus.errors import DemixError
 
 MANIFEST_TABLES = ("sources", "shards", "step_stats")
 """The manifest tables a recipe-only release exports, each restricted to the plan's sources."""
@@ -66,8 +67,10 @@ def find_recipe(plan: Plan, recipe: str | os.PathLike | None = None) -> PlanReci
         if found is None:
             raise RecipeReleaseError(f"{recipe}: recipe file not found")
         if plan.config_hash and found.recipe.config_hash() != plan.config_hash:
-            raise RecipeReleaseError(f"{recipe}: config hash {found.recipe.config_hash()} is not the plan's "
-                                     f"{plan.config_hash}; this is not the recipe plan {plan.plan_id} was built from")
+            raise RecipeReleaseError(
+                f"{recipe}: config hash {found.recipe.config_hash()} is not the plan's "
+                f"{plan.config_hash}; this is not the recipe plan {plan.plan_id} was built from"
+            )
         return found
     provenance = (plan.mixture or {}).get("provenance") or {}
     for name in (provenance.get("recipe"), plan.recipe):
@@ -94,28 +97,41 @@ def manifest_tables(plan: Plan, found: PlanRecipe | None) -> dict[str, pa.Table]
     db = Path(plan.corpus_root) / MANIFEST_NAME if plan.corpus_root and "://" not in plan.corpus_root else None
     if db is not None and db.is_file():
         with open_manifest(db, read_only=True) as con:
-            return {t: con.sql(f"SELECT * FROM {t} WHERE source IN (SELECT unnest(?)) ORDER BY ALL",
-                               params=[names]).to_arrow_table() for t in MANIFEST_TABLES}
+            return {
+                t: con.sql(
+                    f"SELECT * FROM {t} WHERE source IN (SELECT unnest(?)) ORDER BY ALL", params=[names]
+                ).to_arrow_table()
+                for t in MANIFEST_TABLES
+            }
     con = duckdb.connect()  # no corpus was built: the manifest's schema, with the recipe's sources registered
     try:
         create_schema(con)
         if found is not None:
-            register_sources(con, dataclasses.replace(
-                found.recipe, sources=tuple(s for s in found.recipe.sources if s.name in set(names))))
+            register_sources(
+                con,
+                dataclasses.replace(
+                    found.recipe, sources=tuple(s for s in found.recipe.sources if s.name in set(names))
+                ),
+            )
         return {t: con.sql(f"SELECT * FROM {t} ORDER BY ALL").to_arrow_table() for t in MANIFEST_TABLES}
     finally:
         con.close()
 
 
-def write_recipe_release(plan: Plan, fs: fsspec.AbstractFileSystem, root: str, found: PlanRecipe | None,
-                         *, dry_run: bool = False) -> list[ReleaseFile]:
+def write_recipe_release(
+    plan: Plan, fs: fsspec.AbstractFileSystem, root: str, found: PlanRecipe | None, *, dry_run: bool = False
+) -> list[ReleaseFile]:
     """Write the recipe-only files of ``plan`` under ``root`` (marker and folder checks are the caller's).
 
     ``dry_run`` writes nothing and returns the planned files (sizes 0). Every file is rewritten on
     each run: they are small, and each is written to a temporary name and renamed.
     """
-    planned = ["plan.json", *(["recipe.yaml"] if found else []), *(f"manifest/{t}.parquet" for t in MANIFEST_TABLES),
-               "README.md"]
+    planned = [
+        "plan.json",
+        *(["recipe.yaml"] if found else []),
+        *(f"manifest/{t}.parquet" for t in MANIFEST_TABLES),
+        "README.md",
+    ]
     if dry_run:
         return [ReleaseFile(p, 0) for p in planned]
     tables = manifest_tables(plan, found)

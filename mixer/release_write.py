@@ -5,6 +5,7 @@ renames it when complete, so a killed release leaves whole files only and a reru
 missing ones. Nothing depends on earlier files: a file's first document or sequence is found from
 the schedule's per-source counts at its first slot and the source stream's arithmetic seek.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ from mixer.stream import SourceStream
 DOC_COLUMNS = SHARD_SCHEMA.names
 SOURCE_SCHEMA = SHARD_SCHEMA  # a source config's files are its documents as the shards hold them
 MIXTURE_SCHEMA = SHARD_SCHEMA.insert(1, pa.field("source", pa.string())).insert(2, pa.field("epoch", pa.int32()))
-SAMPLE_SCHEMA = pa.schema([("position", pa.int64()), ("source", pa.string()), ("k", pa.int64()),
-                           ("tokens", pa.list_(pa.uint32()))])
+SAMPLE_SCHEMA = pa.schema(
+    [("position", pa.int64()), ("source", pa.string()), ("k", pa.int64()), ("tokens", pa.list_(pa.uint32()))]
+)
 ROW_GROUP_TOKENS = 8_000_000  # tokens buffered before a row group is written: the memory bound of a file
 
 
@@ -75,8 +77,9 @@ def _written(fs: fsspec.AbstractFileSystem, path: str, schema: pa.Schema, fill) 
         fill(_File(writer, schema))
 
 
-def write_source_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigLayout, i: int,
-                      stream: SourceStream) -> None:
+def write_source_file(
+    fs: fsspec.AbstractFileSystem, path: str, config: ConfigLayout, i: int, stream: SourceStream
+) -> None:
     """File ``i`` of a source config: the documents that start in its span of the source's stream."""
     a, b = config.span_of(i)
 
@@ -90,8 +93,14 @@ def write_source_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigLa
     _written(fs, path, SOURCE_SCHEMA, fill)
 
 
-def write_mixture_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigLayout, i: int, sampler: Sampler,
-                       streams: list[SourceStream | None]) -> None:
+def write_mixture_file(
+    fs: fsspec.AbstractFileSystem,
+    path: str,
+    config: ConfigLayout,
+    i: int,
+    sampler: Sampler,
+    streams: list[SourceStream | None],
+) -> None:
     """File ``i`` of the mixture config: the documents of its slots, in slot order, with source and epoch."""
     a, b = config.span_of(i)
     L, names = sampler.seq_len, sampler.source_names
@@ -108,8 +117,11 @@ def write_mixture_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigL
                 cursors[s] = Documents(streams[s], k * L)
             for epoch, table in cursors[s].take((k + 1) * L):
                 n = table.num_rows
-                parts.append(table.add_column(1, "source", pa.array([names[s]] * n, pa.string()))
-                             .add_column(2, "epoch", pa.array([epoch] * n, pa.int32())))
+                parts.append(
+                    table.add_column(1, "source", pa.array([names[s]] * n, pa.string())).add_column(
+                        2, "epoch", pa.array([epoch] * n, pa.int32())
+                    )
+                )
                 buffered += L
             if buffered >= ROW_GROUP_TOKENS:
                 out.write(pa.concat_tables(parts))
@@ -133,7 +145,12 @@ def write_sample_file(fs: fsspec.AbstractFileSystem, path: str, config: ConfigLa
         items = sampler.items()
         for _ in range(b - a):
             slot, source, k, seq = next(items)
-            for key, value in (("position", slot), ("source", source), ("k", k), ("tokens", seq.numpy().astype(np.uint32))):
+            for key, value in (
+                ("position", slot),
+                ("source", source),
+                ("k", k),
+                ("tokens", seq.numpy().astype(np.uint32)),
+            ):
                 rows[key].append(value)
             if len(rows["position"]) >= per_group:
                 out.write(pa.table(rows, schema=SAMPLE_SCHEMA))

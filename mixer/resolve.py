@@ -4,12 +4,14 @@ Allotments are exact integers that sum to the target: each source's quota is an 
 (``target * share``), every source gets its floor, and the tokens left go one each to the largest
 remainders, ties to the earlier source (largest-remainder rounding). Work is O(sources).
 """
+
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 from corpus import Recipe, format_tokens, load_recipe
 from manifests import corpus_root, list_shards, list_sources, open_manifest, read_corpus_meta, register_plan
@@ -43,8 +45,13 @@ def _epochs(allotted: int, available: int) -> float:
     return allotted / available if available > 0 else 0.0
 
 
-def _check_cap(shares: dict[str, Fraction], available: dict[str, int], allotted: dict[str, int],
-               target: int, max_epochs: float | None) -> None:
+def _check_cap(
+    shares: dict[str, Fraction],
+    available: dict[str, int],
+    allotted: dict[str, int],
+    target: int,
+    max_epochs: float | None,
+) -> None:
     """Raise ResolveError naming each source over ``max_epochs`` and the largest feasible target."""
     if max_epochs is None:
         return
@@ -59,16 +66,28 @@ def _check_cap(shares: dict[str, Fraction], available: dict[str, int], allotted:
         if all(alloc[s] <= cap * available[s] for s in names):
             break
         feasible -= 1
-    detail = "; ".join(f"{s}: {allotted[s] / available[s] if available[s] else math.inf:.3f} epochs "
-                       f"({format_tokens(allotted[s])} of {format_tokens(available[s])} available)" for s in over)
+    detail = "; ".join(
+        f"{s}: {allotted[s] / available[s] if available[s] else math.inf:.3f} epochs "
+        f"({format_tokens(allotted[s])} of {format_tokens(available[s])} available)"
+        for s in over
+    )
     raise ResolveError(
         f"target {format_tokens(target)} exceeds --max-epochs {max_epochs:g} for {len(over)} source(s): {detail}. "
-        f"The largest feasible target is {feasible} tokens ({format_tokens(feasible)})")
+        f"The largest feasible target is {feasible} tokens ({format_tokens(feasible)})"
+    )
 
 
-def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.PathLike, target_tokens: int, *,
-                    seq_len: int = 2048, seed: int = 0, max_epochs: float | None = None,
-                    general_share: float | None = None, as_is: bool = False) -> Plan:
+def resolve_mixture(
+    mixture: Mixture | str | os.PathLike | dict,
+    db: str | os.PathLike,
+    target_tokens: int,
+    *,
+    seq_len: int = 2048,
+    seed: int = 0,
+    max_epochs: float | None = None,
+    general_share: float | None = None,
+    as_is: bool = False,
+) -> Plan:
     """Resolve a candidate/domain/source mixture over a built corpus into a Plan of ``target_tokens`` (int).
 
     The mixture is first materialised (mixer.materialise): a mixture found by search over components
@@ -103,22 +122,52 @@ def resolve_mixture(mixture: Mixture | str | os.PathLike | dict, db: str | os.Pa
     _check_cap(shares, available, allotted, target_tokens, max_epochs)
     shards: dict[str, list[dict[str, Any]]] = {s: [] for s in names}
     for sh in list_shards(db, "train", names):
-        shards[sh["source"]].append({"path": sh["path"], "sha256": sh["sha256"], "n_tokens": int(sh["n_tokens"]),
-                                     "n_docs": int(sh["n_docs"])})
+        shards[sh["source"]].append(
+            {"path": sh["path"], "sha256": sh["sha256"], "n_tokens": int(sh["n_tokens"]), "n_docs": int(sh["n_docs"])}
+        )
     sources = tuple(
-        PlanSource(source=s, domain=info[s]["domain"], tier=info[s]["tier"], candidate=info[s]["candidate"],
-                   share=float(shares[s]), available_tokens=int(info[s]["n_tokens"]), allotted_tokens=allotted[s],
-                   epochs=_epochs(allotted[s], available[s]), shards=tuple(shards[s]), n_docs=int(info[s]["n_docs"]),
-                   license=info[s]["license"], title=info[s]["title"])
-        for s in names if allotted[s] > 0)
-    return Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root=str(corpus_root(db)),
-                eos_id=eos_id, mixture=done.mixture.to_dict(), sources=sources,
-                tokenizer_path=meta.tokenizer_path, recipe=meta.recipe_name,
-                config_hash=meta.config_hash, max_epochs=max_epochs, warnings=done.warnings)
+        PlanSource(
+            source=s,
+            domain=info[s]["domain"],
+            tier=info[s]["tier"],
+            candidate=info[s]["candidate"],
+            share=float(shares[s]),
+            available_tokens=int(info[s]["n_tokens"]),
+            allotted_tokens=allotted[s],
+            epochs=_epochs(allotted[s], available[s]),
+            shards=tuple(shards[s]),
+            n_docs=int(info[s]["n_docs"]),
+            license=info[s]["license"],
+            title=info[s]["title"],
+        )
+        for s in names
+        if allotted[s] > 0
+    )
+    return Plan(
+        target_tokens=target_tokens,
+        seed=seed,
+        seq_len=seq_len,
+        corpus_root=str(corpus_root(db)),
+        eos_id=eos_id,
+        mixture=done.mixture.to_dict(),
+        sources=sources,
+        tokenizer_path=meta.tokenizer_path,
+        recipe=meta.recipe_name,
+        config_hash=meta.config_hash,
+        max_epochs=max_epochs,
+        warnings=done.warnings,
+    )
 
 
-def resolve_recipe(recipe: Recipe | str | os.PathLike, target_tokens: int, *, stage: str | None = None,
-                   seq_len: int = 2048, seed: int = 0, max_epochs: float | None = None) -> Plan:
+def resolve_recipe(
+    recipe: Recipe | str | os.PathLike,
+    target_tokens: int,
+    *,
+    stage: str | None = None,
+    seq_len: int = 2048,
+    seed: int = 0,
+    max_epochs: float | None = None,
+) -> Plan:
     """Resolve a recipe's own shares (no built corpus) into a Plan of ``target_tokens`` (int).
 
     With stages, the target is split over the stages by their targets (or given to ``stage`` alone),
@@ -152,22 +201,53 @@ def resolve_recipe(recipe: Recipe | str | os.PathLike, target_tokens: int, *, st
         allotted = dict(zip(names, largest_remainder(target_tokens, weights)))
     available = {s.name: s.available_tokens or 0 for s in recipe.sources}
     shares = {n: Fraction(allotted[n], target_tokens) if target_tokens else Fraction(0) for n in names}
-    _check_cap({n: q for n, q in shares.items() if q > 0}, available,
-               {n: a for n, a in allotted.items() if a > 0}, target_tokens, max_epochs)
+    _check_cap(
+        {n: q for n, q in shares.items() if q > 0},
+        available,
+        {n: a for n, a in allotted.items() if a > 0},
+        target_tokens,
+        max_epochs,
+    )
     sources = tuple(
-        PlanSource(source=s.name, domain=s.domain, tier=s.tier, candidate=s.candidate, share=float(shares[s.name]),
-                   available_tokens=available[s.name], allotted_tokens=allotted[s.name],
-                   epochs=_epochs(allotted[s.name], available[s.name]), stages=per_stage[s.name],
-                   license=s.license, title=s.title or s.name)
-        for s in recipe.sources if allotted[s.name] > 0)
-    stages = tuple({"name": st.name, "target_tokens": t, "recipe_target_tokens": st.target_tokens}
-                   for st, t in zip(chosen, stage_targets))
+        PlanSource(
+            source=s.name,
+            domain=s.domain,
+            tier=s.tier,
+            candidate=s.candidate,
+            share=float(shares[s.name]),
+            available_tokens=available[s.name],
+            allotted_tokens=allotted[s.name],
+            epochs=_epochs(allotted[s.name], available[s.name]),
+            stages=per_stage[s.name],
+            license=s.license,
+            title=s.title or s.name,
+        )
+        for s in recipe.sources
+        if allotted[s.name] > 0
+    )
+    stages = tuple(
+        {"name": st.name, "target_tokens": t, "recipe_target_tokens": st.target_tokens}
+        for st, t in zip(chosen, stage_targets)
+    )
     label = f"{recipe.name}" + (f"/stage-{stage}" if stage is not None else "")
-    return Plan(target_tokens=target_tokens, seed=seed, seq_len=seq_len, corpus_root="", eos_id=None,
-                mixture={"name": label, "level": "source", "ratios": {s.source: s.share for s in sources},
-                         "provenance": {"recipe": recipe.path}},
-                sources=sources, stages=stages, recipe=recipe.name, config_hash=recipe.config_hash(),
-                max_epochs=max_epochs)
+    return Plan(
+        target_tokens=target_tokens,
+        seed=seed,
+        seq_len=seq_len,
+        corpus_root="",
+        eos_id=None,
+        mixture={
+            "name": label,
+            "level": "source",
+            "ratios": {s.source: s.share for s in sources},
+            "provenance": {"recipe": recipe.path},
+        },
+        sources=sources,
+        stages=stages,
+        recipe=recipe.name,
+        config_hash=recipe.config_hash(),
+        max_epochs=max_epochs,
+    )
 
 
 def record_plan(plan: Plan, db: str | os.PathLike) -> int:

@@ -26,21 +26,23 @@ sampler sets ``origin = consumed`` and splits the remaining slots over its own w
 union of the new ranks' streams is exactly the rest of the single-rank stream: nothing is read
 twice or skipped, and a global batch of the same size holds the same sequences as before.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from corpus.errors import DemixError, UsageError
 from mixer.plan import Plan
 from mixer.resolve import largest_remainder
 from mixer.slot_schedule import Schedule
 from mixer.stream import SourceStream
-from corpus.errors import DemixError, UsageError
 
 STATE_VERSION = 3
 # Version 2 states hold counts of the previous schedule (one EDF run over the whole stream); they
@@ -93,8 +95,17 @@ class Sampler(IterableDataset):
       they sum to ``slot``, and let a resume skip even the schedule's one-block replay.
     """
 
-    def __init__(self, plan: Plan | str | os.PathLike, seq_len: int | None = None, seed: int | None = None,
-                 rank: int = 0, world_size: int = 1, *, verify: bool = False, prefetch: int = 2):
+    def __init__(
+        self,
+        plan: Plan | str | os.PathLike,
+        seq_len: int | None = None,
+        seed: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        *,
+        verify: bool = False,
+        prefetch: int = 2,
+    ):
         super().__init__()
         self.plan = plan if isinstance(plan, Plan) else Plan.load(plan)
         self.seq_len = int(seq_len or self.plan.seq_len)
@@ -110,8 +121,10 @@ class Sampler(IterableDataset):
             raise SamplerSizeError(f"seq_len: {self.seq_len} is not a positive number of tokens")
         self.num_sequences = self.plan.target_tokens // self.seq_len
         if self.num_sequences < 1:  # an empty stream would train on nothing and say nothing
-            raise SamplerSizeError(f"plan {self.plan.plan_id}: target_tokens {self.plan.target_tokens:,} is less than one "
-                               f"sequence of seq_len {self.seq_len:,}; resolve at least {self.seq_len:,} tokens")
+            raise SamplerSizeError(
+                f"plan {self.plan.plan_id}: target_tokens {self.plan.target_tokens:,} is less than one "
+                f"sequence of seq_len {self.seq_len:,}; resolve at least {self.seq_len:,} tokens"
+            )
         self.sequence_counts = largest_remainder(self.num_sequences, [s.allotted_tokens for s in self.plan.sources])
         for s, n in zip(self.plan.sources, self.sequence_counts):
             if n and not s.shards:
@@ -133,9 +146,20 @@ class Sampler(IterableDataset):
 
     def streams(self, executor: ThreadPoolExecutor | None = None) -> list[SourceStream | None]:
         """A fresh SourceStream per plan source (None for sources given no sequences)."""
-        return [SourceStream(s.source, s.shards, self.plan.corpus_root, self.seed, self.plan.eos_id,
-                             verify=self.verify, executor=executor) if n else None
-                for s, n in zip(self.plan.sources, self.sequence_counts)]
+        return [
+            SourceStream(
+                s.source,
+                s.shards,
+                self.plan.corpus_root,
+                self.seed,
+                self.plan.eos_id,
+                verify=self.verify,
+                executor=executor,
+            )
+            if n
+            else None
+            for s, n in zip(self.plan.sources, self.sequence_counts)
+        ]
 
     # -- iteration ------------------------------------------------------------------------------
     def items(self) -> Iterator[tuple[int, str, int, torch.Tensor]]:
@@ -191,9 +215,17 @@ class Sampler(IterableDataset):
             counts = self.schedule.counts_at(slot)
         consumed = min(self.num_sequences, self._origin + self._position * self.world_size)
         return {
-            "version": STATE_VERSION, "plan_id": self.plan.plan_id, "seed": self.seed, "seq_len": self.seq_len,
-            "rank": self.rank, "world_size": self.world_size, "origin": self._origin, "position": self._position,
-            "consumed": consumed, "slot": slot, "counts": dict(zip(self.source_names, (int(c) for c in counts))),
+            "version": STATE_VERSION,
+            "plan_id": self.plan.plan_id,
+            "seed": self.seed,
+            "seq_len": self.seq_len,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "origin": self._origin,
+            "position": self._position,
+            "consumed": consumed,
+            "slot": slot,
+            "counts": dict(zip(self.source_names, (int(c) for c in counts))),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -226,7 +258,9 @@ class Sampler(IterableDataset):
         if "counts" in state:
             counts = state["counts"]
             if not isinstance(counts, dict) or set(counts) != set(self.source_names):
-                raise SamplerError(f"state: counts: expected one count per plan source ({', '.join(self.source_names)})")
+                raise SamplerError(
+                    f"state: counts: expected one count per plan source ({', '.join(self.source_names)})"
+                )
             if any(isinstance(c, bool) or not isinstance(c, int) for c in counts.values()):
                 raise SamplerError(f"state: counts: expected integers, got {counts!r}")
             if sum(counts.values()) != state.get("slot"):

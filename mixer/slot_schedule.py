@@ -26,10 +26,11 @@ So ``counts_at(m)`` costs one closed form plus a replay of at most ``K`` slots, 
 state is O(sources): ``(t, counts)``. The order is not the one of a single EDF run over the whole
 stream (that has no closed form); it is deterministic in ``n`` alone.
 """
+
 from __future__ import annotations
 
 import heapq
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -135,13 +136,15 @@ class Schedule:
         bad = [s for s, (lo, c, hi) in enumerate(zip(lower, counts, upper)) if not lo <= c <= hi]
         if bad:
             s = bad[0]
-            raise ValueError(f"count {counts[s]} of source {names[s] if names else s} at slot {t} is outside "
-                             f"[{lower[s]}, {upper[s]}], the counts of the block's ends")
+            raise ValueError(
+                f"count {counts[s]} of source {names[s] if names else s} at slot {t} is outside "
+                f"[{lower[s]}, {upper[s]}], the counts of the block's ends"
+            )
         return counts
 
     def _run_block(self, start: int, end: int, counts: list[int], limit: list[int]) -> Iterator[tuple[int, int]]:
         """EDF over slots ``[start, end)`` for sequences ``counts[s] .. limit[s] - 1``; updates ``counts``."""
-        ready: list[tuple[int, int]] = []    # (deadline, source): released, earliest deadline first
+        ready: list[tuple[int, int]] = []  # (deadline, source): released, earliest deadline first
         pending: list[tuple[int, int]] = []  # (release, source): not released yet
         for s in range(len(self.n)):
             if counts[s] < limit[s]:

@@ -7,19 +7,21 @@ are permuted. The row group is the shuffle window, so memory stays bounded (one 
 plus what is prefetched) while any token offset maps to (epoch, shard, row group) by arithmetic on
 the shard sizes the plan records and the per-row-group sizes of the shard's ``n_tokens`` column.
 """
+
 from __future__ import annotations
 
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future
-from typing import Any, Sequence
+from typing import Any
 
 import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 
-from manifests import file_sha256
 from corpus.errors import DemixError
+from manifests import file_sha256
 
 MAX_BLOCKS = 2  # per source: the block being read and the next one, prefetched
 
@@ -36,8 +38,16 @@ def join_url(root: str, rel: str) -> str:
 class SourceStream:
     """Random access by token offset into one source's seeded, epoch-repeating, EOS-joined stream."""
 
-    def __init__(self, name: str, shards: Sequence[dict[str, Any]], root: str, seed: int, eos_id: int,
-                 verify: bool = False, executor: Executor | None = None):
+    def __init__(
+        self,
+        name: str,
+        shards: Sequence[dict[str, Any]],
+        root: str,
+        seed: int,
+        eos_id: int,
+        verify: bool = False,
+        executor: Executor | None = None,
+    ):
         if not shards:
             raise StreamError(f"source {name!r}: the plan lists no shards")
         for sh in shards:
@@ -97,8 +107,10 @@ class SourceStream:
             cum = np.concatenate([[0], np.cumsum(n_tokens)]).astype(np.int64)
             sizes_arr = cum[bounds[1:]] - cum[bounds[:-1]] + rows
             if int(sizes_arr.sum()) != int(self.sizes[i]):
-                raise StreamError(f"source {self.name!r}: shard {sh['path']} holds {int(sizes_arr.sum())} stream "
-                                  f"tokens, the plan says {int(self.sizes[i])} (rebuilt since the plan was resolved?)")
+                raise StreamError(
+                    f"source {self.name!r}: shard {sh['path']} holds {int(sizes_arr.sum())} stream "
+                    f"tokens, the plan says {int(self.sizes[i])} (rebuilt since the plan was resolved?)"
+                )
             self._layouts[i] = sizes_arr
         return self._layouts[i]
 
@@ -148,7 +160,7 @@ class SourceStream:
         # one memcpy per document slice: measured cheaper than a per-token fancy-index gather
         parts: list[np.ndarray] = []
         for d in self.doc_permutation(key, len(offsets) - 1).tolist():
-            parts.append(values[offsets[d]:offsets[d + 1]])
+            parts.append(values[offsets[d] : offsets[d + 1]])
             parts.append(eos)
         return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint32)
 
@@ -180,7 +192,7 @@ class SourceStream:
             if off >= cur[2] // 2 and self._prefetched != cur[0] and (limit is None or cur[1] + cur[2] < limit):
                 self._prefetched = cur[0]
                 self.prefetch(cur[1] + cur[2])
-            return block[off: off + length]
+            return block[off : off + length]
         parts = []
         pos, end = int(start), int(start) + int(length)
         while pos < end:
@@ -190,7 +202,7 @@ class SourceStream:
             key, bstart, blen = cur
             block = self._cur_block = self._block(key)
             take = min(end, bstart + blen) - pos
-            parts.append(block[pos - bstart: pos - bstart + take])
+            parts.append(block[pos - bstart : pos - bstart + take])
             pos += take
             nxt = bstart + blen
             # start reading the next block once this one is half consumed, so it is ready in time

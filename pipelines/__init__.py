@@ -1,2 +1,3 @@
 """datatrove pipelines that build a recipe into token shards and a DuckDB manifest."""
+
 from __future__ import annotations

@@ -1,4 +1,5 @@
 """`python -m pipelines` = `build-corpus`."""
+
 from __future__ import annotations
 
 import sys

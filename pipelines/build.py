@@ -7,6 +7,7 @@ tasks here, Slurm submits one job array per stage, each depending on the one bef
 (datatrove completions + per-task stats), so a rerun skips finished tasks and reads their counts back;
 the register stage runs every time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,8 +31,13 @@ __all__ = ["BuildConfig", "BuildError", "build", "build_key", "local_out", "make
 
 def build_key(recipe: Recipe, cfg: BuildConfig) -> dict[str, Any]:
     """What must match for a rerun to reuse an output folder."""
-    return {"recipe": recipe.name, "config_hash": recipe.config_hash(), "tasks": cfg.tasks, "limit": cfg.limit,
-            "sources": list(cfg.sources) if cfg.sources else None}
+    return {
+        "recipe": recipe.name,
+        "config_hash": recipe.config_hash(),
+        "tasks": cfg.tasks,
+        "limit": cfg.limit,
+        "sources": list(cfg.sources) if cfg.sources else None,
+    }
 
 
 def _check_out(recipe: Recipe, cfg: BuildConfig) -> None:
@@ -45,11 +51,14 @@ def _check_out(recipe: Recipe, cfg: BuildConfig) -> None:
             try:
                 old = json.loads(key_file.read_text())
             except (ValueError, UnicodeDecodeError) as e:
-                raise BuildError(f"{key_file}: not a build key written by build-corpus ({e}); "
-                                 "pass --overwrite or use a new --out") from None
+                raise BuildError(
+                    f"{key_file}: not a build key written by build-corpus ({e}); pass --overwrite or use a new --out"
+                ) from None
             if old != key:
                 diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
-                raise BuildError(f"{out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out")
+                raise BuildError(
+                    f"{out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out"
+                )
         if cfg.overwrite:
             for name in ("logs", "work", "shards", "validation", TOKENIZER_DIR, "manifest.duckdb", "build.json"):
                 p = out / name
@@ -76,8 +85,13 @@ def build(recipe: Recipe, cfg: BuildConfig, progress: Progress | None = None) ->
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=cfg.ray_address, num_cpus=None if cfg.ray_address else max(1, cfg.workers),
-                     include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+            ray.init(
+                address=cfg.ray_address,
+                num_cpus=None if cfg.ray_address else max(1, cfg.workers),
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+            )
     executors: dict[str, PipelineExecutor] = {}
     for stage in stages:
         executors[stage.name] = make_executor(stage, cfg, depends=executors.get(stage.depends))
@@ -91,7 +105,11 @@ def _submitted(cfg: BuildConfig, stages: list[BuildStage], executors: dict[str, 
     """What a Slurm build left: the job id that ends the chain, each stage's sbatch script, the dry run's jobs."""
     logs = Path(cfg.out).resolve() / "logs"
     submitted = [job for ex in executors.values() if isinstance(ex, SlurmDryRun) for job in ex.submitted]
-    return {"executor": "slurm", "dry_run": cfg.slurm_dry_run, "out": str(Path(cfg.out).resolve()),
-            "job_id": executors[stages[-1].name].job_id,
-            "scripts": {s: str(logs / s / "launch_script.slurm") for s in STAGES},
-            "submitted": submitted if cfg.slurm_dry_run else None}
+    return {
+        "executor": "slurm",
+        "dry_run": cfg.slurm_dry_run,
+        "out": str(Path(cfg.out).resolve()),
+        "job_id": executors[stages[-1].name].job_id,
+        "scripts": {s: str(logs / s / "launch_script.slurm") for s in STAGES},
+        "submitted": submitted if cfg.slurm_dry_run else None,
+    }

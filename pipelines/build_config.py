@@ -1,4 +1,5 @@
 """What a build run depends on besides the recipe: `BuildConfig`, the executor kinds, the --out check."""
+
 from __future__ import annotations
 
 import re
@@ -55,10 +56,12 @@ def local_out(out: str) -> str:
     if scheme is None:
         return text
     if scheme.group(1).lower() == "file":
-        path = text[len("file://"):]
+        path = text[len("file://") :]
         if not path.startswith("/"):
             raise BuildError(f"--out: {text!r}: a file:// URL needs an absolute path (file:///data/corpus)")
         return path
-    raise BuildError(f"--out: {text!r}: remote outputs are not supported (the build writes shards, logs and "
-                     f"manifest.duckdb with local file operations); build into a local or mounted folder and "
-                     f"copy it, e.g. `aws s3 sync out/corpus {text}`")
+    raise BuildError(
+        f"--out: {text!r}: remote outputs are not supported (the build writes shards, logs and "
+        f"manifest.duckdb with local file operations); build into a local or mounted folder and "
+        f"copy it, e.g. `aws s3 sync out/corpus {text}`"
+    )

@@ -4,6 +4,7 @@ Run as ``build-corpus``, ``python -m pipelines.build_corpus`` or ``python pipeli
 Exit codes: 0 ok, 1 build failed (one line on stderr), 2 usage or recipe error (nothing was done,
 no output folder made). A traceback shows only for a bug, or with --debug.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,16 +53,24 @@ def _at_least_one(value: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
-    p = argparse.ArgumentParser(prog="build-corpus", description=__doc__.split("\n")[0],
-                                usage="build-corpus --recipe RECIPE --out OUT [options] (see --help)",
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="build-corpus",
+        description=__doc__.split("\n")[0],
+        usage="build-corpus --recipe RECIPE --out OUT [options] (see --help)",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--recipe", required=True, help="recipe YAML path, or a built-in name (demo)")
-    p.add_argument("--out", required=True,
-                   help="output corpus folder (shards, manifest.duckdb, tokenizer, logs); local or file:///abs/path")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output corpus folder (shards, manifest.duckdb, tokenizer, logs); local or file:///abs/path",
+    )
     p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
     p.add_argument("--tasks", type=_at_least_one, default=None, help="datatrove tasks per stage (default: 2 x workers)")
-    p.add_argument("--workers", type=_at_least_one, default=None,
-                   help="tasks run at once (default: CPU count; slurm: no limit)")
+    p.add_argument(
+        "--workers", type=_at_least_one, default=None, help="tasks run at once (default: CPU count; slurm: no limit)"
+    )
     p.add_argument("--limit", type=_at_least_one, default=None, help="about DOCS documents per source (quick runs)")
     p.add_argument("--sources", default=None, help="comma-separated source names to build (default: all)")
     p.add_argument("--overwrite", action="store_true", help="discard an earlier build in --out with other settings")
@@ -87,12 +96,20 @@ def _command(args: argparse.Namespace) -> int:
         recipe = load_recipe(args.recipe)
         workers = args.workers or (0 if args.executor == "slurm" else os.cpu_count() or 1)  # slurm: no array throttle
         cfg = BuildConfig(
-            out=out, executor=args.executor, tasks=args.tasks or 2 * (workers or os.cpu_count() or 1), workers=workers,
+            out=out,
+            executor=args.executor,
+            tasks=args.tasks or 2 * (workers or os.cpu_count() or 1),
+            workers=workers,
             limit=args.limit,
             sources=tuple(s.strip() for s in args.sources.split(",") if s.strip()) if args.sources else None,
-            overwrite=args.overwrite, slurm_partition=args.partition, slurm_time=args.time,
-            slurm_cpus_per_task=args.cpus_per_task, slurm_dry_run=args.dry_run, ray_address=args.ray_address,
-            quiet_logs=not args.verbose)
+            overwrite=args.overwrite,
+            slurm_partition=args.partition,
+            slurm_time=args.time,
+            slurm_cpus_per_task=args.cpus_per_task,
+            slurm_dry_run=args.dry_run,
+            ray_address=args.ray_address,
+            quiet_logs=not args.verbose,
+        )
     except (BuildError, RecipeError) as e:  # a bad --out or recipe: nothing was done, exit 2
         raise RecipeRefused(str(e)) from e
     # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log
@@ -105,8 +122,9 @@ def _command(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(summary, indent=1, default=str))
         elif summary.get("executor") == "slurm":
-            console.print(f"slurm jobs {'written (dry run)' if summary['dry_run'] else 'submitted'}: "
-                          f"{summary['scripts']}")
+            console.print(
+                f"slurm jobs {'written (dry run)' if summary['dry_run'] else 'submitted'}: {summary['scripts']}"
+            )
         else:
             render(summary, Console())
     return 0
@@ -116,8 +134,16 @@ def _run(recipe, cfg, console, show_progress: bool) -> dict:
     if not show_progress:
         return build(recipe, cfg)
     bars: dict[str, int] = {}
-    with Progress(TextColumn("[bold]{task.description:<8}"), BarColumn(), MofNCompleteColumn(), TextColumn("tasks"),
-                  TimeElapsedColumn(), console=console, transient=False) as prog:
+    with Progress(
+        TextColumn("[bold]{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tasks"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as prog:
+
         def progress(stage: str, done: int, total: int) -> None:
             if stage not in bars:
                 bars[stage] = prog.add_task(stage, total=total)

@@ -8,6 +8,7 @@
 
 Each stage waits for the one above it; pipelines.build runs the table under one executor kind.
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,11 +65,23 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[list[BuildStage], 
         raise RecipeError(f"{recipe.path}: {e}") from None
     drop_file = f"{work}/dedup.parquet"
     plan = DedupPlan.of(recipe, f"{work}/dedup", cfg.tasks)  # prepare writes runs for cfg.tasks bucket shards
-    prepare = [SourceReader(units, {s.name: SourceFormat.of(s) for s in chosen}, cfg.limit), Normalize(),
-               domain_filter, DedupSignature(recipe.dedup), PreparedWriter(f"{work}/prepared", plan=plan)]
+    prepare = [
+        SourceReader(units, {s.name: SourceFormat.of(s) for s in chosen}, cfg.limit),
+        Normalize(),
+        domain_filter,
+        DedupSignature(recipe.dedup),
+        PreparedWriter(f"{work}/prepared", plan=plan),
+    ]
     # the tokenizer is made once, after the drop list exists (a trained BPE samples kept docs)
-    dedup = [DuplicateFinder(f"{work}/prepared", drop_file, recipe.dedup, plan,
-                             finish=functools.partial(prepare_tokenizer, recipe, out, f"{work}/prepared", drop_file))]
+    dedup = [
+        DuplicateFinder(
+            f"{work}/prepared",
+            drop_file,
+            recipe.dedup,
+            plan,
+            finish=functools.partial(prepare_tokenizer, recipe, out, f"{work}/prepared", drop_file),
+        )
+    ]
     shard: list = [PreparedReader(f"{work}/prepared", drop_file)]
     if recipe.decontamination.enabled:
         try:
@@ -80,17 +93,23 @@ def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[list[BuildStage], 
             raise RecipeError(f"{recipe.path}: language.model_path: {recipe.language.model_path!r} is not a local file")
         shard.append(LanguageId(recipe.language.model_path, recipe.language.languages, recipe.language.threshold))
     meta = {"demix.tokenizer": recipe.tokenizer.display_name, "demix.config_hash": recipe.config_hash()}
-    shard += [Tokenize(f"{out}/{TOKENIZER_DIR}", threads=encoder_threads_per_task(cfg)),
-              ShardWriter(out, {s.name: ShardInfo(s.domain, s.tier, s.candidate or "") for s in chosen}, meta,
-                          recipe.validation_fraction, f"{out}/logs/shard/records")]
+    shard += [
+        Tokenize(f"{out}/{TOKENIZER_DIR}", threads=encoder_threads_per_task(cfg)),
+        ShardWriter(
+            out,
+            {s.name: ShardInfo(s.domain, s.tier, s.candidate or "") for s in chosen},
+            meta,
+            recipe.validation_fraction,
+            f"{out}/logs/shard/records",
+        ),
+    ]
     stages = [
         BuildStage("prepare", prepare, cfg.tasks, cfg.workers, depends=None),
         # one bucket shard per task: the dedup stage must run exactly as many tasks as the plan has shards
         BuildStage("dedup", dedup, plan.shards, cfg.workers, depends="prepare"),
         BuildStage("shard", shard, cfg.tasks, cfg.workers, depends="dedup"),
         # registration reads every shard task's records: after a rerun of any task it must run again
-        BuildStage("register", [RegisterManifest(recipe, cfg, missing)], 1, 1, depends="shard",
-                   skip_completed=False),
+        BuildStage("register", [RegisterManifest(recipe, cfg, missing)], 1, 1, depends="shard", skip_completed=False),
     ]
     return stages, missing
 

@@ -8,13 +8,14 @@ benchmark text shorter than n words is matched as a whole, unless it is shorter 
 Such texts are skipped and counted under the pseudo-source BENCHMARKS (docs_in: benchmark texts,
 docs_out: texts used, reason 'short_benchmark_text'), so the count reaches step_stats and the summary.
 """
+
 from __future__ import annotations
 
 import gzip
 import json
 import os
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import fsspec
 from datatrove.data import DocumentsPipeline

@@ -23,6 +23,7 @@ whose shape it follows: the bucket stage confirms candidates with the exact Jacc
 ride the same runs, and the cluster step runs at the end of the bucket stage, so a build stays
 three executor stages (prepare, dedup, shard).
 """
+
 from __future__ import annotations
 
 import os
@@ -41,14 +42,38 @@ from pipelines.dedup_runs import DedupPlan, remove_runs, write_runs
 from pipelines.dedup_signature import DedupSignature, MinHasher, content_hash, jaccard
 from pipelines.stats import CountingStep
 
-__all__ = ["DROP_SCHEMA", "FOREST_SCHEMA", "PREPARED_SCHEMA", "DedupError", "DedupPlan", "DedupSignature",
-           "DuplicateFinder", "MinHasher", "PreparedReader", "PreparedWriter", "content_hash", "drop_counts",
-           "find_duplicates", "jaccard", "kept_records", "read_drop_list", "unique_ids"]
+__all__ = [
+    "DROP_SCHEMA",
+    "FOREST_SCHEMA",
+    "PREPARED_SCHEMA",
+    "DedupError",
+    "DedupPlan",
+    "DedupSignature",
+    "DuplicateFinder",
+    "MinHasher",
+    "PreparedReader",
+    "PreparedWriter",
+    "content_hash",
+    "drop_counts",
+    "find_duplicates",
+    "jaccard",
+    "kept_records",
+    "read_drop_list",
+    "unique_ids",
+]
 
 # unit, row: the record's origin (input unit index in list order, record within it), to order repeated ids
-PREPARED_SCHEMA = pa.schema([("source", pa.string()), ("id", pa.string()), ("text", pa.string()),
-                             ("hash", pa.string()), ("bands", pa.list_(pa.uint64())),
-                             ("unit", pa.int32()), ("row", pa.int64())])
+PREPARED_SCHEMA = pa.schema(
+    [
+        ("source", pa.string()),
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("hash", pa.string()),
+        ("bands", pa.list_(pa.uint64())),
+        ("unit", pa.int32()),
+        ("row", pa.int64()),
+    ]
+)
 RUN_COLUMNS = ["source", "id", "hash", "bands", "unit", "row"]
 PART_DOCS = 50_000
 
@@ -86,11 +111,18 @@ class PreparedWriter(CountingStep):
         yield  # a generator that consumes the pipeline
 
     def _flush(self, fs, root: str, rank: int, part: int, docs: list[Document]) -> None:
-        table = pa.table({
-            "source": [d.metadata["source"] for d in docs], "id": [d.id for d in docs], "text": [d.text for d in docs],
-            "hash": [d.metadata["hash"] for d in docs], "bands": [d.metadata["bands"] for d in docs],
-            "unit": [d.metadata["unit"] for d in docs], "row": [d.metadata["row"] for d in docs],
-        }, schema=PREPARED_SCHEMA)
+        table = pa.table(
+            {
+                "source": [d.metadata["source"] for d in docs],
+                "id": [d.id for d in docs],
+                "text": [d.text for d in docs],
+                "hash": [d.metadata["hash"] for d in docs],
+                "bands": [d.metadata["bands"] for d in docs],
+                "unit": [d.metadata["unit"] for d in docs],
+                "row": [d.metadata["row"] for d in docs],
+            },
+            schema=PREPARED_SCHEMA,
+        )
         path = f"{root}/{rank:05d}_{part:05d}.parquet"
         tmp = f"{root}/.tmp-{rank:05d}_{part:05d}.parquet"
         with fs.open(tmp, "wb") as f:
@@ -105,8 +137,10 @@ def _check_columns(fs, path: str) -> None:
         names = pq.ParquetFile(f).schema_arrow.names
     missing = [c for c in RUN_COLUMNS if c not in names]
     if missing:
-        raise DedupError(f"{path}: prepared part lacks column(s) {', '.join(missing)} (written by an older "
-                         "version); rebuild with --overwrite")
+        raise DedupError(
+            f"{path}: prepared part lacks column(s) {', '.join(missing)} (written by an older "
+            "version); rebuild with --overwrite"
+        )
 
 
 def find_duplicates(prepared_folder: str, cfg: DedupConfig, shards: int = 1, plan: DedupPlan | None = None) -> pa.Table:
@@ -138,8 +172,14 @@ class DuplicateFinder(CountingStep):
     name = "dedup"
     type = "🫂 - DEDUP"
 
-    def __init__(self, prepared_folder: str, output: str, cfg: DedupConfig, plan: DedupPlan,
-                 finish: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        prepared_folder: str,
+        output: str,
+        cfg: DedupConfig,
+        plan: DedupPlan,
+        finish: Callable[[], object] | None = None,
+    ):
         super().__init__()
         self.prepared_folder, self.output, self.cfg, self.plan, self.finish = prepared_folder, output, cfg, plan, finish
 
@@ -180,7 +220,9 @@ class DuplicateFinder(CountingStep):
         return True
 
 
-def kept_records(prepared_folder: str, drop_file: str | None, columns: tuple[str, ...] = ("source",)) -> Iterator[tuple]:
+def kept_records(
+    prepared_folder: str, drop_file: str | None, columns: tuple[str, ...] = ("source",)
+) -> Iterator[tuple]:
     """(part path, pos, unique id, *columns) of every prepared record the drop list keeps, in file order."""
     fs, root = fsspec.core.url_to_fs(prepared_folder)
     decisions = read_drop_list(drop_file) if drop_file else {}
@@ -221,5 +263,3 @@ class PreparedReader(CountingStep):
                     self.stat_update(f"{src}|renamed_repeated_id")  # a log counter, not a step_stats reason
                 self.count_out(src)
                 yield Document(text=text, id=uid, metadata={"source": src})
-
-

@@ -13,6 +13,7 @@ records costs one row however many pairs the buckets held. Which copy survives i
 shards are in (`dedup_cluster`, which merges the forests), so the result does not depend on the shard
 count; whether a group is of exact copies is told there by the content hash.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -170,8 +171,10 @@ def write_forest(plan: DedupPlan, shard: int, forest: list[tuple[int, int]], ren
     """Write one shard's (member, root) forest and (node, unique id) renames as FOREST_SCHEMA; returns the path."""
     rows = [(n, r, None) for n, r in forest] + [(n, None, u) for n, u in renames]
     rows.sort(key=lambda row: row[0])
-    table = pa.table(dict(zip(FOREST_SCHEMA.names, zip(*rows))) if rows else
-                     {f.name: pa.array([], f.type) for f in FOREST_SCHEMA}, schema=FOREST_SCHEMA)
+    table = pa.table(
+        dict(zip(FOREST_SCHEMA.names, zip(*rows))) if rows else {f.name: pa.array([], f.type) for f in FOREST_SCHEMA},
+        schema=FOREST_SCHEMA,
+    )
     fs, _ = fsspec.core.url_to_fs(plan.folder)
     path = f"{plan.folder}/shards/{shard:05d}.parquet"
     sink = pa.BufferOutputStream()

@@ -17,6 +17,7 @@ so the task's memory does not grow with the corpus:
    dedup over the exact survivors only;
 4. the drop list, sorted by (part, pos), streamed to a temporary file and renamed.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -37,13 +38,23 @@ from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part
 # (part: prepared file name, pos: row in it), since input ids may repeat. id: the record's unique id
 # (its input id, or that id + '#k' for the k-th repeat); reason: 'exact_duplicate' | 'near_duplicate',
 # or null for a record kept under a new id.
-DROP_SCHEMA = pa.schema([("part", pa.string()), ("pos", pa.int64()), ("source", pa.string()), ("id", pa.string()),
-                         ("reason", pa.string())])
+DROP_SCHEMA = pa.schema(
+    [("part", pa.string()), ("pos", pa.int64()), ("source", pa.string()), ("id", pa.string()), ("reason", pa.string())]
+)
 # an edge seen from one of its ends: node and its neighbour other (a parent when other < node)
 _ADJACENT = pa.schema([("node", pa.uint64()), ("other", pa.uint64())])
 _LABEL = pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())])
-_MEMBER = pa.schema([("root", pa.uint64()), ("node", pa.uint64()), ("tier", pa.int32()), ("uid", pa.string()),
-                     ("source", pa.string()), ("hash", pa.string()), ("renamed", pa.bool_())])
+_MEMBER = pa.schema(
+    [
+        ("root", pa.uint64()),
+        ("node", pa.uint64()),
+        ("tier", pa.int32()),
+        ("uid", pa.string()),
+        ("source", pa.string()),
+        ("hash", pa.string()),
+        ("renamed", pa.bool_()),
+    ]
+)
 _LISTED = pa.schema([("node", pa.uint64()), ("source", pa.string()), ("id", pa.string()), ("reason", pa.string())])
 MAX_ROUNDS = 200  # each round at least halves what is left far from a star; a real corpus needs a handful
 
@@ -76,8 +87,9 @@ class ClusterWork:
 def _add_edges(out: SortedRuns, child: np.ndarray, parent: np.ndarray) -> None:
     keep = child != parent
     child, parent = child[keep], parent[keep]
-    out.add(pa.table({"node": np.concatenate([child, parent]), "other": np.concatenate([parent, child])},
-                     schema=_ADJACENT))
+    out.add(
+        pa.table({"node": np.concatenate([child, parent]), "other": np.concatenate([parent, child])}, schema=_ADJACENT)
+    )
 
 
 def _star_round(edges: SortedRuns, out: SortedRuns, large: bool) -> bool:
@@ -136,8 +148,10 @@ def components(plan: DedupPlan, work: ClusterWork, labels: SortedRuns) -> Iterat
         node, other = t.column("node").to_numpy(), t.column("other").to_numpy()
         first = np.flatnonzero(np.r_[True, node[1:] != node[:-1]]) if len(node) else np.empty(0, np.int64)
         lowest = np.minimum.reduceat(other, first) if len(node) else other
-        yield pa.table({"node": node[first], "root": np.minimum(node[first], lowest),
-                        "uid": pa.nulls(len(first), pa.string())}, schema=_LABEL)
+        yield pa.table(
+            {"node": node[first], "root": np.minimum(node[first], lowest), "uid": pa.nulls(len(first), pa.string())},
+            schema=_LABEL,
+        )
 
 
 class _PartCursor:
@@ -172,8 +186,11 @@ def _members(plan: DedupPlan, prepared: str, labels: SortedRuns, members: Sorted
                 uid[n] = u
         nodes = sorted(set(root) | set(uid))
         meta = read(nodes)
-        rows = [(root[n], n, plan.survivor_key(meta[n][0], "")[0], uid.get(n, meta[n][1]), meta[n][0], meta[n][2],
-                 n in uid) for n in nodes if n in root]
+        rows = [
+            (root[n], n, plan.survivor_key(meta[n][0], "")[0], uid.get(n, meta[n][1]), meta[n][0], meta[n][2], n in uid)
+            for n in nodes
+            if n in root
+        ]
         members.add(pa.table(dict(zip(_MEMBER.names, zip(*rows))), schema=_MEMBER) if rows else _MEMBER.empty_table())
         alone = [(n, meta[n][0], uid[n], None) for n in nodes if n not in root]
         listed.add(pa.table(dict(zip(_LISTED.names, zip(*alone))), schema=_LISTED) if alone else _LISTED.empty_table())
@@ -184,8 +201,9 @@ def _survivors(members: SortedRuns, listed: SortedRuns, exact: bool) -> None:
     for t in members.groups():
         t = t.sort_by([("root", "ascending"), ("tier", "ascending"), ("uid", "ascending"), ("source", "ascending")])
         rows, current, seen = [], None, set()
-        for r, n, uid, src, h, renamed in zip(*(t.column(c).to_pylist() for c in
-                                                  ("root", "node", "uid", "source", "hash", "renamed"))):
+        for r, n, uid, src, h, renamed in zip(
+            *(t.column(c).to_pylist() for c in ("root", "node", "uid", "source", "hash", "renamed"))
+        ):
             if r != current:
                 current, seen, reason = r, {h}, None  # the group's survivor
             elif h in seen:
@@ -198,8 +216,9 @@ def _survivors(members: SortedRuns, listed: SortedRuns, exact: bool) -> None:
         listed.add(pa.table(dict(zip(_LISTED.names, zip(*rows))), schema=_LISTED) if rows else _LISTED.empty_table())
 
 
-def cluster(plan: DedupPlan, prepared: str, output: str, exact: bool = True,
-            work: ClusterWork | None = None) -> ClusterWork:
+def cluster(
+    plan: DedupPlan, prepared: str, output: str, exact: bool = True, work: ClusterWork | None = None
+) -> ClusterWork:
     """Write the drop list (DROP_SCHEMA, sorted by (part, pos)) of every shard's forest to `output`.
 
     `work`: where the sorts run and their budget (default: the plan's, max_memory_mb). Returns it, with
@@ -220,8 +239,16 @@ def cluster(plan: DedupPlan, prepared: str, output: str, exact: bool = True,
     with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
         for t in listed.groups():
             where = [node_part(n) for n in t.column("node").to_pylist()]  # node order is (part, pos) order
-            w.write_table(pa.table({"part": [p for p, _ in where], "pos": [i for _, i in where],
-                                    **{c: t.column(c) for c in ("source", "id", "reason")}}, schema=DROP_SCHEMA))
+            w.write_table(
+                pa.table(
+                    {
+                        "part": [p for p, _ in where],
+                        "pos": [i for _, i in where],
+                        **{c: t.column(c) for c in ("source", "id", "reason")},
+                    },
+                    schema=DROP_SCHEMA,
+                )
+            )
             work.rows += t.num_rows
     fs.mv(tmp, path)
     fs.rm(work.folder, recursive=True)
@@ -233,8 +260,10 @@ def read_drop_list(drop_file: str) -> dict[tuple[str, int], tuple[str, str | Non
     fs, path = fsspec.core.url_to_fs(drop_file)
     t = pq.read_table(fs.open(path, "rb"))
     if t.schema.names != DROP_SCHEMA.names:
-        raise DedupError(f"{drop_file}: columns {t.schema.names}, expected {DROP_SCHEMA.names} (written by an "
-                         "older version); rebuild with --overwrite")
+        raise DedupError(
+            f"{drop_file}: columns {t.schema.names}, expected {DROP_SCHEMA.names} (written by an "
+            "older version); rebuild with --overwrite"
+        )
     return {(p, i): (d, r) for p, i, d, r in zip(*(t.column(c).to_pylist() for c in ("part", "pos", "id", "reason")))}
 
 

@@ -16,6 +16,7 @@ temporary name and renamed, so a crashed prepare task leaves no half run.
 
 `SortedRuns` is the same idea for the cluster step: an external sort of Arrow rows within a byte budget.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,9 +63,14 @@ class DedupPlan:
     def of(cls, recipe, folder: str, shards: int) -> DedupPlan:
         """The plan of a recipe (its dedup.scope and dedup.max_memory_mb)."""
         cfg = recipe.dedup
-        return cls(folder.rstrip("/"), max(1, shards), cfg.scope,
-                   {s.name: s.domain for s in recipe.sources}, {s.name: s.tier for s in recipe.sources},
-                   int(cfg.max_memory_mb))
+        return cls(
+            folder.rstrip("/"),
+            max(1, shards),
+            cfg.scope,
+            {s.name: s.domain for s in recipe.sources},
+            {s.name: s.tier for s in recipe.sources},
+            int(cfg.max_memory_mb),
+        )
 
     def group(self, source: str) -> str:
         """The scope group a source's documents are compared within."""
@@ -97,8 +103,10 @@ def shard_of(keys: np.ndarray, shards: int) -> np.ndarray:
 
 def shard_range(shard: int, shards: int) -> tuple[int, int]:
     """[low, high) of the keys of a shard (Python ints; high may be 2**64)."""
+
     def low(s: int) -> int:
         return (-(-(s << 32) // shards)) << 32
+
     return low(shard), (low(shard + 1) if shard + 1 < shards else 1 << 64)
 
 
@@ -132,8 +140,11 @@ def write_runs(plan: DedupPlan, rank: int, part: int, table: pa.Table) -> None:
     exact = np.empty(n, EXACT)
     exact["hi"], exact["lo"], exact["node"] = mix64(hi ^ mix64(group)), lo, nodes
     ids = np.empty(n, IDS)
-    ids["key"] = np.fromiter((xxhash.xxh64_intdigest(f"{s}\0{id_root(d)}") for s, d in
-                              zip(sources, table.column("id").to_pylist())), np.uint64, n)
+    ids["key"] = np.fromiter(
+        (xxhash.xxh64_intdigest(f"{s}\0{id_root(d)}") for s, d in zip(sources, table.column("id").to_pylist())),
+        np.uint64,
+        n,
+    )
     ids["node"] = nodes
     ids["unit"], ids["row"] = table.column("unit").to_numpy(), table.column("row").to_numpy()
     bands_col = table.column("bands").combine_chunks()
@@ -279,8 +290,10 @@ class SortedRuns:
         else:
             self._spill()
             while len(self.runs) > self.FAN_IN:  # each pass merges FAN_IN runs into one
-                self.runs = [self._write(self._merge(self.runs[i: i + self.FAN_IN]))
-                             for i in range(0, len(self.runs), self.FAN_IN)]
+                self.runs = [
+                    self._write(self._merge(self.runs[i : i + self.FAN_IN]))
+                    for i in range(0, len(self.runs), self.FAN_IN)
+                ]
             for table in self._merge(self.runs):
                 yield from self._pieces(table)
         self.fs.rm(self.root, recursive=True)

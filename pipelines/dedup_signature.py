@@ -3,6 +3,7 @@
 The content hash is of the normalized text; the band hashes (recipe.dedup: buckets x hashes per bucket
 over word n-grams) use datatrove's own `MinhashDedupSignature` permutation parameters.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,8 +42,13 @@ class MinHasher:
         self.cfg = cfg
         sig = MinhashDedupSignature(
             output_folder="memory://unused",
-            config=MinhashConfig(n_grams=cfg.ngram, num_buckets=cfg.num_buckets,
-                                 hashes_per_bucket=cfg.hashes_per_bucket, seed=seed, norm_config=_NORM),
+            config=MinhashConfig(
+                n_grams=cfg.ngram,
+                num_buckets=cfg.num_buckets,
+                hashes_per_bucket=cfg.hashes_per_bucket,
+                seed=seed,
+                norm_config=_NORM,
+            ),
             language=WORD_TOKENIZER,
         )
         self._a, self._b = sig.parameters
@@ -59,7 +65,7 @@ class MinHasher:
         with np.errstate(over="ignore"):
             g = h[: len(h) - n + 1] * self._mix[0]
             for k in range(1, n):
-                g = g + h[k: len(h) - n + 1 + k] * self._mix[k]
+                g = g + h[k : len(h) - n + 1 + k] * self._mix[k]
         return np.unique(g)
 
     def signature(self, shingles: np.ndarray) -> np.ndarray:
@@ -71,7 +77,7 @@ class MinHasher:
         out = np.full(self._a.shape[1], np.iinfo(np.uint64).max, dtype=np.uint64)
         with np.errstate(over="ignore"):
             for i in range(0, len(shingles), self.CHUNK):
-                block = shingles[i: i + self.CHUNK].reshape(-1, 1)
+                block = shingles[i : i + self.CHUNK].reshape(-1, 1)
                 np.minimum(out, ((block * self._a + self._b) >> np.uint64(32)).min(axis=0), out=out)
         return out
 

@@ -5,6 +5,7 @@ chained to the stage it depends on (`depends=`, as in datatrove's examples/minha
 `SlurmDryRun` is the Slurm executor of `--dry-run`: it writes what a submission writes and submits
 nothing.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,10 +14,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import dill
 from datatrove.executor import LocalPipelineExecutor
@@ -71,8 +73,11 @@ class SlurmDryRun(SlurmPipelineExecutor):
         max_array = min(jobs, self.max_array_size) if self.max_array_size != -1 else jobs
         pickled = self.logging_dir.resolve_paths("executor.pik")
         srun_args = " ".join(f"--{k}={v}" for k, v in self.srun_args.items()) if self.srun_args else ""
-        command = (f"srun {srun_args} -l -n {self.nodes_per_task} launch_pickled_pipeline {pickled}" if self.with_srun
-                   else f"launch_pickled_pipeline {pickled}")
+        command = (
+            f"srun {srun_args} -l -n {self.nodes_per_task} launch_pickled_pipeline {pickled}"
+            if self.with_srun
+            else f"launch_pickled_pipeline {pickled}"
+        )
         with self.logging_dir.open("launch_script.slurm", "w") as f:
             f.write(self.get_launch_file_contents(self.get_sbatch_args(max_array), command))
         for offset in range(math.ceil(jobs / max_array)):
@@ -90,18 +95,29 @@ def make_executor(stage: BuildStage, cfg: BuildConfig, depends: PipelineExecutor
     """A datatrove executor of kind cfg.executor for `stage`, logging to <out>/logs/<stage>, after `depends`."""
     logging_dir = str(Path(cfg.out).resolve() / "logs" / stage.name)
     workers = max(1, min(stage.workers, stage.tasks))
-    common = {"tasks": stage.tasks, "logging_dir": logging_dir, "depends": depends,
-              "skip_completed": stage.skip_completed}
+    common = {
+        "tasks": stage.tasks,
+        "logging_dir": logging_dir,
+        "depends": depends,
+        "skip_completed": stage.skip_completed,
+    }
     if cfg.executor == "local":
         return LocalPipelineExecutor(stage.pipeline, workers=workers, **common)
     if cfg.executor == "ray":
         return RayPipelineExecutor(stage.pipeline, workers=workers, cpus_per_task=1, mem_per_cpu_gb=1, **common)
     if cfg.executor == "slurm":
         slurm = SlurmDryRun if cfg.slurm_dry_run else SlurmPipelineExecutor
-        return slurm(stage.pipeline, time=cfg.slurm_time, partition=cfg.slurm_partition,
-                     cpus_per_task=cfg.slurm_cpus_per_task, workers=stage.workers if stage.workers > 0 else -1,
-                     job_name=f"demix-{stage.name}", venv_path=str(Path(sys.prefix) / "bin" / "activate"),
-                     mail_type="NONE", **common)
+        return slurm(
+            stage.pipeline,
+            time=cfg.slurm_time,
+            partition=cfg.slurm_partition,
+            cpus_per_task=cfg.slurm_cpus_per_task,
+            workers=stage.workers if stage.workers > 0 else -1,
+            job_name=f"demix-{stage.name}",
+            venv_path=str(Path(sys.prefix) / "bin" / "activate"),
+            mail_type="NONE",
+            **common,
+        )
     raise BuildError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
 
 
@@ -148,8 +164,9 @@ def run_stage(stage: BuildStage, executor: PipelineExecutor, cfg: BuildConfig, p
         with quiet_output(build_log, cfg.quiet_logs):
             executor.run()
     except Exception as e:  # noqa: BLE001 - datatrove re-raises a task's error as is
-        raise BuildError(f"stage {stage.name} failed: {type(e).__name__}: {e} (see {build_log} "
-                         f"and {logging_dir / 'logs'})") from e
+        raise BuildError(
+            f"stage {stage.name} failed: {type(e).__name__}: {e} (see {build_log} and {logging_dir / 'logs'})"
+        ) from e
     finally:
         stop.set()
         if thread:
@@ -160,6 +177,8 @@ def run_stage(stage: BuildStage, executor: PipelineExecutor, cfg: BuildConfig, p
     if progress:
         progress(stage.name, done, stage.tasks)
     if done < stage.tasks:
-        raise BuildError(f"stage {stage.name}: only {done}/{stage.tasks} tasks completed "
-                         f"(see {logging_dir / 'logs'}); rerun to resume")
+        raise BuildError(
+            f"stage {stage.name}: only {done}/{stage.tasks} tasks completed "
+            f"(see {logging_dir / 'logs'}); rerun to resume"
+        )
     return time.time() - t0

@@ -10,6 +10,7 @@ folders skipped), and a source of a data format (jsonl, jsonl.gz, jsonl.zst, par
 by its own suffix (``.parquet``; ``.jsonl``/``.json`` plain, ``.gz`` or ``.zst``), so one Hub folder may
 mix them. ``hf://`` URLs go to fsspec's HfFileSystem (huggingface_hub) unchanged.
 """
+
 from __future__ import annotations
 
 import email.parser
@@ -19,8 +20,9 @@ import json
 import math
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import fsspec
 from datatrove.data import Document, DocumentsPipeline
@@ -50,8 +52,11 @@ def file_format(url: str, source_format: str) -> str:
 def _folder_files(fs, folder: str) -> list[str]:
     """The data files below a folder (recursive, sorted), skipping hidden files and folders (.cache, .git...)."""
     root = folder.rstrip("/")
-    return sorted(p for p in fs.find(root) if p.lower().endswith(DATA_SUFFIXES)
-                  and not any(part.startswith(".") for part in p[len(root):].split("/")))
+    return sorted(
+        p
+        for p in fs.find(root)
+        if p.lower().endswith(DATA_SUFFIXES) and not any(part.startswith(".") for part in p[len(root) :].split("/"))
+    )
 
 
 @dataclass(frozen=True)
@@ -77,7 +82,7 @@ class SourceFormat:
     params: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, s: Source) -> "SourceFormat":
+    def of(cls, s: Source) -> SourceFormat:
         """The reading-relevant part of a recipe Source."""
         return cls(s.name, s.domain, s.format, s.text_field, s.id_field, dict(s.params))
 
@@ -88,8 +93,9 @@ def _fixed_prefix(pattern: str) -> str:
     return head.rsplit("/", 1)[0] if m is not None or "/" in head else ""
 
 
-def list_units(recipe: Recipe, sources: list[str] | None = None,
-               limit: int | None = None) -> tuple[list[WorkUnit], dict[str, int]]:
+def list_units(
+    recipe: Recipe, sources: list[str] | None = None, limit: int | None = None
+) -> tuple[list[WorkUnit], dict[str, int]]:
     """List every work unit of the selected sources and count locations that match nothing.
 
     Returns (units, {source: missing locations}). Builtin sources are cut into ranges of
@@ -104,7 +110,9 @@ def list_units(recipe: Recipe, sources: list[str] | None = None,
             n = int(s.params.get("n_docs", 10_000))
             n = min(n, limit) if limit else n
             for loc in s.locations:
-                units += [WorkUnit(s.name, loc, loc, a, min(n, a + BUILTIN_UNIT_DOCS)) for a in range(0, n, BUILTIN_UNIT_DOCS)]
+                units += [
+                    WorkUnit(s.name, loc, loc, a, min(n, a + BUILTIN_UNIT_DOCS)) for a in range(0, n, BUILTIN_UNIT_DOCS)
+                ]
             continue
         excludes = tuple(s.params.get("exclude", ()))
         seen: set[str] = set()
@@ -128,7 +136,7 @@ def list_units(recipe: Recipe, sources: list[str] | None = None,
                 if p in seen:
                     continue
                 seen.add(p)
-                rel = p[len(prefix):].lstrip("/") if prefix and p.startswith(prefix) else p.rsplit("/", 1)[-1]
+                rel = p[len(prefix) :].lstrip("/") if prefix and p.startswith(prefix) else p.rsplit("/", 1)[-1]
                 units.append(WorkUnit(s.name, fs.unstrip_protocol(p), rel))
     return units, missing
 
@@ -191,8 +199,11 @@ class SourceReader(CountingStep):
         kinds = tuple(fmt.params.get("kinds", math_problems.KINDS))
         for i, p in math_problems.generate(seed, unit.start, unit.stop, kinds):
             self.count_in(unit.source)
-            yield Document(text=p.text, id=f"{unit.source}/math-{seed}-{i:08d}",
-                           metadata={"kind": p.kind, "template": p.template, "answer": p.answer})
+            yield Document(
+                text=p.text,
+                id=f"{unit.source}/math-{seed}-{i:08d}",
+                metadata={"kind": p.kind, "template": p.template, "answer": p.answer},
+            )
 
     def _read_jsonl(self, unit: WorkUnit, fmt: SourceFormat) -> Iterator[Document]:
         zstd = unit.url.endswith((".zst", ".zstd"))
@@ -261,8 +272,10 @@ class SourceReader(CountingStep):
                             self._bad(unit.source, "missing_text")
                         else:
                             self.count_in(unit.source)
-                            yield Document(text=text, id=f"{unit.source}/{did}" if did is not None
-                                           else f"{unit.source}/{unit.rel}:{row}")
+                            yield Document(
+                                text=text,
+                                id=f"{unit.source}/{did}" if did is not None else f"{unit.source}/{unit.rel}:{row}",
+                            )
                         row += 1
         except (OSError, ValueError):  # pyarrow: ArrowInvalid (ValueError) / OSError on a cut file
             self._bad(unit.source, "truncated_parquet")
@@ -374,4 +387,6 @@ class ListReader(CountingStep):
             yield from data
         for i in range(rank, len(self.texts), world_size):
             self.count_out(self.source)
-            yield Document(text=self.texts[i], id=f"{self.source}/{i}", metadata={"source": self.source, "unit": 0, "row": i})
+            yield Document(
+                text=self.texts[i], id=f"{self.source}/{i}", metadata={"source": self.source, "unit": 0, "row": i}
+            )

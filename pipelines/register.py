@@ -4,6 +4,7 @@ The shard tasks leave one record file each (<out>/logs/shard/records/<rank>.json
 per-task stats (<out>/logs/<stage>/stats), so registration reads everything back from disk: it
 describes resumed builds too, and runs as one task under any executor (`RegisterManifest`).
 """
+
 from __future__ import annotations
 
 import json
@@ -61,20 +62,31 @@ def register_manifest(recipe: Recipe, cfg: BuildConfig, missing: dict[str, int])
             records.append(ShardRecord(**r))
     tok_dir = out / TOKENIZER_DIR
     tok = load_tokenizer(tok_dir)
-    meta = {"tokenizer_path": TOKENIZER_DIR, "tokenizer_name": recipe.tokenizer.display_name,
-            "tokenizer_hash": tokenizer_hash(tok_dir), "eos_token": recipe.tokenizer.eos_token,
-            "eos_id": tok.token_to_id(recipe.tokenizer.eos_token), "vocab_size": tok.get_vocab_size(),
-            "recipe_name": recipe.name, "config_hash": recipe.config_hash()}
+    meta = {
+        "tokenizer_path": TOKENIZER_DIR,
+        "tokenizer_name": recipe.tokenizer.display_name,
+        "tokenizer_hash": tokenizer_hash(tok_dir),
+        "eos_token": recipe.tokenizer.eos_token,
+        "eos_id": tok.token_to_id(recipe.tokenizer.eos_token),
+        "vocab_size": tok.get_vocab_size(),
+        "recipe_name": recipe.name,
+        "config_hash": recipe.config_hash(),
+    }
     names = set(selected_sources(recipe, cfg.sources))
-    sub = Recipe(**{**{f: getattr(recipe, f) for f in recipe.__dataclass_fields__},
-                    "sources": tuple(s for s in recipe.sources if s.name in names)})
+    sub = Recipe(
+        **{
+            **{f: getattr(recipe, f) for f in recipe.__dataclass_fields__},
+            "sources": tuple(s for s in recipe.sources if s.name in names),
+        }
+    )
     with open_manifest(out) as con:
         register_sources(con, sub)
         con.execute("DELETE FROM shards WHERE source IN (SELECT unnest(?))", [sorted(names)])
         register_shards(con, records)
         # '(benchmarks)' holds decontamination's own counts: a rebuild without decontamination must not keep them
-        con.execute("DELETE FROM step_stats WHERE source IN (SELECT unnest(?)) OR source = '(benchmarks)'",
-                    [sorted(names)])
+        con.execute(
+            "DELETE FROM step_stats WHERE source IN (SELECT unnest(?)) OR source = '(benchmarks)'", [sorted(names)]
+        )
         register_step_stats(con, collect_step_stats(cfg, missing))
         set_meta(con, meta)
     return meta

@@ -5,6 +5,7 @@ small chunks spread over a few threads (`Tokenize`). The writer splits documents
 writes `manifests.shardfile` shards atomically; a rerun of a task first removes what a crashed
 attempt of that task left, then writes the same bytes again.
 """
+
 from __future__ import annotations
 
 import array
@@ -13,11 +14,12 @@ import heapq
 import json
 import os
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import fsspec
 import numpy as np
@@ -56,8 +58,9 @@ def _sample_key(doc_id: str, seed: int) -> bytes:
     return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8, person=b"bpe-samp", salt=salt).digest()
 
 
-def training_sample(prepared_folder: str, drop_file: str | None, n_docs: int, max_bytes: int = 100_000_000,
-                    seed: int = 0) -> list[str]:
+def training_sample(
+    prepared_folder: str, drop_file: str | None, n_docs: int, max_bytes: int = 100_000_000, seed: int = 0
+) -> list[str]:
     """A seeded sample of at most `n_docs` kept documents and `max_bytes` UTF-8 bytes, split evenly over sources.
 
     Each source keeps the `n_docs // sources` documents whose seeded hash of the unique id is smallest, so
@@ -97,12 +100,16 @@ def training_sample(prepared_folder: str, drop_file: str | None, n_docs: int, ma
 def _prepared_sources(prepared_folder: str) -> set[str]:
     """The sources of a prepared folder (its parts' dictionary-encoded source column alone)."""
     fs, root = fsspec.core.url_to_fs(prepared_folder)
-    return {s for path in sorted(fs.glob(f"{root}/[0-9]*.parquet"))
-            for s in pq.read_table(fs.open(path, "rb"), columns=["source"]).column("source").unique().to_pylist()}
+    return {
+        s
+        for path in sorted(fs.glob(f"{root}/[0-9]*.parquet"))
+        for s in pq.read_table(fs.open(path, "rb"), columns=["source"]).column("source").unique().to_pylist()
+    }
 
 
-def prepare_tokenizer(recipe: Recipe, out: str, prepared_folder: str | None = None,
-                      drop_file: str | None = None) -> Path:
+def prepare_tokenizer(
+    recipe: Recipe, out: str, prepared_folder: str | None = None, drop_file: str | None = None
+) -> Path:
     """Make <out>/tokenizer (reused when present): fetch recipe.tokenizer.path / .hub, or train a BPE.
 
     A pretrained tokenizer.json is kept byte for byte, so <out>/tokenizer's hash is the published one.
@@ -122,13 +129,16 @@ def prepare_tokenizer(recipe: Recipe, out: str, prepared_folder: str | None = No
     else:
         if prepared_folder is None:
             raise ValueError("training a tokenizer needs the prepared documents")
-        texts = training_sample(prepared_folder, drop_file, spec.train_sample_docs, spec.train_sample_bytes,
-                                spec.train_seed)
+        texts = training_sample(
+            prepared_folder, drop_file, spec.train_sample_docs, spec.train_sample_bytes, spec.train_seed
+        )
         tok = train_bpe(texts, vocab_size=spec.train_vocab_size, eos_token=spec.eos_token)
         data = tok.to_str(pretty=True).encode("utf-8")
     if tok.token_to_id(spec.eos_token) is None:
-        raise RecipeError(f"{recipe.path}: tokenizer.eos_token: {spec.eos_token!r} is not in the vocabulary of "
-                          f"{spec.hub or spec.path}")
+        raise RecipeError(
+            f"{recipe.path}: tokenizer.eos_token: {spec.eos_token!r} is not in the vocabulary of "
+            f"{spec.hub or spec.path}"
+        )
     tmp = folder.with_name(f".{TOKENIZER_DIR}.tmp")
     write_tokenizer_folder(tmp, data, eos_token=spec.eos_token, name=spec.display_name)
     os.replace(tmp, folder)
@@ -212,8 +222,14 @@ class Tokenize(CountingStep):
     name = "tokenize"
     type = "🔢 - TOKENIZER"
 
-    def __init__(self, tokenizer_path: str, batch_docs: int = BATCH_DOCS, batch_chars: int = BATCH_CHARS,
-                 threads: int | None = None, ahead: int = 2):
+    def __init__(
+        self,
+        tokenizer_path: str,
+        batch_docs: int = BATCH_DOCS,
+        batch_chars: int = BATCH_CHARS,
+        threads: int | None = None,
+        ahead: int = 2,
+    ):
         super().__init__()
         self.tokenizer_path, self.batch_docs, self.batch_chars = tokenizer_path, batch_docs, batch_chars
         self.threads, self.ahead = threads, ahead
@@ -276,8 +292,15 @@ class ShardWriter(CountingStep):
     name = "write"
     type = "💽 - WRITER"
 
-    def __init__(self, out: str, sources: dict[str, ShardInfo], meta: dict[str, str], validation_fraction: float,
-                 records_folder: str, max_shard_tokens: int = 32_000_000):
+    def __init__(
+        self,
+        out: str,
+        sources: dict[str, ShardInfo],
+        meta: dict[str, str],
+        validation_fraction: float,
+        records_folder: str,
+        max_shard_tokens: int = 32_000_000,
+    ):
         super().__init__()
         self.out, self.sources, self.shared = out.rstrip("/"), dict(sources), ShardMeta.fields_of(meta)
         self.validation_fraction, self.records_folder = validation_fraction, records_folder.rstrip("/")
@@ -285,8 +308,9 @@ class ShardWriter(CountingStep):
 
     def _clean(self, fs, rank: int) -> None:
         for folder in ("shards", "validation"):
-            for stale in fs.glob(f"{self.out}/{folder}/*/{rank:05d}_*.parquet") + \
-                    fs.glob(f"{self.out}/{folder}/*/{TMP_PREFIX}*-{rank:05d}_*.parquet"):
+            for stale in fs.glob(f"{self.out}/{folder}/*/{rank:05d}_*.parquet") + fs.glob(
+                f"{self.out}/{folder}/*/{TMP_PREFIX}*-{rank:05d}_*.parquet"
+            ):
                 fs.rm(stale)
         # a killed attempt's record temporary ends in .json too: it must not outlive the rerun
         rec_fs, records = fsspec.core.url_to_fs(self.records_folder)
@@ -323,9 +347,19 @@ class ShardWriter(CountingStep):
         seq = seqs.get(key, 0)
         seqs[key] = seq + 1
         info = self.sources[src]
-        meta = ShardMeta(**{**self.shared, "source": src, "split": split, "domain": info.domain, "tier": info.tier,
-                            "candidate": info.candidate})
-        table = shard_table([d.id for d in docs], [d.text for d in docs], token_lists([d.metadata["tokens"] for d in docs]), meta)
+        meta = ShardMeta(
+            **{
+                **self.shared,
+                "source": src,
+                "split": split,
+                "domain": info.domain,
+                "tier": info.tier,
+                "candidate": info.candidate,
+            }
+        )
+        table = shard_table(
+            [d.id for d in docs], [d.text for d in docs], token_lists([d.metadata["tokens"] for d in docs]), meta
+        )
         path = shard_path(self.out, src, split, rank, seq)
         write_shard_atomic(table, path, fs=fs)
         rec = read_shard_record(path, self.out)

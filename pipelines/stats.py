@@ -4,11 +4,13 @@ Each counting step records ``<source>|in``, ``<source>|out`` and ``<source>|drop
 its datatrove ``Stats``; datatrove saves them per task under ``<logging_dir>/stats/<rank>.json``
 when the task completes, so counts of tasks skipped on a rerun are read back from disk.
 """
+
 from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import fsspec
 from datatrove.pipeline.base import PipelineStep

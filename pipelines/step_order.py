@@ -1,4 +1,5 @@
 """The order of a build's steps, as step_stats rows are listed (manifest registration and the summary)."""
+
 from __future__ import annotations
 
 from typing import Any

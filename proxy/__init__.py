@@ -24,6 +24,7 @@ The names below are what `bench/`, scripts and users import: `from proxy import 
 Importing `proxy` imports torch (every step needs it) but not transformers, which loads when a model
 is built or read.
 """
+
 from __future__ import annotations
 
 from proxy.benchmarks import SuiteRunner, load_tokenizer_for, prepare_suite
@@ -33,7 +34,14 @@ from proxy.evaluate import ValidationSet, equal_split, evaluate_model, evaluate_
 from proxy.merge import MergeError, MergeSettings, merge_to_folder, ratio_vector
 from proxy.mixture_sampling import SamplingSettings, sample_mixtures
 from proxy.model import (
-    PRESETS, ModelFolderError, build_model, count_parameters, load_model, model_config, read_demix, save_model_folder,
+    PRESETS,
+    ModelFolderError,
+    build_model,
+    count_parameters,
+    load_model,
+    model_config,
+    read_demix,
+    save_model_folder,
     write_demix,
 )
 from proxy.predictor import MetricPredictor, PredictorSettings
@@ -48,13 +56,59 @@ from proxy.validate import RankConsistency, rank_consistency, read_scores, valid
 from proxy.weights import CheckpointError
 
 __all__ = [
-    "CheckpointError", "Components", "MergeError", "MergeSettings", "MetricPredictor", "ModelFolderError", "Objective",
-    "PRESETS", "PredictorSettings", "ProxyError", "ProxyFactory", "RankConsistency", "RunOutcome", "SamplingSettings",
-    "SearchResult", "SearchSettings", "Suite", "SuiteError", "SuiteRunner", "TrainConfig", "TrainResult",
-    "ValidationSet", "build_model", "candidate_tokens", "count_parameters", "equal_split", "evaluate_model",
-    "evaluate_report", "flat_metrics", "load_components", "load_model", "load_suite", "load_tokenizer_for",
-    "merge_to_folder", "model_config", "prepare_suite", "rank_consistency", "ratio_vector", "read_demix", "read_scores",
-    "run_search", "sample_mixtures", "save_model_folder", "search_prior", "search_with_proxies", "tiny_qwen3_config",
-    "train_base", "train_components", "train_loop", "train_on_mixture", "train_reference", "validate_tables",
-    "write_components_file", "write_demix", "write_synthetic_components",
+    "CheckpointError",
+    "Components",
+    "MergeError",
+    "MergeSettings",
+    "MetricPredictor",
+    "ModelFolderError",
+    "Objective",
+    "PRESETS",
+    "PredictorSettings",
+    "ProxyError",
+    "ProxyFactory",
+    "RankConsistency",
+    "RunOutcome",
+    "SamplingSettings",
+    "SearchResult",
+    "SearchSettings",
+    "Suite",
+    "SuiteError",
+    "SuiteRunner",
+    "TrainConfig",
+    "TrainResult",
+    "ValidationSet",
+    "build_model",
+    "candidate_tokens",
+    "count_parameters",
+    "equal_split",
+    "evaluate_model",
+    "evaluate_report",
+    "flat_metrics",
+    "load_components",
+    "load_model",
+    "load_suite",
+    "load_tokenizer_for",
+    "merge_to_folder",
+    "model_config",
+    "prepare_suite",
+    "rank_consistency",
+    "ratio_vector",
+    "read_demix",
+    "read_scores",
+    "run_search",
+    "sample_mixtures",
+    "save_model_folder",
+    "search_prior",
+    "search_with_proxies",
+    "tiny_qwen3_config",
+    "train_base",
+    "train_components",
+    "train_loop",
+    "train_on_mixture",
+    "train_reference",
+    "validate_tables",
+    "write_components_file",
+    "write_demix",
+    "write_synthetic_components",
 ]

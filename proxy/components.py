@@ -23,12 +23,14 @@ Paths under "candidates" are relative to the components folder. A list of model 
 components.json) also loads: names are the folder names, base/db/general_share come from the first
 folder's demix.json (proxy.model).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from corpus.atomic import write_json_atomic
 from mixer.materialise import DEFAULT_GENERAL
@@ -94,8 +96,10 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
                 if budget is not None:
                     cps = {int(k): v for k, v in (entry.get("checkpoints") or {}).items()}
                     if budget not in cps and int(entry.get("tokens", -1)) != budget:
-                        raise CheckpointError(f"{manifest}: candidates.{name}.checkpoints: no checkpoint at {budget} "
-                                              f"tokens (have {sorted(cps)})")
+                        raise CheckpointError(
+                            f"{manifest}: candidates.{name}.checkpoints: no checkpoint at {budget} "
+                            f"tokens (have {sorted(cps)})"
+                        )
                     rel = cps.get(budget, rel)
                 names.append(name)
                 paths.append(root / rel)
@@ -103,8 +107,15 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
                 raise CheckpointError(f"{manifest}: candidates: empty")
             base = spec.get("base")
             share = spec.get("general_share")
-            return Components(tuple(names), tuple(paths), Path(base) if base else None, spec.get("db"), budget,
-                              float(share) if share is not None else None, spec.get("general"))
+            return Components(
+                tuple(names),
+                tuple(paths),
+                Path(base) if base else None,
+                spec.get("db"),
+                budget,
+                float(share) if share is not None else None,
+                spec.get("general"),
+            )
         folders = [root]
     else:
         folders = [Path(p) for p in source]
@@ -114,5 +125,11 @@ def load_components(source: str | os.PathLike | Sequence[str | os.PathLike], bud
     meta = read_demix(folders[0]) or {}
     base = meta.get("base")
     share = meta.get("general_share")
-    return Components(tuple(names), tuple(folders), Path(base) if base else None, meta.get("db"), budget,
-                      float(share) if share is not None else None)
+    return Components(
+        tuple(names),
+        tuple(folders),
+        Path(base) if base else None,
+        meta.get("db"),
+        budget,
+        float(share) if share is not None else None,
+    )

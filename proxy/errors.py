@@ -1,4 +1,5 @@
 """The proxy package's error for bad inputs and settings (a DemixError: one line on the CLI, exit 1)."""
+
 from __future__ import annotations
 
 from corpus.errors import DemixError

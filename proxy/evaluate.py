@@ -16,13 +16,15 @@ start). Only document tokens are scored (predicting EOS carries no bytes), so lo
 document tokens and bpb = sum NLL / ln 2 / UTF-8 bytes of the documents. Each scored token carries
 its source, so the same pass also gives bpb per source and per candidate.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import zlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -121,8 +123,19 @@ def _pack(domain: str, docs: Sequence[Doc], sources: tuple[str, ...], eos_id: in
     targets = ids[1:].view(n_windows, seq_len)
     tags = tags[1:].view(n_windows, seq_len)
     targets = torch.where(tags >= 0, targets, torch.full_like(targets, IGNORE))
-    return DomainBatch(domain, inputs.clone(), targets, sum(ndocs), sum(tokens), sum(nbytes), sources, tags,
-                       tuple(tokens), tuple(nbytes), tuple(ndocs))
+    return DomainBatch(
+        domain,
+        inputs.clone(),
+        targets,
+        sum(ndocs),
+        sum(tokens),
+        sum(nbytes),
+        sources,
+        tags,
+        tuple(tokens),
+        tuple(nbytes),
+        tuple(ndocs),
+    )
 
 
 @dataclass(frozen=True)
@@ -136,8 +149,14 @@ class ValidationSet:
     """(source, candidate) pairs, for bpb per candidate."""
 
     @classmethod
-    def from_documents(cls, docs_by_domain: Mapping[str, Sequence[Doc]], eos_id: int, tokens_per_domain: int = 20_000,
-                       seq_len: int = 256, candidate_of: Mapping[str, str] | None = None) -> "ValidationSet":
+    def from_documents(
+        cls,
+        docs_by_domain: Mapping[str, Sequence[Doc]],
+        eos_id: int,
+        tokens_per_domain: int = 20_000,
+        seq_len: int = 256,
+        candidate_of: Mapping[str, str] | None = None,
+    ) -> ValidationSet:
         """Build from {domain: [(token ids, text[, source]), ...]}: equal tokens per source, documents in the given
         order (a document without a source belongs to a source named like its domain). Raises ValueError on an
         empty domain."""
@@ -155,8 +174,14 @@ class ValidationSet:
         return cls(tuple(out), seq_len, tokens_per_domain, tuple(sorted((candidate_of or {}).items())))
 
     @classmethod
-    def from_manifest(cls, db: str | os.PathLike, tokens_per_domain: int = 20_000, seq_len: int = 256,
-                      domains: list[str] | None = None, seed: int = 0) -> "ValidationSet":
+    def from_manifest(
+        cls,
+        db: str | os.PathLike,
+        tokens_per_domain: int = 20_000,
+        seq_len: int = 256,
+        domains: list[str] | None = None,
+        seed: int = 0,
+    ) -> ValidationSet:
         """Build from the manifest's validation shards: every source of a domain, equal tokens per source, a seeded
         document sample within each; raises ValueError."""
         meta = read_corpus_meta(db)
@@ -217,23 +242,35 @@ def evaluate_model(model: torch.nn.Module, vset: ValidationSet, batch_size: int 
     for d in vset.domains:
         nll = torch.zeros(len(d.sources) + 1, dtype=torch.float64, device=device)
         for start in range(0, d.inputs.shape[0], batch_size):
-            x = d.inputs[start:start + batch_size].to(device)
-            y = d.targets[start:start + batch_size].to(device)
+            x = d.inputs[start : start + batch_size].to(device)
+            y = d.targets[start : start + batch_size].to(device)
             logits = model(input_ids=x).logits.float()
-            per_token = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                          ignore_index=IGNORE, reduction="none").double()
+            per_token = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), ignore_index=IGNORE, reduction="none"
+            ).double()
             # bucket 0 collects unscored positions (their loss is 0), bucket i + 1 source i
-            where = d.source_index[start:start + batch_size].to(device).reshape(-1) + 1
+            where = d.source_index[start : start + batch_size].to(device).reshape(-1) + 1
             nll.index_add_(0, where, per_token)
         per_source = nll[1:].tolist()
         total = float(sum(per_source))
-        results[d.domain] = {"loss": total / d.n_tokens, "bpb": total / math.log(2) / d.n_bytes,
-                             "tokens": d.n_tokens, "bytes": d.n_bytes, "nll": total,
-                             "sources": {s: {"loss": per_source[i] / max(d.source_tokens[i], 1),
-                                             "bpb": per_source[i] / math.log(2) / max(d.source_bytes[i], 1),
-                                             "tokens": d.source_tokens[i], "bytes": d.source_bytes[i],
-                                             "nll": per_source[i], "candidate": candidate_of.get(s)}
-                                         for i, s in enumerate(d.sources)}}
+        results[d.domain] = {
+            "loss": total / d.n_tokens,
+            "bpb": total / math.log(2) / d.n_bytes,
+            "tokens": d.n_tokens,
+            "bytes": d.n_bytes,
+            "nll": total,
+            "sources": {
+                s: {
+                    "loss": per_source[i] / max(d.source_tokens[i], 1),
+                    "bpb": per_source[i] / math.log(2) / max(d.source_bytes[i], 1),
+                    "tokens": d.source_tokens[i],
+                    "bytes": d.source_bytes[i],
+                    "nll": per_source[i],
+                    "candidate": candidate_of.get(s),
+                }
+                for i, s in enumerate(d.sources)
+            },
+        }
     return results
 
 
@@ -275,11 +312,22 @@ def lm_eval_scores(model_dir: str, tasks: list[str], batch_size: int = 8) -> dic
     return scores
 
 
-def evaluate_report(db: str | os.PathLike, *, model: str | None = None, components: str | None = None,
-                    mixture: str | None = None, tokens_per_domain: int = 20_000, seq_len: int = 256,
-                    batch_size: int = 16, tasks: list[str] | None = None, suite: str | None = None,
-                    suite_cache: str | None = None, limit: int | None = None, device: str | None = None,
-                    dtype: str = "float32") -> dict[str, Any]:
+def evaluate_report(
+    db: str | os.PathLike,
+    *,
+    model: str | None = None,
+    components: str | None = None,
+    mixture: str | None = None,
+    tokens_per_domain: int = 20_000,
+    seq_len: int = 256,
+    batch_size: int = 16,
+    tasks: list[str] | None = None,
+    suite: str | None = None,
+    suite_cache: str | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+    dtype: str = "float32",
+) -> dict[str, Any]:
     """`proxy evaluate`: held-out metrics of a model folder, or of the in-memory proxy of `mixture` over
     `components`, with lm-eval `tasks` and a benchmark `suite` when asked; returns the JSON-ready report.
 
@@ -310,11 +358,16 @@ def evaluate_report(db: str | os.PathLike, *, model: str | None = None, componen
         net = factory.proxy(ratios)
         label = f"proxy {name}"
     results = evaluate_model(net, vset, batch_size=batch_size)
-    report: dict[str, Any] = {"model": label, "seq_len": seq_len, "tokens_per_domain": tokens_per_domain,
-                              "domains": results,
-                              "mean_bpb": sum(r["bpb"] for r in results.values()) / len(results),
-                              "candidates": {k.split("/", 1)[1]: v for k, v in flat_metrics(results).items()
-                                             if k.startswith("bpb_candidate/")}}
+    report: dict[str, Any] = {
+        "model": label,
+        "seq_len": seq_len,
+        "tokens_per_domain": tokens_per_domain,
+        "domains": results,
+        "mean_bpb": sum(r["bpb"] for r in results.values()) / len(results),
+        "candidates": {
+            k.split("/", 1)[1]: v for k, v in flat_metrics(results).items() if k.startswith("bpb_candidate/")
+        },
+    }
     if tasks:
         if model is None:
             raise UsageError("--tasks needs --model (a folder lm-eval can load)")
@@ -323,8 +376,13 @@ def evaluate_report(db: str | os.PathLike, *, model: str | None = None, componen
         tok_dir = model if model is not None else factory.components.paths[0]
         runner = SuiteRunner(prepared, net, load_tokenizer_for(tok_dir, db), batch_size=batch_size, limit=limit)
         scores = runner.score()
-        report["suite"] = {"name": prepared.suite.name, "combine": prepared.suite.combine, "limit": limit,
-                           "scores": scores, "seconds": runner.seconds}
+        report["suite"] = {
+            "name": prepared.suite.name,
+            "combine": prepared.suite.combine,
+            "limit": limit,
+            "scores": scores,
+            "seconds": runner.seconds,
+        }
         if prepared.suite.combine == "mean":  # a percentile needs a population of proxies: see proxy search
             report["suite"]["combined"] = prepared.suite.combined([scores])[0]
     return report

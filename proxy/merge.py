@@ -4,6 +4,7 @@ The streaming merge never holds a whole model: it reads one tensor from each com
 safetensors), combines them into a reused float32 buffer, and appends the result to the output file,
 whose safetensors header is computed up front from the inputs' shapes.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,10 +13,11 @@ import os
 import shutil
 import struct
 import uuid
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from corpus.errors import DemixError
 from mixer import Mixture
 from proxy.components import Components, load_components
 from proxy.model import DEMIX_FILE, read_demix, write_demix
-from proxy.weights import WEIGHT_FILE, CheckpointError, TensorFiles, check_compatible, copy_side_files, read_config
+from proxy.weights import WEIGHT_FILE, TensorFiles, check_compatible, copy_side_files, read_config
 
 METHODS = ("linear", "task_arithmetic", "ties")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -69,8 +71,9 @@ def ratio_vector(ratios: Mapping[str, float] | Sequence[float], names: Sequence[
         unknown = sorted(set(ratios) - set(names))
         missing = sorted(set(names) - set(ratios))
         if unknown or missing:
-            raise MergeError(f"mixture keys do not match the components {list(names)}: "
-                             f"unknown {unknown}, missing {missing}")
+            raise MergeError(
+                f"mixture keys do not match the components {list(names)}: unknown {unknown}, missing {missing}"
+            )
         vec = np.array([float(ratios[n]) for n in names], dtype=np.float64)
     else:
         vec = np.asarray(ratios, dtype=np.float64)
@@ -138,8 +141,9 @@ class _Reader:
         return self._f32.get(shape).copy_(f.read_into(name, self._raw.get(shape, dtype)))
 
 
-def linear_combine(tensors: Sequence[torch.Tensor], weights: Sequence[float], out: torch.Tensor,
-                   scratch: torch.Tensor) -> torch.Tensor:
+def linear_combine(
+    tensors: Sequence[torch.Tensor], weights: Sequence[float], out: torch.Tensor, scratch: torch.Tensor
+) -> torch.Tensor:
     """out = sum_i w_i * tensors_i in float32 (inputs of any float dtype, converted through scratch); returns out."""
     out.copy_(tensors[0]).mul_(float(weights[0]))
     for t, w in zip(tensors[1:], weights[1:]):
@@ -148,8 +152,15 @@ def linear_combine(tensors: Sequence[torch.Tensor], weights: Sequence[float], ou
     return out
 
 
-def merge_tensor(name: str, files: Sequence[TensorFiles], weights: np.ndarray, settings: MergeSettings,
-                 base: TensorFiles | None, out: torch.Tensor, reader: _Reader | None = None) -> torch.Tensor:
+def merge_tensor(
+    name: str,
+    files: Sequence[TensorFiles],
+    weights: np.ndarray,
+    settings: MergeSettings,
+    base: TensorFiles | None,
+    out: torch.Tensor,
+    reader: _Reader | None = None,
+) -> torch.Tensor:
     """Merge one named tensor of K components into `out` (float32, preallocated); returns `out`."""
     reader = reader or _Reader()
     shape = tuple(out.shape)
@@ -191,8 +202,9 @@ def _safetensors_header(entries: list[tuple[str, str, tuple[int, ...]]], metadat
     return struct.pack("<Q", len(raw)) + raw
 
 
-def write_merged_weights(components: Components, weights: np.ndarray, path: str | os.PathLike,
-                         settings: MergeSettings) -> dict[str, Any]:
+def write_merged_weights(
+    components: Components, weights: np.ndarray, path: str | os.PathLike, settings: MergeSettings
+) -> dict[str, Any]:
     """Stream the merged tensors of `components` into one safetensors file at `path`; returns stats.
 
     Raises CheckpointError when components (or the base, for task arithmetic / TIES) are incompatible.
@@ -202,8 +214,10 @@ def write_merged_weights(components: Components, weights: np.ndarray, path: str 
     base = None
     if settings.method != "linear":
         if components.base is None:
-            raise MergeError(f"method {settings.method} needs the base checkpoint: no 'base' in components.json "
-                             f"or demix.json of {components.paths[0]}")
+            raise MergeError(
+                f"method {settings.method} needs the base checkpoint: no 'base' in components.json "
+                f"or demix.json of {components.paths[0]}"
+            )
         base = TensorFiles(components.base)
         check_compatible([components.paths[0], components.base], [files[0], base])
     names = files[0].names
@@ -227,7 +241,9 @@ def write_merged_weights(components: Components, weights: np.ndarray, path: str 
             if pending is not None:
                 raws = pending.result()
                 pending = prefetch.submit(fetch, idx + 1) if idx + 1 < len(entries) else None
-                acc = linear_combine(raws, [w for _, _, w in active], buffers.get(shape), buffers.get(shape, slot=("s",)))
+                acc = linear_combine(
+                    raws, [w for _, _, w in active], buffers.get(shape), buffers.get(shape, slot=("s",))
+                )
             else:
                 acc = merge_tensor(name, files, weights, settings, base, buffers.get(shape), reader)
             if st != "F32":
@@ -242,9 +258,15 @@ def write_merged_weights(components: Components, weights: np.ndarray, path: str 
     return {"tensors": len(names), "parameters": n_params}
 
 
-def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[str, float], out: str | os.PathLike,
-                    settings: MergeSettings = MergeSettings(), *, mixture_name: str = "mixture",
-                    overwrite: bool = False) -> Path:
+def merge_to_folder(
+    components: Components | str | os.PathLike,
+    ratios: Mapping[str, float],
+    out: str | os.PathLike,
+    settings: MergeSettings = MergeSettings(),
+    *,
+    mixture_name: str = "mixture",
+    overwrite: bool = False,
+) -> Path:
     """Write the merged Hugging Face folder for `ratios` (config, safetensors, tokenizer files, demix.json).
 
     A finished folder with the same mixture and settings is kept as is; a different finished one is an error
@@ -257,13 +279,23 @@ def merge_to_folder(components: Components | str | os.PathLike, ratios: Mapping[
     out = Path(out)
     first = components.paths[0]
     src_demix = read_demix(first) or {}
-    demix = {"kind": "merged", "mixture": mixture, "mixture_name": mixture_name, "merge": asdict(settings),
-             "components": {n: str(p.resolve()) for n, p in zip(components.names, components.paths)},
-             "tokens": src_demix.get("tokens"), "db": components.db or src_demix.get("db"),
-             "base": str(components.base) if components.base else src_demix.get("base")}
+    demix = {
+        "kind": "merged",
+        "mixture": mixture,
+        "mixture_name": mixture_name,
+        "merge": asdict(settings),
+        "components": {n: str(p.resolve()) for n, p in zip(components.names, components.paths)},
+        "tokens": src_demix.get("tokens"),
+        "db": components.db or src_demix.get("db"),
+        "base": str(components.base) if components.base else src_demix.get("base"),
+    }
     old = read_demix(out)
     if old is not None:
-        if old.get("mixture") == mixture and old.get("merge") == demix["merge"] and old.get("components") == demix["components"]:
+        if (
+            old.get("mixture") == mixture
+            and old.get("merge") == demix["merge"]
+            and old.get("components") == demix["components"]
+        ):
             return out
         if not overwrite:
             raise MergeError(f"{out}: already holds a different merged model (pass --overwrite to replace it)")

@@ -10,12 +10,14 @@ Per draw, with p = token counts / total:
    to them (repeated until none exceeds);
 5. values below `unit` zeroed, all rounded to multiples of `unit`, renormalised; duplicates dropped.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 import numpy as np
+
 from proxy.errors import ProxyError
 
 
@@ -80,8 +82,11 @@ def cap_and_redistribute(r: np.ndarray, caps: np.ndarray) -> np.ndarray:
         free_sum = free.sum(axis=1, keepdims=True)
         # Rows whose uncapped entries are all zero share the excess by remaining headroom instead.
         room = np.where(r < caps, caps - r, 0.0)
-        share = np.where(free_sum > 0, free / np.where(free_sum > 0, free_sum, 1.0),
-                         room / np.maximum(room.sum(axis=1, keepdims=True), 1e-300))
+        share = np.where(
+            free_sum > 0,
+            free / np.where(free_sum > 0, free_sum, 1.0),
+            room / np.maximum(room.sum(axis=1, keepdims=True), 1e-300),
+        )
         r = r + excess * share
     return r
 
@@ -96,8 +101,13 @@ def quantize(r: np.ndarray, unit: float) -> np.ndarray:
     return r / r.sum(axis=1, keepdims=True)
 
 
-def sample_mixtures(prior_tokens: Mapping[str, int] | Sequence[int], n: int, seed: int,
-                    settings: SamplingSettings = SamplingSettings(), max_rounds: int = 20) -> np.ndarray:
+def sample_mixtures(
+    prior_tokens: Mapping[str, int] | Sequence[int],
+    n: int,
+    seed: int,
+    settings: SamplingSettings = SamplingSettings(),
+    max_rounds: int = 20,
+) -> np.ndarray:
     """Up to n distinct mixtures [n, K] (float64 rows summing to 1), deterministic for (prior, n, seed, settings)."""
     rng = np.random.default_rng(seed)
     p = prior_shares(prior_tokens)

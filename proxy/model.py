@@ -28,6 +28,7 @@ marks a finished folder). A trained folder (`save_model_folder`: base, component
       "tokens": 10000000, "db": "...", "base": "..."    # taken over from the components
     }
 """
+
 from __future__ import annotations
 
 import json
@@ -51,12 +52,30 @@ KINDS = ("base", "component", "trained")
 # Shapes sized so that, at vocab 8192 with tied embeddings, tiny ~2M, small ~20M and base ~120M
 # parameters (embedding included). Head/KV-group layout follows Qwen3 (GQA, qk-norm, SwiGLU).
 PRESETS: dict[str, dict[str, int]] = {
-    "tiny": dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
-                 head_dim=32, intermediate_size=384),
-    "small": dict(hidden_size=384, num_hidden_layers=10, num_attention_heads=6, num_key_value_heads=2,
-                  head_dim=64, intermediate_size=1152),
-    "base": dict(hidden_size=768, num_hidden_layers=14, num_attention_heads=12, num_key_value_heads=4,
-                 head_dim=64, intermediate_size=3072),
+    "tiny": dict(
+        hidden_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=32,
+        intermediate_size=384,
+    ),
+    "small": dict(
+        hidden_size=384,
+        num_hidden_layers=10,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        head_dim=64,
+        intermediate_size=1152,
+    ),
+    "base": dict(
+        hidden_size=768,
+        num_hidden_layers=14,
+        num_attention_heads=12,
+        num_key_value_heads=4,
+        head_dim=64,
+        intermediate_size=3072,
+    ),
 }
 
 
@@ -64,8 +83,9 @@ class ModelFolderError(DemixError, ValueError):
     """A model folder or config that is missing or inconsistent; the message names the path."""
 
 
-def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int | None,
-                 max_position_embeddings: int = 4096) -> PretrainedConfig:
+def model_config(
+    preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int | None, max_position_embeddings: int = 4096
+) -> PretrainedConfig:
     """A Qwen3Config for a preset name, or the config of an HF config.json / model folder.
 
     vocab_size and eos_id come from the corpus manifest; a folder's config keeps its own vocab
@@ -76,20 +96,31 @@ def model_config(preset_or_path: str | os.PathLike, vocab_size: int, eos_id: int
 
     name = str(preset_or_path)
     if name in PRESETS:
-        return Qwen3Config(vocab_size=int(vocab_size), max_position_embeddings=max_position_embeddings,
-                           tie_word_embeddings=True, rope_theta=10000.0, rms_norm_eps=1e-6,
-                           attention_dropout=0.0, bos_token_id=eos_id, eos_token_id=eos_id,
-                           pad_token_id=eos_id, **PRESETS[name])
+        return Qwen3Config(
+            vocab_size=int(vocab_size),
+            max_position_embeddings=max_position_embeddings,
+            tie_word_embeddings=True,
+            rope_theta=10000.0,
+            rms_norm_eps=1e-6,
+            attention_dropout=0.0,
+            bos_token_id=eos_id,
+            eos_token_id=eos_id,
+            pad_token_id=eos_id,
+            **PRESETS[name],
+        )
     path = Path(name)
     if path.is_file() and path.name == "config.json":
         path = path.parent
     if not (path / "config.json").exists():
-        raise ModelFolderError(f"--config: {name!r} is neither a preset ({', '.join(PRESETS)}) "
-                               "nor a folder/file with config.json")
+        raise ModelFolderError(
+            f"--config: {name!r} is neither a preset ({', '.join(PRESETS)}) nor a folder/file with config.json"
+        )
     config = AutoConfig.from_pretrained(path)
     if config.vocab_size < vocab_size:
-        raise ModelFolderError(f"{path / 'config.json'}: vocab_size {config.vocab_size} < corpus vocab_size "
-                               f"{vocab_size}; the model cannot embed the corpus tokens")
+        raise ModelFolderError(
+            f"{path / 'config.json'}: vocab_size {config.vocab_size} < corpus vocab_size "
+            f"{vocab_size}; the model cannot embed the corpus tokens"
+        )
     if eos_id is not None:
         config.eos_token_id = eos_id
     return config
@@ -139,8 +170,9 @@ def write_demix(folder: str | os.PathLike, demix: dict[str, Any]) -> Path:
     return path
 
 
-def save_model_folder(model: torch.nn.Module, folder: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None,
-                      demix: dict[str, Any]) -> Path:
+def save_model_folder(
+    model: torch.nn.Module, folder: str | os.PathLike, *, tokenizer_dir: str | os.PathLike | None, demix: dict[str, Any]
+) -> Path:
     """Save an HF folder (safetensors) + tokenizer files + demix.json; demix.json goes last.
 
     Files are written to a sibling temp folder and moved in, so a kill never leaves a folder

@@ -1,9 +1,10 @@
 """PNG plots of a search and of a validation (matplotlib Agg, no display needed)."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -12,8 +13,10 @@ from corpus.atomic import atomic_write
 
 def _plt():
     import matplotlib  # noqa: PLC0415 - heavy, imported when used
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415 - heavy, imported when used
+
     return plt
 
 
@@ -24,8 +27,13 @@ def _save(fig, path: str | os.PathLike) -> Path:
     return path
 
 
-def plot_predicted_vs_measured(predicted: Sequence[float], measured: Sequence[float], iterations: Sequence[int],
-                               path: str | os.PathLike, label: str = "objective") -> Path:
+def plot_predicted_vs_measured(
+    predicted: Sequence[float],
+    measured: Sequence[float],
+    iterations: Sequence[int],
+    path: str | os.PathLike,
+    label: str = "objective",
+) -> Path:
     """Scatter of the prediction made before each evaluation against the measured value, coloured by iteration."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -63,8 +71,9 @@ def plot_best_by_iteration(history: Sequence[dict], path: str | os.PathLike, lab
     return out
 
 
-def plot_ratio_distribution(top: np.ndarray, candidates: Sequence[str], best: Sequence[float],
-                            path: str | os.PathLike) -> Path:
+def plot_ratio_distribution(
+    top: np.ndarray, candidates: Sequence[str], best: Sequence[float], path: str | os.PathLike
+) -> Path:
     """Box plot of each candidate's ratio over the top predicted mixtures, with the final (averaged) mixture."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(candidates) + 2), 3.8))
@@ -79,8 +88,9 @@ def plot_ratio_distribution(top: np.ndarray, candidates: Sequence[str], best: Se
     return out
 
 
-def plot_rank_scatter(reference: Sequence[float], proxy: Sequence[float], path: str | os.PathLike,
-                      title: str = "proxy vs reference") -> Path:
+def plot_rank_scatter(
+    reference: Sequence[float], proxy: Sequence[float], path: str | os.PathLike, title: str = "proxy vs reference"
+) -> Path:
     """Scatter of proxy scores against reference scores (one point per mixture)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 5))

@@ -1,9 +1,11 @@
 """Regressors from mixture ratios to one metric: LightGBM (paper: gbdt, 300 rounds, lr 1e-2) or ridge (alpha 0.5)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+
 from proxy.errors import ProxyError
 
 PREDICTORS = ("lightgbm", "ridge")
@@ -32,7 +34,7 @@ class MetricPredictor:
         self.settings = settings
         self._model = None
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> "MetricPredictor":
+    def fit(self, x: np.ndarray, y: np.ndarray) -> MetricPredictor:
         """Fit on N evaluated mixtures; raises ValueError when N < 2."""
         x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
         if x.shape[0] < 2:
@@ -40,15 +42,28 @@ class MetricPredictor:
         s = self.settings
         if s.kind == "ridge":
             from sklearn.linear_model import Ridge  # noqa: PLC0415 - heavy, imported when used
+
             self._model = Ridge(alpha=s.ridge_alpha).fit(x, y)
         else:
             import lightgbm as lgb  # noqa: PLC0415 - heavy, imported when used
+
             n = x.shape[0]
             self._model = lgb.LGBMRegressor(
-                boosting_type="gbdt", n_estimators=s.n_estimators, learning_rate=s.learning_rate,
-                num_leaves=max(4, min(31, n // 4)), min_child_samples=max(2, min(20, n // 10)),
-                min_child_weight=1e-3, min_data_in_bin=1, max_bin=255, subsample=1.0, colsample_bytree=1.0,
-                random_state=s.seed, deterministic=True, force_row_wise=True, n_jobs=s.num_threads, verbose=-1,
+                boosting_type="gbdt",
+                n_estimators=s.n_estimators,
+                learning_rate=s.learning_rate,
+                num_leaves=max(4, min(31, n // 4)),
+                min_child_samples=max(2, min(20, n // 10)),
+                min_child_weight=1e-3,
+                min_data_in_bin=1,
+                max_bin=255,
+                subsample=1.0,
+                colsample_bytree=1.0,
+                random_state=s.seed,
+                deterministic=True,
+                force_row_wise=True,
+                n_jobs=s.num_threads,
+                verbose=-1,
             ).fit(x, y)
         return self
 

@@ -1,14 +1,15 @@
 """In-memory proxies: K components stacked per parameter, each proxy one weighted sum into a preallocated model."""
+
 from __future__ import annotations
 
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 
-from proxy.merge import ratio_vector
 from proxy.components import Components, load_components
+from proxy.merge import ratio_vector
 from proxy.weights import CheckpointError, TensorFiles, check_compatible
 
 
@@ -18,26 +19,35 @@ class ProxyFactory:
     Memory: K x model parameters (stacked, float32 by default) + one model. On CUDA when available.
     """
 
-    def __init__(self, components: Components | str | os.PathLike | Sequence[str | os.PathLike],
-                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 budget: int | None = None):
+    def __init__(
+        self,
+        components: Components | str | os.PathLike | Sequence[str | os.PathLike],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype = torch.float32,
+        budget: int | None = None,
+    ):
         from transformers import AutoModelForCausalLM  # noqa: PLC0415 - heavy import
 
         self.components = components if isinstance(components, Components) else load_components(components, budget)
         self.names = self.components.names
-        self.device = torch.device(device) if device is not None else torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.device = (
+            torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
         self.dtype = dtype
         files = [TensorFiles(p) for p in self.components.paths]
         check_compatible(self.components.paths, files)
-        self.model = AutoModelForCausalLM.from_pretrained(str(self.components.paths[0]), dtype=dtype,
-                                                          use_safetensors=True).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(str(self.components.paths[0]), dtype=dtype, use_safetensors=True)
+            .to(self.device)
+            .eval()
+        )
         self._stacked: list[tuple[torch.Tensor, torch.Tensor]] = []  # (param data [numel], stack [K, numel])
         stored = set(files[0].names)
         for pname, param in self.model.named_parameters():  # tied parameters appear once
             if pname not in stored:
-                raise CheckpointError(f"{self.components.paths[0]}: parameter {pname!r} of the model is not in "
-                                      "its safetensors file")
+                raise CheckpointError(
+                    f"{self.components.paths[0]}: parameter {pname!r} of the model is not in its safetensors file"
+                )
             stack = torch.empty((len(files), param.numel()), dtype=dtype, device=self.device)
             for i, f in enumerate(files):
                 stack[i].copy_(f.get(pname).reshape(-1))
@@ -64,4 +74,3 @@ class ProxyFactory:
     def state_dict_of(self, ratios: Mapping[str, float] | Sequence[float]) -> dict[str, torch.Tensor]:
         """A CPU copy of the proxy's state dict for `ratios` (for comparisons and saving)."""
         return {k: v.detach().to("cpu").clone() for k, v in self.proxy(ratios).state_dict().items()}
-

@@ -3,20 +3,22 @@
 `run_search(score_fn, ...)` works for any `score_fn(ratios) -> {metric: value}`; `proxy search` plugs in
 in-memory merged proxies scored on held-out bits per byte.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 from tqdm.auto import tqdm
 
+from proxy.errors import ProxyError
 from proxy.mixture_sampling import SamplingSettings, sample_mixtures
 from proxy.predictor import MetricPredictor, PredictorSettings
-from proxy.errors import ProxyError
 
 ScoreFn = Callable[[dict[str, float]], Mapping[str, float]]
 
@@ -77,7 +79,9 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.per_iteration < 2:
-            raise ProxyError(f"iterations ({self.iterations}) must be >= 1 and per_iteration ({self.per_iteration}) >= 2")
+            raise ProxyError(
+                f"iterations ({self.iterations}) must be >= 1 and per_iteration ({self.per_iteration}) >= 2"
+            )
         if self.rank_by not in ("percentile", "value"):
             raise ProxyError(f"rank_by: {self.rank_by!r} is not one of percentile, value")
         if self.final not in FINAL_CHOICES:
@@ -85,7 +89,7 @@ class SearchSettings:
 
     def batch_sizes(self) -> list[int]:
         """Proxies evaluated in each iteration (halving, at least 1)."""
-        return [max(1, self.per_iteration // 2 ** i) for i in range(self.iterations)]
+        return [max(1, self.per_iteration // 2**i) for i in range(self.iterations)]
 
 
 @dataclass
@@ -109,17 +113,30 @@ class SearchResult:
 
     def provenance(self) -> dict[str, Any]:
         """JSON-ready settings and scores for the best mixture's provenance."""
-        return {"method": "demix-search", "seed": self.settings.seed, "objective": asdict(self.objective),
-                "objective_weights": self.objective_weights, "settings": asdict(self.settings),
-                "measured_objective": self.best_objective, "predicted_objective": self.predicted_best_objective,
-                "measured_metrics": self.best_metrics, "n_evaluated": len(self.evaluated), "history": self.history,
-                "final_choice": "average" if self.average is None else "best evaluated",
-                **({} if self.average is None else {"average_objective": self.average["objective"],
-                                                     "average_ratios": self.average["ratios"]}),
-                **self.extra_provenance}
+        return {
+            "method": "demix-search",
+            "seed": self.settings.seed,
+            "objective": asdict(self.objective),
+            "objective_weights": self.objective_weights,
+            "settings": asdict(self.settings),
+            "measured_objective": self.best_objective,
+            "predicted_objective": self.predicted_best_objective,
+            "measured_metrics": self.best_metrics,
+            "n_evaluated": len(self.evaluated),
+            "history": self.history,
+            "final_choice": "average" if self.average is None else "best evaluated",
+            **(
+                {}
+                if self.average is None
+                else {"average_objective": self.average["objective"], "average_ratios": self.average["ratios"]}
+            ),
+            **self.extra_provenance,
+        }
 
 
-def rank_scores(preds: Mapping[str, np.ndarray], weights: Mapping[str, float], maximize: bool, rank_by: str) -> np.ndarray:
+def rank_scores(
+    preds: Mapping[str, np.ndarray], weights: Mapping[str, float], maximize: bool, rank_by: str
+) -> np.ndarray:
     """Higher-is-better ranking score per pool row: weighted mean percentile of the predictions (or their value)."""
     sign = 1.0 if maximize else -1.0
     if rank_by == "value" or len(weights) == 1:
@@ -138,9 +155,14 @@ def _fit(x: np.ndarray, ys: Mapping[str, np.ndarray], settings: PredictorSetting
     return {m: MetricPredictor(settings).fit(x, y) for m, y in ys.items()}
 
 
-def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Sequence[int] | Mapping[str, int],
-               objective: Objective | str = "bpb", settings: SearchSettings = SearchSettings(),
-               progress: bool = True) -> SearchResult:
+def run_search(
+    score_fn: ScoreFn,
+    candidates: Sequence[str],
+    prior_tokens: Sequence[int] | Mapping[str, int],
+    objective: Objective | str = "bpb",
+    settings: SearchSettings = SearchSettings(),
+    progress: bool = True,
+) -> SearchResult:
     """Search mixtures over `candidates`; score_fn(ratios) -> {metric: value}. Deterministic for settings.seed.
 
     Raises ValueError on a bad objective or prior.
@@ -169,8 +191,13 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
             weights = objective.resolve(list(metrics))
         bar.update(1)
         bar.set_postfix(proxies_per_s=f"{bar.n / max(time.perf_counter() - t0, 1e-9):.2f}")
-        return {"iteration": iteration, "ratios": mix, "metrics": metrics,
-                "objective": objective.value(metrics, weights), "predicted": predicted}
+        return {
+            "iteration": iteration,
+            "ratios": mix,
+            "metrics": metrics,
+            "objective": objective.value(metrics, weights),
+            "predicted": predicted,
+        }
 
     for it, size in enumerate(sizes, start=1):
         if it == 1:
@@ -190,8 +217,14 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
         preds = {m: model.predict(pool) for m, model in models.items()}
         objs = [e["objective"] for e in evaluated]
         best = max(objs) if objective.maximize else min(objs)
-        history.append({"iteration": it, "evaluated": len(picks), "best_measured": best,
-                        "best_in_iteration": (max if objective.maximize else min)(objs[-len(picks):])})
+        history.append(
+            {
+                "iteration": it,
+                "evaluated": len(picks),
+                "best_measured": best,
+                "best_in_iteration": (max if objective.maximize else min)(objs[-len(picks) :]),
+            }
+        )
 
     score = rank_scores(preds, weights, objective.maximize, settings.rank_by)
     top = np.argsort(-score, kind="stable")[: min(settings.top_k, pool.shape[0])]
@@ -209,10 +242,21 @@ def run_search(score_fn: ScoreFn, candidates: Sequence[str], prior_tokens: Seque
     predicted = final["predicted"]
     if math.isnan(predicted):  # a first-iteration pick was evaluated before any predictor existed
         predicted = predict_objective(models, weights, np.array([final["ratios"][n] for n in names]))
-    return SearchResult(candidates=names, best_ratios=final["ratios"], best_metrics=final["metrics"],
-                        best_objective=final["objective"], predicted_best_objective=predicted,
-                        objective_weights=weights, evaluated=evaluated, history=history, top_mixtures=pool[top],
-                        settings=settings, objective=objective, seconds=time.perf_counter() - t0, average=average)
+    return SearchResult(
+        candidates=names,
+        best_ratios=final["ratios"],
+        best_metrics=final["metrics"],
+        best_objective=final["objective"],
+        predicted_best_objective=predicted,
+        objective_weights=weights,
+        evaluated=evaluated,
+        history=history,
+        top_mixtures=pool[top],
+        settings=settings,
+        objective=objective,
+        seconds=time.perf_counter() - t0,
+        average=average,
+    )
 
 
 def predict_objective(models: Mapping[str, MetricPredictor], weights: Mapping[str, float], ratios: np.ndarray) -> float:
@@ -223,13 +267,20 @@ def predict_objective(models: Mapping[str, MetricPredictor], weights: Mapping[st
 def evaluated_table(result: SearchResult, prefix: str) -> Any:
     """Every evaluated mixture (the final one last, named <prefix>/best) as a pyarrow Table: name, iteration,
     ratio/<candidate>, metrics, objective, predicted_objective (the prediction made before it was evaluated)."""
-    final = {"iteration": result.settings.iterations + 1, "ratios": result.best_ratios, "metrics": result.best_metrics,
-             "objective": result.best_objective, "predicted": result.predicted_best_objective}
+    final = {
+        "iteration": result.settings.iterations + 1,
+        "ratios": result.best_ratios,
+        "metrics": result.best_metrics,
+        "objective": result.best_objective,
+        "predicted": result.predicted_best_objective,
+    }
     extra = [] if result.average is None else [result.average]  # the averaged mixture, evaluated but not chosen
     rows = [*result.evaluated, *extra, final]
     names = [f"{prefix}/eval-{i:04d}" for i in range(len(result.evaluated))] + [f"{prefix}/average"] * len(extra)
-    cols: dict[str, Any] = {"name": names + [f"{prefix}/best"],
-                            "iteration": pa.array([r["iteration"] for r in rows], pa.int32())}
+    cols: dict[str, Any] = {
+        "name": names + [f"{prefix}/best"],
+        "iteration": pa.array([r["iteration"] for r in rows], pa.int32()),
+    }
     for n in result.candidates:
         cols[f"ratio/{n}"] = [r["ratios"][n] for r in rows]
     for m in sorted(rows[0]["metrics"]):

@@ -4,6 +4,7 @@ proxy.search holds the search loop for any score function; this module plugs in 
 (proxy.proxies.ProxyFactory scored by proxy.evaluate, and a benchmark suite) and owns the search outputs
 (best_mixture.json, evaluated.parquet, the PNG plots, the manifest's mixtures rows).
 """
+
 from __future__ import annotations
 
 import json
@@ -62,20 +63,28 @@ def search_prior(db: str | os.PathLike | None, names: tuple[str, ...], kind: str
     tokens = candidate_tokens(db)
     missing = [n for n in names if tokens.get(n, 0) <= 0]
     if missing:
-        raise ProxyError(f"{db}: no train tokens for candidates {missing} (manifest candidates: {sorted(tokens)}); "
-                         "name components after sources.candidate or pass --prior uniform")
+        raise ProxyError(
+            f"{db}: no train tokens for candidates {missing} (manifest candidates: {sorted(tokens)}); "
+            "name components after sources.candidate or pass --prior uniform"
+        )
     return {n: tokens[n] for n in names}
 
 
 def output_paths(out: str | os.PathLike) -> dict[str, Path]:
     """Where a search in `out` writes its outputs, by name."""
     out = Path(out)
-    return {"best_mixture": out / "best_mixture.json", "evaluated": out / "evaluated.parquet",
-            "predicted_vs_measured": out / "predicted_vs_measured.png",
-            "best_by_iteration": out / "best_by_iteration.png", "top_ratios": out / "top_ratios.png"}
+    return {
+        "best_mixture": out / "best_mixture.json",
+        "evaluated": out / "evaluated.parquet",
+        "predicted_vs_measured": out / "predicted_vs_measured.png",
+        "best_by_iteration": out / "best_by_iteration.png",
+        "top_ratios": out / "top_ratios.png",
+    }
 
 
-def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: str | os.PathLike | None) -> dict[str, Path]:
+def write_outputs(
+    result: SearchResult, out: str | os.PathLike, name: str, db: str | os.PathLike | None
+) -> dict[str, Path]:
     """best_mixture.json, evaluated.parquet, three PNG plots, and the manifest's mixtures rows; returns the paths."""
     paths = output_paths(out)
     Path(out).mkdir(parents=True, exist_ok=True)
@@ -85,12 +94,17 @@ def write_outputs(result: SearchResult, out: str | os.PathLike, name: str, db: s
     with atomic_write(paths["evaluated"], "wb") as f:
         pq.write_table(table, f)
     rows = table.to_pylist()
-    plots.plot_predicted_vs_measured([r["predicted_objective"] if r["predicted_objective"] is not None else float("nan")
-                                      for r in rows], [r["objective"] for r in rows], [r["iteration"] for r in rows],
-                                     paths["predicted_vs_measured"], result.objective.spec)
+    plots.plot_predicted_vs_measured(
+        [r["predicted_objective"] if r["predicted_objective"] is not None else float("nan") for r in rows],
+        [r["objective"] for r in rows],
+        [r["iteration"] for r in rows],
+        paths["predicted_vs_measured"],
+        result.objective.spec,
+    )
     plots.plot_best_by_iteration(result.history, paths["best_by_iteration"], result.objective.spec)
-    plots.plot_ratio_distribution(result.top_mixtures, result.candidates,
-                                  [result.best_ratios[n] for n in result.candidates], paths["top_ratios"])
+    plots.plot_ratio_distribution(
+        result.top_mixtures, result.candidates, [result.best_ratios[n] for n in result.candidates], paths["top_ratios"]
+    )
     if db is not None:
         with open_manifest(db, read_only=False) as con:
             for r in rows:
@@ -115,8 +129,10 @@ def _expected_metrics(vset: ValidationSet, suite: Suite | None) -> list[str]:
     """Every metric name one proxy's evaluation produces (held-out bpb and, with a suite, its columns)."""
     names = [f"{f}/{d.domain}" for d in vset.domains for f in ("bpb", "loss")]
     names += [f"bpb_source/{s}" for d in vset.domains for s in d.sources]
-    names += [f"bpb_candidate/{c}" for c in sorted({c for s, c in vset.candidate_of
-                                                    if any(s in d.sources for d in vset.domains)})]
+    names += [
+        f"bpb_candidate/{c}"
+        for c in sorted({c for s, c in vset.candidate_of if any(s in d.sources for d in vset.domains)})
+    ]
     if suite is not None:
         names += [t.column(m) for t in suite.tasks for m in (t.metric, *t.also)]
         names += [suite.domain_column(d) for d in suite.domains]
@@ -131,15 +147,18 @@ def _suite_objective(objective: str, maximize: bool, rank_by: str | None, suite:
     if suite is None:
         raise UsageError("--objective suite needs --suite NAME")
     if suite.direction is None:
-        raise UsageError(f"--objective suite: suite {suite.name!r} mixes directions over domains; name its domain "
-                         "columns one direction at a time with --objective")
+        raise UsageError(
+            f"--objective suite: suite {suite.name!r} mixes directions over domains; name its domain "
+            "columns one direction at a time with --objective"
+        )
     higher = suite.direction == "higher"
     if maximize and not higher:
         raise UsageError(f"--maximize: suite {suite.name!r} scores are lower-is-better ({suite.file})")
     spec = ",".join(suite.domain_column(d) for d in suite.domains)
     # docs/method.md step 6: mixtures ranked by the mean percentile over domains (combine: mean_percentile)
-    return Objective(spec, maximize=higher), rank_by or ("percentile" if suite.combine == "mean_percentile"
-                                                         else "value")
+    return Objective(spec, maximize=higher), rank_by or (
+        "percentile" if suite.combine == "mean_percentile" else "value"
+    )
 
 
 @dataclass
@@ -155,15 +174,36 @@ class ProxySearch:
     seconds: float = 0.0
 
 
-def search_with_proxies(components: str | os.PathLike, out: str | os.PathLike, *, db: str | os.PathLike | None = None,
-                        objective: str = "bpb", maximize: bool = False, suite: str | None = None,
-                        suite_cache: str | None = None, limit: int | None = None, dtype: str = "float32",
-                        iterations: int = 3, per_iteration: int = 64, pool: int = 200_000, top_k: int = 128,
-                        rank_by: str | None = None, final: str = "average", predictor: str = "lightgbm",
-                        prior: str = "manifest", seed: int = 0, budget: int | None = None,
-                        tokens_per_domain: int = 20_000, seq_len: int = 256, batch_size: int = 16,
-                        device: str | None = None, name: str | None = None, register: bool = True,
-                        overwrite: bool = False, progress: bool = True) -> ProxySearch:
+def search_with_proxies(
+    components: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    db: str | os.PathLike | None = None,
+    objective: str = "bpb",
+    maximize: bool = False,
+    suite: str | None = None,
+    suite_cache: str | None = None,
+    limit: int | None = None,
+    dtype: str = "float32",
+    iterations: int = 3,
+    per_iteration: int = 64,
+    pool: int = 200_000,
+    top_k: int = 128,
+    rank_by: str | None = None,
+    final: str = "average",
+    predictor: str = "lightgbm",
+    prior: str = "manifest",
+    seed: int = 0,
+    budget: int | None = None,
+    tokens_per_domain: int = 20_000,
+    seq_len: int = 256,
+    batch_size: int = 16,
+    device: str | None = None,
+    name: str | None = None,
+    register: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ProxySearch:
     """`proxy search`: run_search over in-memory merged proxies of `components`, scored on held-out bpb (and a
     benchmark suite); writes best_mixture.json, evaluated.parquet, the plots and (with `register`) the manifest's
     mixtures rows under `out`.
@@ -180,16 +220,26 @@ def search_with_proxies(components: str | os.PathLike, out: str | os.PathLike, *
         raise UsageError("--db is required (components.json names no manifest)")
     loaded = load_suite(suite) if suite else None  # a bad suite is refused before any model loads
     chosen, chosen_rank_by = _suite_objective(objective, maximize, rank_by, loaded)
-    settings = SearchSettings(iterations=iterations, per_iteration=per_iteration, pool=pool, seed=seed, top_k=top_k,
-                              rank_by=chosen_rank_by, final=final,
-                              predictor=PredictorSettings(kind=predictor, seed=seed))
+    settings = SearchSettings(
+        iterations=iterations,
+        per_iteration=per_iteration,
+        pool=pool,
+        seed=seed,
+        top_k=top_k,
+        rank_by=chosen_rank_by,
+        final=final,
+        predictor=PredictorSettings(kind=predictor, seed=seed),
+    )
     name = name or f"search-seed{seed}"
     done = Path(out) / "best_mixture.json"
     if done.exists() and not overwrite:
         prov = json.loads(done.read_text()).get("provenance", {})
-        if prov.get("settings") == json.loads(json.dumps(asdict(settings))) and \
-                prov.get("objective") == asdict(chosen) and prov.get("components") == [str(p) for p in comps.paths] \
-                and prov.get("suite") == (loaded.name if loaded else None):
+        if (
+            prov.get("settings") == json.loads(json.dumps(asdict(settings)))
+            and prov.get("objective") == asdict(chosen)
+            and prov.get("components") == [str(p) for p in comps.paths]
+            and prov.get("suite") == (loaded.name if loaded else None)
+        ):
             return ProxySearch(name, output_paths(out))
         raise ProxyError(f"{done} holds a search with other settings (pass --overwrite to replace it)")
     prior_tokens = search_prior(db, comps.names, prior)
@@ -200,8 +250,14 @@ def search_with_proxies(components: str | os.PathLike, out: str | os.PathLike, *
     factory = ProxyFactory(comps, device=device, dtype=getattr(torch, dtype))
     runner = None
     if prepared is not None:  # one harness wrapper around the factory's model: each proxy rewrites its weights
-        runner = SuiteRunner(prepared, factory.model, load_tokenizer_for(comps.paths[0], db),
-                             batch_size=batch_size, device=str(factory.device), limit=limit)
+        runner = SuiteRunner(
+            prepared,
+            factory.model,
+            load_tokenizer_for(comps.paths[0], db),
+            batch_size=batch_size,
+            device=str(factory.device),
+            limit=limit,
+        )
     expected = _expected_metrics(vset, loaded)
     cached = _cached_scores(Path(out) / "evaluated.parquet", comps.names)
     reused = 0
@@ -222,8 +278,9 @@ def search_with_proxies(components: str | os.PathLike, out: str | os.PathLike, *
     result = run_search(score_fn, comps.names, prior_tokens, chosen, settings, progress=progress)
     result.extra_provenance["components"] = [str(p) for p in comps.paths]
     if loaded is not None:
-        result.extra_provenance.update({"suite": loaded.name, "suite_file": loaded.file, "suite_limit": limit,
-                                        "suite_combine": loaded.combine})
+        result.extra_provenance.update(
+            {"suite": loaded.name, "suite_file": loaded.file, "suite_limit": limit, "suite_combine": loaded.combine}
+        )
     # the components' general share: `mixer resolve` materialises g * general + (1 - g) * alpha from it
     result.extra_provenance.update(comps.general_provenance())
     paths = write_outputs(result, out, name, db if register else None)

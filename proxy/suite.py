@@ -23,12 +23,14 @@ Score columns (``proxy/validate.py`` reads a direction from the family before th
 apart from the held-out ``bpb/<domain>`` so the default ``bpb`` objective does not pick it up), and one
 domain score ``suite/<domain>`` (higher is better) or ``suite_loss/<domain>`` (lower is better).
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import yaml
@@ -40,10 +42,23 @@ SUITES_DIR = Path(__file__).resolve().parent / "suites"
 DIRECTIONS = ("higher", "lower")
 OUR_METRICS = {"bpb": "lower"}
 """Metrics this toolkit computes from the harness's per-sample log-likelihoods, with their direction."""
-KNOWN_DIRECTIONS = {"acc": "higher", "acc_norm": "higher", "acc_bytes": "higher", "acc_mutual_info": "higher",
-                    "exact_match": "higher", "pass@1": "higher", "pass@10": "higher", "f1": "higher", "mcc": "higher",
-                    "perplexity": "lower", "word_perplexity": "lower", "byte_perplexity": "lower",
-                    "bits_per_byte": "lower", "brier_score": "lower", "bpb": "lower"}
+KNOWN_DIRECTIONS = {
+    "acc": "higher",
+    "acc_norm": "higher",
+    "acc_bytes": "higher",
+    "acc_mutual_info": "higher",
+    "exact_match": "higher",
+    "pass@1": "higher",
+    "pass@10": "higher",
+    "f1": "higher",
+    "mcc": "higher",
+    "perplexity": "lower",
+    "word_perplexity": "lower",
+    "byte_perplexity": "lower",
+    "bits_per_byte": "lower",
+    "brier_score": "lower",
+    "bpb": "lower",
+}
 """Directions of metrics listed under ``also`` (reported, not scored); a primary metric states its own."""
 TASK_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.\-]*"
 
@@ -94,11 +109,11 @@ class Suite:
         return [t for d in self.domains for t in self.domains[d]]
 
     def domain_direction(self, domain: str) -> str:
-        """"higher" or "lower" (is better) for a domain's score (its tasks share it)."""
+        """ "higher" or "lower" (is better) for a domain's score (its tasks share it)."""
         return self.domains[domain][0].direction or "higher"
 
     def domain_column(self, domain: str) -> str:
-        """"suite/<domain>" (higher is better) or "suite_loss/<domain>" (lower is better)."""
+        """ "suite/<domain>" (higher is better) or "suite_loss/<domain>" (lower is better)."""
         return f"{'suite' if self.domain_direction(domain) == 'higher' else 'suite_loss'}/{domain}"
 
     @property
@@ -116,8 +131,10 @@ class Suite:
                 got = task_metrics.get(t.task, {})
                 for metric in (t.metric, *t.also):
                     if metric not in got:
-                        raise SuiteError(f"{self.file}: task {t.task!r} reported no {metric!r} "
-                                         f"(it reported {sorted(got)}); fix the suite's metric")
+                        raise SuiteError(
+                            f"{self.file}: task {t.task!r} reported no {metric!r} "
+                            f"(it reported {sorted(got)}); fix the suite's metric"
+                        )
                     out[t.column(metric)] = float(got[metric])
                 values.append(float(got[t.metric]))
             out[self.domain_column(domain)] = float(np.mean(values))  # docs/method.md step 4: mean of its benchmarks
@@ -194,18 +211,27 @@ def parse_suite(raw: Any, file: str = "<suite>") -> Suite:
                 check.fail(f"{key}.direction", f"{t.metric} is {OUR_METRICS[t.metric]}-is-better", t.direction)
             for j, m in enumerate(t.also):
                 if m not in KNOWN_DIRECTIONS:
-                    check.fail(f"{key}.also[{j}]", f"no known direction for metric {m!r} (known: "
-                               f"{', '.join(sorted(KNOWN_DIRECTIONS))}); make it a task's scored metric", m)
+                    check.fail(
+                        f"{key}.also[{j}]",
+                        f"no known direction for metric {m!r} (known: "
+                        f"{', '.join(sorted(KNOWN_DIRECTIONS))}); make it a task's scored metric",
+                        m,
+                    )
             if t.task in seen:
                 check.fail(f"{key}.task", f"task already listed at {seen[t.task]}", t.task)
             seen[t.task] = key
         first = tasks[0]
         for i, t in enumerate(tasks[1:], start=1):
             if t.direction != first.direction:
-                check.fail(f"domains.{domain}[{i}].direction", f"the domain score averages its tasks, and "
-                           f"{first.task!r} is {first.direction}-is-better", t.direction)
+                check.fail(
+                    f"domains.{domain}[{i}].direction",
+                    f"the domain score averages its tasks, and {first.task!r} is {first.direction}-is-better",
+                    t.direction,
+                )
     if suite.combine == "mean" and suite.direction is None:
-        check.fail("combine", "mean of domain scores with different directions is meaningless; "
-                   "use mean_percentile or one direction", "mean")
+        check.fail(
+            "combine",
+            "mean of domain scores with different directions is meaningless; use mean_percentile or one direction",
+            "mean",
+        )
     return suite
-

@@ -10,14 +10,15 @@ bpb_candidate, bpb_task, suite_loss, loss, nll, ppl and perplexity; higher is be
 pass@k, f1, em, score and suite (a suite's combined domain score). Any other family needs --lower-is-better or --higher-is-better, and metrics
 of both directions in one comparison are an error (their mean would be meaningless).
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +71,9 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
                 frame = pl.read_parquet(f)
         except (OSError, UnicodeDecodeError, ValueError, TypeError, pl.exceptions.PolarsError) as e:
             # a score table we cannot parse is the user's file, not a bug: name it in one line
-            raise ProxyError(f"{f}: not a readable score table ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+            raise ProxyError(
+                f"{f}: not a readable score table ({type(e).__name__}: {str(e).splitlines()[0]})"
+            ) from None
         name_col = next((c for c in NAME_COLUMNS if c in frame.columns), None)
         if name_col is None:
             raise ProxyError(f"{f}: no mixture name column (one of {', '.join(NAME_COLUMNS)})")
@@ -84,7 +87,7 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 
 
 def metric_direction(metric: str) -> str | None:
-    """"lower" or "higher" (is better) from the metric's family (the name before the first "/"); None if unknown."""
+    """ "lower" or "higher" (is better) from the metric's family (the name before the first "/"); None if unknown."""
     family = metric.split("/", 1)[0].lower()
     if family in LOWER_IS_BETTER:
         return "lower"
@@ -100,13 +103,17 @@ def objective_direction(metrics: Sequence[str], lower_is_better: bool | None = N
     directions = {m: metric_direction(m) for m in metrics}
     unknown = [m for m, d in directions.items() if d is None]
     if unknown:
-        raise ProxyError(f"metric {unknown[0]!r}: direction unknown (family {unknown[0].split('/', 1)[0]!r}); "
-                         "pass --lower-is-better or --higher-is-better")
+        raise ProxyError(
+            f"metric {unknown[0]!r}: direction unknown (family {unknown[0].split('/', 1)[0]!r}); "
+            "pass --lower-is-better or --higher-is-better"
+        )
     if len(set(directions.values())) > 1:
         lower = [m for m, d in directions.items() if d == "lower"]
         higher = [m for m, d in directions.items() if d == "higher"]
-        raise ProxyError(f"metrics mix directions: {lower[0]!r} is lower-is-better, {higher[0]!r} higher-is-better; "
-                         "compare one direction at a time with --metrics")
+        raise ProxyError(
+            f"metrics mix directions: {lower[0]!r} is lower-is-better, {higher[0]!r} higher-is-better; "
+            "compare one direction at a time with --metrics"
+        )
     return next(iter(directions.values())) == "lower"
 
 
@@ -121,8 +128,12 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str, dict[str, float]],
-                     metrics: Sequence[str] | None = None, lower_is_better: bool | None = None) -> RankConsistency:
+def rank_consistency(
+    references: dict[str, dict[str, float]],
+    proxies: dict[str, dict[str, float]],
+    metrics: Sequence[str] | None = None,
+    lower_is_better: bool | None = None,
+) -> RankConsistency:
     """Compare proxy to reference scores on the mixtures both have; raises ValueError when too little overlaps."""
     names = sorted(set(references) & set(proxies))
     if len(names) < 3:
@@ -144,14 +155,25 @@ def rank_consistency(references: dict[str, dict[str, float]], proxies: dict[str,
     order = np.argsort(ref_obj if lower else -ref_obj, kind="stable")[:n_top]
     finite = [v for v in per_metric.values() if not math.isnan(v)]
     return RankConsistency(
-        n_mixtures=len(names), objective_metrics=tuple(metrics), lower_is_better=lower,
-        spearman=spearman(ref_obj, prx_obj), spearman_top25=spearman(ref_obj[order], prx_obj[order]),
-        n_top25=len(order), maintain=float(prx_obj.sum() / ref_obj.sum()) if ref_obj.sum() != 0 else float("nan"),
-        per_metric=per_metric, macro_spearman=float(np.mean(finite)) if finite else float("nan"))
+        n_mixtures=len(names),
+        objective_metrics=tuple(metrics),
+        lower_is_better=lower,
+        spearman=spearman(ref_obj, prx_obj),
+        spearman_top25=spearman(ref_obj[order], prx_obj[order]),
+        n_top25=len(order),
+        maintain=float(prx_obj.sum() / ref_obj.sum()) if ref_obj.sum() != 0 else float("nan"),
+        per_metric=per_metric,
+        macro_spearman=float(np.mean(finite)) if finite else float("nan"),
+    )
 
 
-def validate_tables(references: str | os.PathLike, proxies: str | os.PathLike, metrics: Sequence[str] | None = None,
-                    lower_is_better: bool | None = None, out: str | os.PathLike | None = None) -> RankConsistency:
+def validate_tables(
+    references: str | os.PathLike,
+    proxies: str | os.PathLike,
+    metrics: Sequence[str] | None = None,
+    lower_is_better: bool | None = None,
+    out: str | os.PathLike | None = None,
+) -> RankConsistency:
     """`proxy validate`: rank consistency of the proxy score table against the reference one.
 
     With `out`, also writes <out>/rank_consistency.json and <out>/rank_scatter.png. Raises ProxyError.
@@ -162,8 +184,11 @@ def validate_tables(references: str | os.PathLike, proxies: str | os.PathLike, m
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         names = sorted(set(refs) & set(prox))
-        plot_rank_scatter([float(np.mean([refs[n][m] for m in rc.objective_metrics])) for n in names],
-                          [float(np.mean([prox[n][m] for m in rc.objective_metrics])) for n in names],
-                          out / "rank_scatter.png", f"proxy vs reference (rho={rc.spearman:.3f})")
+        plot_rank_scatter(
+            [float(np.mean([refs[n][m] for m in rc.objective_metrics])) for n in names],
+            [float(np.mean([prox[n][m] for m in rc.objective_metrics])) for n in names],
+            out / "rank_scatter.png",
+            f"proxy vs reference (rho={rc.spearman:.3f})",
+        )
         write_json_atomic(out / "rank_consistency.json", asdict(rc))
     return rc

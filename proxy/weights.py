@@ -1,14 +1,17 @@
 """Component checkpoints on disk: lazy safetensors access, compatibility checks, the files a merge copies."""
+
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import torch
 from safetensors import safe_open
+
 from corpus.errors import DemixError
 from proxy.model import DEMIX_FILE
 
@@ -17,11 +20,30 @@ INDEX_FILE = "model.safetensors.index.json"
 # Files of a model folder that a merge rewrites instead of copying.
 REWRITTEN = {WEIGHT_FILE, INDEX_FILE, DEMIX_FILE, "config.json"}
 # Files a merged folder takes over from its first component: what AutoTokenizer and generate() read.
-SIDE_FILE_PREFIXES = ("tokenizer", "special_tokens_map", "added_tokens", "vocab", "merges", "generation_config",
-                      "chat_template", "spiece", "sentencepiece")
+SIDE_FILE_PREFIXES = (
+    "tokenizer",
+    "special_tokens_map",
+    "added_tokens",
+    "vocab",
+    "merges",
+    "generation_config",
+    "chat_template",
+    "spiece",
+    "sentencepiece",
+)
 # config.json fields that must agree for two checkpoints to be mergeable.
-ARCH_FIELDS = ("model_type", "architectures", "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-               "num_attention_heads", "num_key_value_heads", "head_dim", "tie_word_embeddings")
+ARCH_FIELDS = (
+    "model_type",
+    "architectures",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "tie_word_embeddings",
+)
 
 
 class CheckpointError(DemixError, ValueError):
@@ -82,7 +104,9 @@ class TensorFiles:
         begin, end = self._offsets[name]
         view = memoryview(out.view(-1).view(torch.uint8).numpy())
         if view.nbytes != end - begin:
-            raise CheckpointError(f"{self.folder / file}: {name}: {end - begin} bytes on disk, buffer holds {view.nbytes}")
+            raise CheckpointError(
+                f"{self.folder / file}: {name}: {end - begin} bytes on disk, buffer holds {view.nbytes}"
+            )
         done = 0
         while done < view.nbytes:  # a single read returns at most ~2 GiB on Linux
             got = os.preadv(self._fds[file], [view[done:]], start + begin + done)
@@ -133,16 +157,20 @@ def check_compatible(folders: Sequence[str | os.PathLike], files: Sequence[Tenso
         cfg = read_config(folder)
         for key in ARCH_FIELDS:
             if ref_cfg.get(key) != cfg.get(key):
-                raise CheckpointError(f"architecture mismatch: config.json {key}={ref_cfg.get(key)!r} in {folders[0]} "
-                                      f"but {cfg.get(key)!r} in {folder}")
+                raise CheckpointError(
+                    f"architecture mismatch: config.json {key}={ref_cfg.get(key)!r} in {folders[0]} "
+                    f"but {cfg.get(key)!r} in {folder}"
+                )
         a, b = set(files[0].names), set(tf.names)
         for name in sorted(a | b):
             if name not in a or name not in b:
                 has, lacks = (folders[0], folder) if name in a else (folder, folders[0])
                 raise CheckpointError(f"tensor mismatch: {name!r} is in {has} but not in {lacks}")
             if files[0].shape(name) != tf.shape(name):
-                raise CheckpointError(f"tensor mismatch: {name!r} has shape {files[0].shape(name)} in {folders[0]} "
-                                      f"but {tf.shape(name)} in {folder}")
+                raise CheckpointError(
+                    f"tensor mismatch: {name!r} has shape {files[0].shape(name)} in {folders[0]} "
+                    f"but {tf.shape(name)} in {folder}"
+                )
 
 
 def copy_side_files(src: str | os.PathLike, dst: str | os.PathLike) -> list[str]:

@@ -1,4 +1,5 @@
 """docs/design.md's import rules: what each package may import of ours."""
+
 from __future__ import annotations
 
 import ast
@@ -26,8 +27,13 @@ def imported_packages(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             found.add(node.module.split(".")[0])
     for node in ast.walk(tree):  # importlib.import_module("pkg.mod") with a literal
-        if (isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module"
-                and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        if (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", None) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             found.add(node.args[0].value.split(".")[0])
     return found & OURS
 
@@ -47,8 +53,12 @@ def test_import_rules(package):
 
 def test_modules_stay_small():
     """The conventions (docs/design.md): a module that passes ~400 lines is two ideas (allow some slack)."""
-    too_long = {str(p.relative_to(ROOT)): n for pkg in OURS for p in (ROOT / pkg).rglob("*.py")
-                if (n := len(p.read_text().splitlines())) > 600}
+    too_long = {
+        str(p.relative_to(ROOT)): n
+        for pkg in OURS
+        for p in (ROOT / pkg).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
     assert not too_long, too_long
 
 

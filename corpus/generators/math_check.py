@@ -6,6 +6,7 @@ remainder, roots, a system, a polynomial, a derivative, an integral, a slope, a 
 recomputes it with sympy, never with the template's own arithmetic, so a template bug cannot agree
 with itself.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,8 +58,9 @@ def verify(problem: Problem) -> bool:
         ok = len(sol) == 1 and (sol[0][X], sol[0][y]) == tuple(map(sp.Integer, want))
     elif method == "poly_eq":
         expr, coeffs = args
-        ok = sp.Poly(sp.sympify(expr), X).all_coeffs() == [sp.Integer(c) for c in coeffs] or \
-            sp.Poly(sp.sympify(expr), X) == sp.Poly(coeffs, X)
+        ok = sp.Poly(sp.sympify(expr), X).all_coeffs() == [sp.Integer(c) for c in coeffs] or sp.Poly(
+            sp.sympify(expr), X
+        ) == sp.Poly(coeffs, X)
     elif method == "diff":
         coeffs, d = args
         ok = sp.Poly(coeffs, X).diff(X) == sp.Poly(d, X)
@@ -77,5 +79,7 @@ def verify(problem: Problem) -> bool:
     else:
         raise MathVerificationError(f"unknown check {method!r}")
     if not ok:
-        raise MathVerificationError(f"sympy disagrees with {problem.template} answer {problem.answer!r}: {problem.text!r}")
+        raise MathVerificationError(
+            f"sympy disagrees with {problem.template} answer {problem.answer!r}: {problem.text!r}"
+        )
     return True

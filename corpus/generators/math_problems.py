@@ -9,10 +9,11 @@ so any range of indices can be generated on any worker.
 The templates live by what they write: math_numeric (arithmetic, word problems), math_symbolic
 (algebra, calculus).
 """
+
 from __future__ import annotations
 
 import random
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from corpus.generators.math_check import MathVerificationError, Problem, verify
 from corpus.generators.math_numeric import ARITHMETIC, WORD
@@ -41,8 +42,9 @@ def generate_problem(seed: int, index: int, kinds: tuple[str, ...] = KINDS) -> P
     return templates[r.randrange(len(templates))](r)
 
 
-def generate(seed: int, start: int, stop: int, kinds: tuple[str, ...] = KINDS,
-             check: bool = True) -> Iterator[tuple[int, Problem]]:
+def generate(
+    seed: int, start: int, stop: int, kinds: tuple[str, ...] = KINDS, check: bool = True
+) -> Iterator[tuple[int, Problem]]:
     """Yield (index, problem) for indices in [start, stop), each verified by sympy when `check`."""
     for i in range(start, stop):
         p = generate_problem(seed, i, kinds)

@@ -1,4 +1,5 @@
 """`proxy evaluate`: per-domain held-out loss and bits per byte of a model or an in-memory proxy (proxy.evaluate)."""
+
 from __future__ import annotations
 
 import argparse
@@ -12,11 +13,21 @@ from proxy.evaluate import evaluate_report
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    report = evaluate_report(args.db, model=args.model, components=args.components, mixture=args.mixture,
-                             tokens_per_domain=args.tokens_per_domain, seq_len=args.seq_len,
-                             batch_size=args.batch_size, tasks=args.tasks.split(",") if args.tasks else None,
-                             suite=args.suite, suite_cache=args.suite_cache, limit=args.limit, device=args.device,
-                             dtype=args.dtype)
+    report = evaluate_report(
+        args.db,
+        model=args.model,
+        components=args.components,
+        mixture=args.mixture,
+        tokens_per_domain=args.tokens_per_domain,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        tasks=args.tasks.split(",") if args.tasks else None,
+        suite=args.suite,
+        suite_cache=args.suite_cache,
+        limit=args.limit,
+        device=args.device,
+        dtype=args.dtype,
+    )
     results, label = report["domains"], report["model"]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -27,8 +38,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     for domain, r in results.items():
         table.add_row(domain, f"{r['loss']:.4f}", f"{r['bpb']:.4f}", str(r["tokens"]), str(r["bytes"]))
         for source, sr in r["sources"].items():  # what each source (and so each candidate) contributes
-            table.add_row(f"  {source}" + (f" ({sr['candidate']})" if sr.get("candidate") else ""), f"{sr['loss']:.4f}",
-                          f"{sr['bpb']:.4f}", str(sr["tokens"]), str(sr["bytes"]), style="dim")
+            table.add_row(
+                f"  {source}" + (f" ({sr['candidate']})" if sr.get("candidate") else ""),
+                f"{sr['loss']:.4f}",
+                f"{sr['bpb']:.4f}",
+                str(sr["tokens"]),
+                str(sr["bytes"]),
+                style="dim",
+            )
     table.add_row("mean", "", f"{report['mean_bpb']:.4f}", "", "")
     Console(file=sys.stdout).print(table)
     for task, v in report.get("tasks", {}).items():
@@ -46,11 +63,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `proxy evaluate`."""
     p = subparsers.add_parser(
-        "evaluate", help="per-domain held-out loss and bits per byte on the validation shards",
+        "evaluate",
+        help="per-domain held-out loss and bits per byte on the validation shards",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  proxy evaluate --model runs/merged/mix --db out/demo/manifest.duckdb\n"
-               "  proxy evaluate --components runs/components --mixture mix.json --db out/demo --json\n"
-               "  proxy evaluate --model runs/merged/mix --db out/demo --suite offline --limit 50\n")
+        "  proxy evaluate --components runs/components --mixture mix.json --db out/demo --json\n"
+        "  proxy evaluate --model runs/merged/mix --db out/demo --suite offline --limit 50\n",
+    )
     p.add_argument("--model", default=None, help="model folder to evaluate")
     p.add_argument("--components", default=None, help="components dir; evaluates the in-memory proxy of --mixture")
     p.add_argument("--mixture", default=None, help="Mixture JSON (with --components)")
@@ -59,8 +78,11 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tasks", default=None, help="comma-separated lm-eval-harness tasks (needs lm_eval installed)")
-    p.add_argument("--suite", default=None, help="benchmark suite through lm-eval on the (in-memory) model: offline, "
-                   "demix_paper or a suite YAML")
+    p.add_argument(
+        "--suite",
+        default=None,
+        help="benchmark suite through lm-eval on the (in-memory) model: offline, demix_paper or a suite YAML",
+    )
     p.add_argument("--suite-cache", default=None, help="folder for the suite's generated task files")
     p.add_argument("--limit", type=int, default=None, help="samples per suite task (quick runs)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the model's / cuda when available)")

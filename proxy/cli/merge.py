@@ -1,4 +1,5 @@
 """`proxy merge`: merge component models with a mixture's ratios into a proxy checkpoint (proxy.merge)."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,11 +40,13 @@ def _cmd_merge(args: argparse.Namespace) -> int:
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `proxy merge`."""
     p = subparsers.add_parser(
-        "merge", help="merge component models with a mixture's ratios into a proxy checkpoint",
+        "merge",
+        help="merge component models with a mixture's ratios into a proxy checkpoint",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  proxy merge --components runs/components --mixture mix.json --out runs/merged/mix\n"
-               "  proxy merge --components runs/components --mixture mix.json --out runs/merged/ties "
-               "--method ties --density 0.3 --dtype bfloat16\n")
+        "  proxy merge --components runs/components --mixture mix.json --out runs/merged/ties "
+        "--method ties --density 0.3 --dtype bfloat16\n",
+    )
     p.add_argument("--components", required=True, help="components dir (components.json) or a component folder")
     p.add_argument("--mixture", required=True, help="Mixture JSON with ratios over the component names")
     p.add_argument("--out", required=True, help="output model folder")

@@ -1,4 +1,5 @@
 """`proxy validate`: rank consistency of proxy scores against reference models (proxy.validate)."""
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    table = Table(title=f"rank consistency over {rc.n_mixtures} mixtures "
-                        f"({'lower' if rc.lower_is_better else 'higher'} is better)")
+    table = Table(
+        title=f"rank consistency over {rc.n_mixtures} mixtures "
+        f"({'lower' if rc.lower_is_better else 'higher'} is better)"
+    )
     table.add_column("measure")
     table.add_column("value", justify="right")
     table.add_row("Spearman (objective)", f"{rc.spearman:.4f}")
@@ -37,18 +40,26 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def add_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add `proxy validate`."""
     p = subparsers.add_parser(
-        "validate", help="rank consistency of proxy scores against reference models (Spearman, top-25%%, maintain)",
+        "validate",
+        help="rank consistency of proxy scores against reference models (Spearman, top-25%%, maintain)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  proxy validate --references runs/refs/scores.parquet --proxies runs/search/evaluated.parquet\n"
-               "  proxy validate --references refs.csv --proxies proxies.json --metrics bpb/code,bpb/math --out runs/val\n")
+        "  proxy validate --references refs.csv --proxies proxies.json --metrics bpb/code,bpb/math --out runs/val\n",
+    )
     p.add_argument("--references", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
     p.add_argument("--proxies", required=True, help="score table (Parquet/CSV/JSON) or folder of them")
     p.add_argument("--metrics", default=None, help="comma-separated metric columns (default: bpb/* or all common)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--lower-is-better", action="store_true",
-                   help="the metrics are losses (default: from the metric family, e.g. bpb/, loss/ are lower)")
-    g.add_argument("--higher-is-better", action="store_true",
-                   help="the metrics are scores (default: from the metric family, e.g. acc/, exact_match/ are higher)")
+    g.add_argument(
+        "--lower-is-better",
+        action="store_true",
+        help="the metrics are losses (default: from the metric family, e.g. bpb/, loss/ are lower)",
+    )
+    g.add_argument(
+        "--higher-is-better",
+        action="store_true",
+        help="the metrics are scores (default: from the metric family, e.g. acc/, exact_match/ are higher)",
+    )
     p.add_argument("--out", default=None, help="folder for rank_consistency.json and rank_scatter.png")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=_cmd_validate)

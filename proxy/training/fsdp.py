@@ -9,6 +9,7 @@ ranks gather the full weights and optimizer state onto rank 0's CPU; the trainin
 the same as a DDP or single-process run's, so a run can move between DDP and FSDP on resume.
 Every function here except `shard_model` is a collective: all ranks call it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -49,8 +50,9 @@ def gather_into(work: torch.nn.Module, model: torch.nn.Module) -> None:
     full = get_model_state_dict(work, options=_full())  # rank 0 gets the tensors, the others {}
     if dist.get_rank() == 0:
         missing, unexpected = model.load_state_dict(full, strict=False)
-        tied = {name for name, p in model.named_parameters(remove_duplicate=False)} - \
-            {name for name, _ in model.named_parameters()}
+        tied = {name for name, p in model.named_parameters(remove_duplicate=False)} - {
+            name for name, _ in model.named_parameters()
+        }
         if unexpected or set(missing) - tied:
             raise RuntimeError(f"FSDP gather: missing {sorted(set(missing) - tied)}, unexpected {sorted(unexpected)}")
 
@@ -67,10 +69,13 @@ def restore_optimizer_state(work: torch.nn.Module, optimizer: torch.optim.Optimi
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
     names = {id(p): name for name, p in work.named_parameters()}
-    groups = [dict({k: v for k, v in g.items() if k != "params"}, params=[names[id(p)] for p in g["params"]])
-              for g in optimizer.param_groups]
-    set_optimizer_state_dict(work, optimizer, {"state": state, "param_groups": groups},
-                             options=StateDictOptions(full_state_dict=True))
+    groups = [
+        dict({k: v for k, v in g.items() if k != "params"}, params=[names[id(p)] for p in g["params"]])
+        for g in optimizer.param_groups
+    ]
+    set_optimizer_state_dict(
+        work, optimizer, {"state": state, "param_groups": groups}, options=StateDictOptions(full_state_dict=True)
+    )
 
 
 def full_norm(value: torch.Tensor) -> torch.Tensor:

@@ -4,6 +4,7 @@ Read top to bottom like nanoGPT: build optimizer and schedule, restore the last 
 then for each step pull `batch_size` sequences from the data stream (in grad_accum micro-batches),
 step, log, export budget checkpoints and save the training state every `save_every` steps.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,19 +14,26 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from proxy.training import fsdp as fsdp_lib
-from proxy.training.state import (apply_optimizer_state, find_training_state, load_training_state, read_optimizer_state,
-                                  read_training_meta, save_training_state)
-from proxy.training.lr_schedule import Schedule
 from proxy.errors import ProxyError
+from proxy.training import fsdp as fsdp_lib
+from proxy.training.lr_schedule import Schedule
+from proxy.training.state import (
+    apply_optimizer_state,
+    find_training_state,
+    load_training_state,
+    read_optimizer_state,
+    read_training_meta,
+    save_training_state,
+)
 
 STATE_DIR = "training_state"
 LOG_FILE = "train_log.jsonl"
@@ -59,7 +67,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or self.batch_size % self.grad_accum:
-            raise ProxyError(f"batch_size {self.batch_size} must be a positive multiple of grad_accum {self.grad_accum}")
+            raise ProxyError(
+                f"batch_size {self.batch_size} must be a positive multiple of grad_accum {self.grad_accum}"
+            )
         if self.seq_len < 2 or self.tokens < 0:
             raise ProxyError(f"seq_len {self.seq_len} must be >= 2 and tokens {self.tokens} >= 0")
 
@@ -74,8 +84,14 @@ class TrainConfig:
     def schedule_for(self, world_size: int = 1) -> Schedule:
         """The LR schedule over this run's steps."""
         steps = max(1, self.total_steps(world_size))
-        return Schedule(lr=self.lr, total_steps=steps, warmup_steps=min(steps, math.ceil(self.warmup_frac * steps)),
-                        kind=self.schedule, min_lr_ratio=self.min_lr_ratio, decay_frac=self.decay_frac)
+        return Schedule(
+            lr=self.lr,
+            total_steps=steps,
+            warmup_steps=min(steps, math.ceil(self.warmup_frac * steps)),
+            kind=self.schedule,
+            min_lr_ratio=self.min_lr_ratio,
+            decay_frac=self.decay_frac,
+        )
 
 
 @dataclass(frozen=True)
@@ -112,8 +128,10 @@ def default_device(local_rank: int = 0) -> torch.device:
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on 2-D (matrix/embedding) weights only, none on norms and biases."""
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps)
 
 
@@ -123,8 +141,10 @@ def _batches(stream: Iterator[torch.Tensor], n: int, seq_len: int) -> torch.Tens
         try:
             row = next(stream)
         except StopIteration:
-            raise RuntimeError(f"data stream ended after fewer sequences than the run needs "
-                               f"(a batch of {n} could not be filled); resolve the plan for >= the run's tokens") from None
+            raise RuntimeError(
+                f"data stream ended after fewer sequences than the run needs "
+                f"(a batch of {n} could not be filled); resolve the plan for >= the run's tokens"
+            ) from None
         if row.shape != (seq_len,):
             raise RuntimeError(f"data stream yielded shape {tuple(row.shape)}, expected ({seq_len},)")
         rows.append(row)
@@ -135,8 +155,11 @@ def _check_resume(meta: dict[str, Any], config: TrainConfig, world_size: int, pl
     saved, now = dict(meta["config"]), json.loads(json.dumps(asdict(config)))
     for key in RESUME_FREE_FIELDS:
         saved.pop(key, None), now.pop(key, None)
-    diffs = [f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}" for k in sorted(set(saved) | set(now))
-             if saved.get(k) != now.get(k)]
+    diffs = [
+        f"{k}: saved {saved.get(k)!r}, now {now.get(k)!r}"
+        for k in sorted(set(saved) | set(now))
+        if saved.get(k) != now.get(k)
+    ]
     saved_world = meta.get("world_size")
     if saved_world != world_size:
         # Elastic resume: another world size is fine when the global batch (and so every step's
@@ -145,13 +168,17 @@ def _check_resume(meta: dict[str, Any], config: TrainConfig, world_size: int, pl
         if saved_global == now_global:
             diffs = [d for d in diffs if not d.startswith(("batch_size:", "grad_accum:"))]
         else:
-            diffs.append(f"world_size: saved {saved_world}, now {world_size} (an elastic resume keeps the global batch "
-                         f"batch_size x world_size: {saved_global} saved, {now_global} now)")
+            diffs.append(
+                f"world_size: saved {saved_world}, now {world_size} (an elastic resume keeps the global batch "
+                f"batch_size x world_size: {saved_global} saved, {now_global} now)"
+            )
     if plan_id is not None and meta.get("plan_id") not in (None, plan_id):
         diffs.append(f"plan_id: saved {meta.get('plan_id')}, now {plan_id}")
     if diffs:
-        raise ProxyError(f"{where}: cannot resume, the run changed ({'; '.join(diffs)}); "
-                         "use a new --out or delete the training state")
+        raise ProxyError(
+            f"{where}: cannot resume, the run changed ({'; '.join(diffs)}); "
+            "use a new --out or delete the training state"
+        )
 
 
 def _gather(obj: Any, world_size: int) -> list[Any]:
@@ -170,9 +197,17 @@ def _trim_log(path: Path, last_step: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
-def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: TrainConfig, out_dir: str | os.PathLike,
-               *, export: Callable[[torch.nn.Module, int], Any] | None = None, plan_id: str | None = None,
-               device: torch.device | None = None, progress: bool = True) -> TrainResult:
+def train_loop(
+    model: torch.nn.Module,
+    data: Iterable[torch.Tensor],
+    config: TrainConfig,
+    out_dir: str | os.PathLike,
+    *,
+    export: Callable[[torch.nn.Module, int], Any] | None = None,
+    plan_id: str | None = None,
+    device: torch.device | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Train `model` in place on `data` for config.total_steps(world) steps; resume from out_dir's state.
 
     `data` yields LongTensors of shape (seq_len,) for this rank; when it has state_dict() /
@@ -217,8 +252,11 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
     if is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _trim_log(out_dir / LOG_FILE, start_step)
-    ddp = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if world > 1 and not fsdp else net
+    ddp = (
+        torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if world > 1 and not fsdp
+        else net
+    )
     # A budget is exported at the first step whose tokens reach it (the last step if it never does,
     # e.g. 10M at 4096 tokens/step ends at 9,998,336); folders keep the nominal budget in their name.
     budgets = {int(b): min(steps, math.ceil(int(b) / per_step)) for b in config.checkpoints if int(b) > 0}
@@ -226,8 +264,15 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     stream = iter(data)
     loss_value: float | None = None
-    bar = tqdm(total=steps, initial=start_step, disable=not (is_main and progress), unit="step", dynamic_ncols=True,
-               desc=out_dir.name, file=sys.stderr)
+    bar = tqdm(
+        total=steps,
+        initial=start_step,
+        disable=not (is_main and progress),
+        unit="step",
+        dynamic_ncols=True,
+        desc=out_dir.name,
+        file=sys.stderr,
+    )
     t0 = time.perf_counter()
     log = open(out_dir / LOG_FILE, "a") if is_main else None
     try:
@@ -238,16 +283,19 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
             batch = _batches(stream, config.batch_size, config.seq_len).to(device)
             total = torch.zeros((), device=device)
             for i in range(config.grad_accum):
-                x = batch[i * micro:(i + 1) * micro]
+                x = batch[i * micro : (i + 1) * micro]
                 sync = i == config.grad_accum - 1 or world == 1
                 if fsdp:
                     net.set_requires_gradient_sync(sync)
-                with (contextlib.nullcontext() if sync or fsdp else ddp.no_sync()), autocast:
+                with contextlib.nullcontext() if sync or fsdp else ddp.no_sync(), autocast:
                     loss = ddp(input_ids=x, labels=x).loss / config.grad_accum
                 loss.backward()
                 total += loss.detach()
-            grad_norm = fsdp_lib.full_norm(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)) \
-                if config.grad_clip > 0 else torch.zeros(())
+            grad_norm = (
+                fsdp_lib.full_norm(torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip))
+                if config.grad_clip > 0
+                else torch.zeros(())
+            )
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if world > 1:
@@ -259,8 +307,19 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
             elapsed = time.perf_counter() - t0
             tps = (step + 1 - start_step) * per_step / max(elapsed, 1e-9)
             if log is not None and ((step + 1) % config.log_every == 0 or step + 1 == steps):
-                log.write(json.dumps({"step": step + 1, "tokens": done, "loss": round(loss_value, 6), "lr": lr,
-                                      "grad_norm": round(float(grad_norm), 6), "tokens_per_s": round(tps, 1)}) + "\n")
+                log.write(
+                    json.dumps(
+                        {
+                            "step": step + 1,
+                            "tokens": done,
+                            "loss": round(loss_value, 6),
+                            "lr": lr,
+                            "grad_norm": round(float(grad_norm), 6),
+                            "tokens_per_s": round(tps, 1),
+                        }
+                    )
+                    + "\n"
+                )
                 log.flush()
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}", lr=f"{lr:.2e}")
@@ -278,9 +337,20 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
                     opt_state = fsdp_lib.full_optimizer_state(net, optimizer)
                     fsdp_lib.gather_into(net, model)
                 if is_main:
-                    save_training_state(state_dir, model, opt_state, {
-                        "step": step + 1, "tokens": done, "config": asdict(config), "world_size": world,
-                        "plan_id": plan_id, "data_state": data_state, "seed": config.seed})
+                    save_training_state(
+                        state_dir,
+                        model,
+                        opt_state,
+                        {
+                            "step": step + 1,
+                            "tokens": done,
+                            "config": asdict(config),
+                            "world_size": world,
+                            "plan_id": plan_id,
+                            "data_state": data_state,
+                            "seed": config.seed,
+                        },
+                    )
                 if world > 1:
                     dist.barrier()
     finally:
@@ -292,9 +362,15 @@ def train_loop(model: torch.nn.Module, data: Iterable[torch.Tensor], config: Tra
     if fsdp:
         fsdp_lib.gather_into(net, model)  # the caller's model (on rank 0) ends with the trained weights
     elapsed = time.perf_counter() - t0
-    return TrainResult(steps=steps, tokens=steps * per_step, resumed_from_step=start_step, final_loss=loss_value,
-                       elapsed_s=elapsed, tokens_per_s=(steps - start_step) * per_step / max(elapsed, 1e-9),
-                       parameters=sum(p.numel() for p in model.parameters()))
+    return TrainResult(
+        steps=steps,
+        tokens=steps * per_step,
+        resumed_from_step=start_step,
+        final_loss=loss_value,
+        elapsed_s=elapsed,
+        tokens_per_s=(steps - start_step) * per_step / max(elapsed, 1e-9),
+        parameters=sum(p.numel() for p in model.parameters()),
+    )
 
 
 def clear_training_state(out_dir: str | os.PathLike) -> None:

@@ -1,8 +1,10 @@
 """Learning-rate schedules: linear warmup, then cosine decay or WSD (warmup-stable-decay)."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 from proxy.errors import ProxyError
 
 SCHEDULES = ("cosine", "wsd", "constant")
@@ -27,8 +29,10 @@ class Schedule:
         if self.kind not in SCHEDULES:
             raise ProxyError(f"schedule: {self.kind!r} is not one of {', '.join(SCHEDULES)}")
         if self.total_steps < 1 or not 0 <= self.warmup_steps <= self.total_steps:
-            raise ProxyError(f"schedule: need 0 <= warmup_steps ({self.warmup_steps}) <= total_steps "
-                             f"({self.total_steps}) and total_steps >= 1")
+            raise ProxyError(
+                f"schedule: need 0 <= warmup_steps ({self.warmup_steps}) <= total_steps "
+                f"({self.total_steps}) and total_steps >= 1"
+            )
         if not 0.0 <= self.min_lr_ratio <= 1.0 or not 0.0 <= self.decay_frac <= 1.0:
             raise ProxyError("schedule: min_lr_ratio and decay_frac must lie in [0, 1]")
 

@@ -7,6 +7,7 @@ A state folder holds
   trainer.json           step, tokens, sampler state(s), config, plan id and param names
 It is written to a temporary folder and swapped in, so a kill leaves the previous state intact.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
+
 from corpus.errors import DemixError
 
 TRAINER_FILE = "trainer.json"
@@ -44,11 +46,17 @@ def apply_optimizer_state(model: torch.nn.Module, optimizer: torch.optim.Optimiz
     """Load name-keyed optimizer state into `optimizer` (plain or DDP-wrapped models)."""
     index = {name: i for i, name in enumerate(_param_names(getattr(model, "module", model)))}
     current = optimizer.state_dict()
-    optimizer.load_state_dict({"state": {index[n]: v for n, v in state.items()}, "param_groups": current["param_groups"]})
+    optimizer.load_state_dict(
+        {"state": {index[n]: v for n, v in state.items()}, "param_groups": current["param_groups"]}
+    )
 
 
-def save_training_state(folder: str | os.PathLike, model: torch.nn.Module,
-                        optimizer: torch.optim.Optimizer | OptimizerState, meta: dict[str, Any]) -> Path:
+def save_training_state(
+    folder: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | OptimizerState,
+    meta: dict[str, Any],
+) -> Path:
     """Write model, optimizer, RNG and `meta` (JSON-serialisable) to `folder`, atomically.
 
     `optimizer` is an optimizer of `model`'s parameters, or its state already keyed by parameter
@@ -114,8 +122,10 @@ def load_training_state(folder: str | os.PathLike, model: torch.nn.Module) -> di
     model = getattr(model, "module", model)
     names = _param_names(model)
     if meta["param_names"] != names:
-        diff = next((f"{a!r} vs {b!r}" for a, b in zip(meta["param_names"], names) if a != b),
-                    f"{len(meta['param_names'])} vs {len(names)} parameters")
+        diff = next(
+            (f"{a!r} vs {b!r}" for a, b in zip(meta["param_names"], names) if a != b),
+            f"{len(meta['param_names'])} vs {len(names)} parameters",
+        )
         raise TrainingStateError(f"{folder}: saved parameters do not match the model ({diff})")
     load_model(model, str(folder / "model.safetensors"), strict=True)
     rng = load_file(str(folder / "rng.safetensors"))

@@ -1,4 +1,5 @@
 """atomic_write: a file appears whole under its final name, or the old one stays; temporaries never linger."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The one config validator: every annotation kind, rules from field metadata, and the message shape."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,7 +50,8 @@ def _check(raw: Any) -> Settings:
 
 
 def test_valid_config_is_the_dataclass_with_clean_values():
-    s = _check(yaml.safe_load("""
+    s = _check(
+        yaml.safe_load("""
         tokens: 1,500M
         seed: 3
         fsdp: true
@@ -60,10 +62,20 @@ def test_valid_config_is_the_dataclass_with_clean_values():
         shares: {1: 0.5, code: 1}
         extra: {anything: [1, 2]}
         batch-size: 32
-    """))
-    assert s == Settings(tokens=1_500_000_000, seed=3, fsdp=True, out=Path("runs/x"), tags=("smoke",),
-                         optim=Optim(lr=6e-4, schedule="wsd"), budgets=(Budget("a", 2_000_000), Budget("b", 5)),
-                         shares={"1": 0.5, "code": 1.0}, extra={"anything": [1, 2]}, batch=32)
+    """)
+    )
+    assert s == Settings(
+        tokens=1_500_000_000,
+        seed=3,
+        fsdp=True,
+        out=Path("runs/x"),
+        tags=("smoke",),
+        optim=Optim(lr=6e-4, schedule="wsd"),
+        budgets=(Budget("a", 2_000_000), Budget("b", 5)),
+        shares={"1": 0.5, "code": 1.0},
+        extra={"anything": [1, 2]},
+        batch=32,
+    )
     assert isinstance(s.optim.lr, float) and isinstance(s.shares["code"], float)  # 6e-4 came as a string from YAML
 
 
@@ -72,38 +84,48 @@ def test_defaults_and_null_sections():
     assert s == Settings(tokens=7)
 
 
-@pytest.mark.parametrize("raw,expected", [
-    ({}, "train.tokens: is required"),
-    ({"tokens": None}, "train.tokens: is required"),
-    ({"tokens": "1,5T"}, "train.tokens: '1,5T': a comma may only separate thousands"),
-    ({"tokens": 1, "seed": -1}, "train.seed: -1: expected an integer >= 0"),
-    ({"tokens": 1, "seed": True}, "train.seed: True: expected an integer >= 0"),
-    ({"tokens": 1, "seed": 1.0}, "train.seed: 1.0: expected an integer >= 0"),
-    ({"tokens": 1, "fsdp": "yes"}, "train.fsdp: 'yes': expected true or false"),
-    ({"tokens": 1, "fsdp": 0}, "train.fsdp: 0: expected true or false"),
-    ({"tokens": 1, "out": 3}, "train.out: 3: expected a string"),
-    ({"tokens": 1, "tags": [1]}, "train.tags[0]: 1: expected a string"),
-    ({"tokens": 1, "tags": {"a": 1}}, "train.tags: {'a': 1}: expected a list of strings"),
-    ({"tokens": 1, "optim": {"lr": 0}}, "train.optim.lr: 0: expected a number > 0"),
-    ({"tokens": 1, "optim": {"lr": float("inf")}}, "train.optim.lr: inf: expected a number > 0 (finite)"),
-    ({"tokens": 1, "optim": {"lr": "fast"}}, "train.optim.lr: 'fast': expected a number > 0"),
-    ({"tokens": 1, "optim": {"lr": True}}, "train.optim.lr: True: expected a number > 0"),
-    ({"tokens": 1, "optim": {"warmup": 1}}, "train.optim.warmup: 1: expected a number in [0, 1)"),
-    ({"tokens": 1, "optim": {"schedule": "linear"}}, "train.optim.schedule: 'linear': expected one of cosine, wsd"),
-    ({"tokens": 1, "optim": {"momentum": 0.9}},
-     "train.optim.momentum: unknown key; allowed keys are lr, schedule, warmup"),
-    ({"tokens": 1, "optim": "adam"}, "train.optim: 'adam': expected a mapping with keys lr, schedule, warmup"),
-    ({"tokens": 1, "budgets": [{"name": "a", "tokens": "1M"}, {"name": "b", "tokens": 0}]},
-     "train.budgets[1].tokens: 0: expected an integer >= 1"),
-    ({"tokens": 1, "budgets": [{"tokens": 5}]}, "train.budgets[0].name: is required"),
-    ({"tokens": 1, "shares": {"code": 2}}, "train.shares.code: 2: expected a number in [0, 1]"),
-    ({"tokens": 1, "shares": [0.5]}, "train.shares: [0.5]: expected a mapping"),
-    ({"tokens": 1, "run_id": "x"}, "train.run_id: unknown key"),       # internal fields are not config keys
-    ({"tokens": 1, "batch": 4}, "train.batch: unknown key; allowed keys are tokens, seed, fsdp, out, tags, optim, "
-                                "budgets, shares, extra, batch-size"),
-    ({"tokens": 1, "batch-size": 0}, "train.batch-size: 0: expected an integer >= 1"),
-    ([1, 2], "train: [1, 2]: expected a mapping with keys tokens,"),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        ({}, "train.tokens: is required"),
+        ({"tokens": None}, "train.tokens: is required"),
+        ({"tokens": "1,5T"}, "train.tokens: '1,5T': a comma may only separate thousands"),
+        ({"tokens": 1, "seed": -1}, "train.seed: -1: expected an integer >= 0"),
+        ({"tokens": 1, "seed": True}, "train.seed: True: expected an integer >= 0"),
+        ({"tokens": 1, "seed": 1.0}, "train.seed: 1.0: expected an integer >= 0"),
+        ({"tokens": 1, "fsdp": "yes"}, "train.fsdp: 'yes': expected true or false"),
+        ({"tokens": 1, "fsdp": 0}, "train.fsdp: 0: expected true or false"),
+        ({"tokens": 1, "out": 3}, "train.out: 3: expected a string"),
+        ({"tokens": 1, "tags": [1]}, "train.tags[0]: 1: expected a string"),
+        ({"tokens": 1, "tags": {"a": 1}}, "train.tags: {'a': 1}: expected a list of strings"),
+        ({"tokens": 1, "optim": {"lr": 0}}, "train.optim.lr: 0: expected a number > 0"),
+        ({"tokens": 1, "optim": {"lr": float("inf")}}, "train.optim.lr: inf: expected a number > 0 (finite)"),
+        ({"tokens": 1, "optim": {"lr": "fast"}}, "train.optim.lr: 'fast': expected a number > 0"),
+        ({"tokens": 1, "optim": {"lr": True}}, "train.optim.lr: True: expected a number > 0"),
+        ({"tokens": 1, "optim": {"warmup": 1}}, "train.optim.warmup: 1: expected a number in [0, 1)"),
+        ({"tokens": 1, "optim": {"schedule": "linear"}}, "train.optim.schedule: 'linear': expected one of cosine, wsd"),
+        (
+            {"tokens": 1, "optim": {"momentum": 0.9}},
+            "train.optim.momentum: unknown key; allowed keys are lr, schedule, warmup",
+        ),
+        ({"tokens": 1, "optim": "adam"}, "train.optim: 'adam': expected a mapping with keys lr, schedule, warmup"),
+        (
+            {"tokens": 1, "budgets": [{"name": "a", "tokens": "1M"}, {"name": "b", "tokens": 0}]},
+            "train.budgets[1].tokens: 0: expected an integer >= 1",
+        ),
+        ({"tokens": 1, "budgets": [{"tokens": 5}]}, "train.budgets[0].name: is required"),
+        ({"tokens": 1, "shares": {"code": 2}}, "train.shares.code: 2: expected a number in [0, 1]"),
+        ({"tokens": 1, "shares": [0.5]}, "train.shares: [0.5]: expected a mapping"),
+        ({"tokens": 1, "run_id": "x"}, "train.run_id: unknown key"),  # internal fields are not config keys
+        (
+            {"tokens": 1, "batch": 4},
+            "train.batch: unknown key; allowed keys are tokens, seed, fsdp, out, tags, optim, "
+            "budgets, shares, extra, batch-size",
+        ),
+        ({"tokens": 1, "batch-size": 0}, "train.batch-size: 0: expected an integer >= 1"),
+        ([1, 2], "train: [1, 2]: expected a mapping with keys tokens,"),
+    ],
+)
 def test_bad_values_name_where_key_path_and_value(raw, expected):
     with pytest.raises(ConfigError) as err:
         _check(raw)

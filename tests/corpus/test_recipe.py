@@ -47,54 +47,62 @@ def relocate(locations):
     return lambda d: d["sources"][0].update(locations=locations) or d["sources"][0].pop("location")
 
 
-@pytest.mark.parametrize("mutate,expected", [
-    (src(1, tier="hgh"), "sources[1].tier: 'hgh': expected one of high, medium-high, medium, low"),
-    (src(0, format="csv"), "sources[0].format: 'csv': expected one of jsonl,"),
-    (lambda d: d["sources"][0].pop("domain"), "sources[0].domain: is required"),
-    (src(0, colour="red"), "sources[0].colour: unknown key; allowed keys are name, domain"),
-    (src(1, name="a"), "sources[1].name: 'a': repeats sources[0].name"),
-    (src(1, name="../x"), "sources[1].name: '../x': must use letters, digits"),
-    (src(0, stages={"9": "1B"}), "sources[0].stages.9: unknown stage"),
-    (src(0, available_tokens="lots"), "sources[0].available_tokens: 'lots': cannot parse"),
-    (src(0, available_tokens="1,5T"), "sources[0].available_tokens: '1,5T': a comma may only"),
-    (src(0, available_tokens=float("inf")), "sources[0].available_tokens: inf: expected a finite"),
-    (src(0, available_tokens="1e400"), "sources[0].available_tokens: '1e400': more than"),
-    (src(0, stages={"1": "-1"}), "sources[0].stages.1: '-1': expected a number of tokens >= 0"),
-    (lambda d: d["stages"][0].update(target="1.5"), "stages[0].target: '1.5': not a whole number"),
-    (lambda d: d["stages"][0].update(target=float("nan")), "stages[0].target: nan: expected a finite"),
-    (lambda d: d["stages"].append({"name": "1", "target": "1M"}), "stages[1].name: '1': repeats stages[0].name"),
-    (top(tokenizer={"path": "x.json", "hub": "y"}), "tokenizer: give exactly one of"),
-    (top(tokenizer={"train": {"vocab_size": 100}}), "tokenizer.train.vocab_size: 100: expected an integer >= 259"),
-    (top(tokenizer={"train": {"vocab_size": "512"}}), "tokenizer.train.vocab_size: '512': expected an integer"),
-    (top(tokenizer={"train": {"vocab_size": 512, "size": 3}}),
-     "tokenizer.train.size: unknown key; allowed keys are vocab_size, sample_docs"),
-    (src(0, location="${nope}/x.jsonl"), "sources[0].locations[0]: '${nope}/x.jsonl': unknown placeholder"),
-    (src(0, location="builtin:poetry", format="builtin"), "'builtin:poetry': expected one of builtin:math"),
-    (src(0, location="data/x.csv"), "sources[0].format: cannot infer the format of 'data/x.csv'"),
-    (relocate([]), "sources[0].locations: []: expected at least 1 item"),
-    (relocate(["a.jsonl", 3]), "sources[0].locations[1]: 3: expected a string"),
-    (src(0, weight=-1), "sources[0].weight: -1: expected a number >= 0"),
-    (src(0, text_field=""), "sources[0].text_field: '': expected a non-empty string"),
-    (src(0, params=["x"]), "sources[0].params: ['x']: expected a mapping"),
-    (top(validation_fraction=0.9), "validation_fraction: 0.9: expected a number in [0, 0.5]"),
-    (top(colour="red"), "colour: unknown key; allowed keys are name, sources, tokenizer, stages,"),
-    # issue 11: sections that went unchecked into their dataclasses
-    (top(dedup={"ngram": 0}), "dedup.ngram: 0: expected an integer >= 1"),
-    (top(dedup={"threshold": 7}), "dedup.threshold: 7: expected a number in (0, 1]"),
-    (top(dedup={"threshold": 0}), "dedup.threshold: 0: expected a number in (0, 1]"),
-    (top(dedup={"ngram": "thirteen"}), "dedup.ngram: 'thirteen': expected an integer >= 1"),
-    (top(dedup={"ngram": 5.0}), "dedup.ngram: 5.0: expected an integer >= 1"),
-    (top(dedup={"exact": 1}), "dedup.exact: 1: expected true or false"),
-    (top(dedup={"bands": 4}), "dedup.bands: unknown key; allowed keys are exact, minhash, num_buckets, "
-                              "hashes_per_bucket, ngram, threshold"),
-    (top(dedup=[1]), "dedup: [1]: expected a mapping with keys exact, minhash"),
-    (top(decontamination={"enabled": "no"}), "decontamination.enabled: 'no': expected true or false"),
-    (top(decontamination={"ngram": -3}), "decontamination.ngram: -3: expected an integer >= 1"),
-    (top(decontamination={"extra_paths": [1]}), "decontamination.extra_paths[0]: 1: expected a string"),
-    (top(language={"languages": []}), "language.languages: []: expected at least 1 item"),
-    (top(language={"threshold": 1.5}), "language.threshold: 1.5: expected a number in [0, 1]"),
-    (top(language={"threshold": ".nan"}), "language.threshold: '.nan': expected a number in [0, 1]"),
-])
+@pytest.mark.parametrize(
+    "mutate,expected",
+    [
+        (src(1, tier="hgh"), "sources[1].tier: 'hgh': expected one of high, medium-high, medium, low"),
+        (src(0, format="csv"), "sources[0].format: 'csv': expected one of jsonl,"),
+        (lambda d: d["sources"][0].pop("domain"), "sources[0].domain: is required"),
+        (src(0, colour="red"), "sources[0].colour: unknown key; allowed keys are name, domain"),
+        (src(1, name="a"), "sources[1].name: 'a': repeats sources[0].name"),
+        (src(1, name="../x"), "sources[1].name: '../x': must use letters, digits"),
+        (src(0, stages={"9": "1B"}), "sources[0].stages.9: unknown stage"),
+        (src(0, available_tokens="lots"), "sources[0].available_tokens: 'lots': cannot parse"),
+        (src(0, available_tokens="1,5T"), "sources[0].available_tokens: '1,5T': a comma may only"),
+        (src(0, available_tokens=float("inf")), "sources[0].available_tokens: inf: expected a finite"),
+        (src(0, available_tokens="1e400"), "sources[0].available_tokens: '1e400': more than"),
+        (src(0, stages={"1": "-1"}), "sources[0].stages.1: '-1': expected a number of tokens >= 0"),
+        (lambda d: d["stages"][0].update(target="1.5"), "stages[0].target: '1.5': not a whole number"),
+        (lambda d: d["stages"][0].update(target=float("nan")), "stages[0].target: nan: expected a finite"),
+        (lambda d: d["stages"].append({"name": "1", "target": "1M"}), "stages[1].name: '1': repeats stages[0].name"),
+        (top(tokenizer={"path": "x.json", "hub": "y"}), "tokenizer: give exactly one of"),
+        (top(tokenizer={"train": {"vocab_size": 100}}), "tokenizer.train.vocab_size: 100: expected an integer >= 259"),
+        (top(tokenizer={"train": {"vocab_size": "512"}}), "tokenizer.train.vocab_size: '512': expected an integer"),
+        (
+            top(tokenizer={"train": {"vocab_size": 512, "size": 3}}),
+            "tokenizer.train.size: unknown key; allowed keys are vocab_size, sample_docs",
+        ),
+        (src(0, location="${nope}/x.jsonl"), "sources[0].locations[0]: '${nope}/x.jsonl': unknown placeholder"),
+        (src(0, location="builtin:poetry", format="builtin"), "'builtin:poetry': expected one of builtin:math"),
+        (src(0, location="data/x.csv"), "sources[0].format: cannot infer the format of 'data/x.csv'"),
+        (relocate([]), "sources[0].locations: []: expected at least 1 item"),
+        (relocate(["a.jsonl", 3]), "sources[0].locations[1]: 3: expected a string"),
+        (src(0, weight=-1), "sources[0].weight: -1: expected a number >= 0"),
+        (src(0, text_field=""), "sources[0].text_field: '': expected a non-empty string"),
+        (src(0, params=["x"]), "sources[0].params: ['x']: expected a mapping"),
+        (top(validation_fraction=0.9), "validation_fraction: 0.9: expected a number in [0, 0.5]"),
+        (top(colour="red"), "colour: unknown key; allowed keys are name, sources, tokenizer, stages,"),
+        # issue 11: sections that went unchecked into their dataclasses
+        (top(dedup={"ngram": 0}), "dedup.ngram: 0: expected an integer >= 1"),
+        (top(dedup={"threshold": 7}), "dedup.threshold: 7: expected a number in (0, 1]"),
+        (top(dedup={"threshold": 0}), "dedup.threshold: 0: expected a number in (0, 1]"),
+        (top(dedup={"ngram": "thirteen"}), "dedup.ngram: 'thirteen': expected an integer >= 1"),
+        (top(dedup={"ngram": 5.0}), "dedup.ngram: 5.0: expected an integer >= 1"),
+        (top(dedup={"exact": 1}), "dedup.exact: 1: expected true or false"),
+        (
+            top(dedup={"bands": 4}),
+            "dedup.bands: unknown key; allowed keys are exact, minhash, num_buckets, "
+            "hashes_per_bucket, ngram, threshold",
+        ),
+        (top(dedup=[1]), "dedup: [1]: expected a mapping with keys exact, minhash"),
+        (top(decontamination={"enabled": "no"}), "decontamination.enabled: 'no': expected true or false"),
+        (top(decontamination={"ngram": -3}), "decontamination.ngram: -3: expected an integer >= 1"),
+        (top(decontamination={"extra_paths": [1]}), "decontamination.extra_paths[0]: 1: expected a string"),
+        (top(language={"languages": []}), "language.languages: []: expected at least 1 item"),
+        (top(language={"threshold": 1.5}), "language.threshold: 1.5: expected a number in [0, 1]"),
+        (top(language={"threshold": ".nan"}), "language.threshold: '.nan': expected a number in [0, 1]"),
+    ],
+)
 def test_bad_recipes_name_file_key_and_value(tmp_path, mutate, expected):
     data = copy.deepcopy(BASE)
     mutate(data)
@@ -119,7 +127,7 @@ def test_sections_keep_their_values_and_yaml_forms(tmp_path):
     data["dedup"] = {"ngram": 7, "threshold": 1, "minhash": False}
     data["decontamination"] = {"enabled": False, "extra_paths": ["a.jsonl", "b.jsonl"]}
     data["language"] = {"threshold": "5e-1", "languages": ["en", "de"]}  # PyYAML reads 5e-1 as a string
-    data["stages"] = [{"name": 1, "target": "1,500M"}]                  # YAML reads `name: 1` as an int
+    data["stages"] = [{"name": 1, "target": "1,500M"}]  # YAML reads `name: 1` as an int
     data["sources"][0]["stages"] = {1: "6M"}
     data["sources"][0]["candidate"] = None
     recipe, _ = _load(tmp_path, data)
@@ -161,6 +169,7 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_placeholders_expand(tmp_path):
     import sysconfig
+
     data = copy.deepcopy(BASE)
     data["sources"][1]["location"] = "${stdlib}/json/*.py"
     recipe, _ = _load(tmp_path, data)
@@ -186,8 +195,14 @@ def test_demix_corpora_recipe_matches_paper_totals():
             candidates[s.candidate] = candidates.get(s.candidate, 0) + s.available_tokens
     # docs/method.md: the 7 search candidates and their sizes (billions).
     assert {k: v // 10**9 for k, v in candidates.items()} == {
-        "general_target": 2236, "math_very_high": 284, "math_high": 69, "math_medium": 100,
-        "code_very_high": 51, "code_high": 141, "code_medium": 633}
+        "general_target": 2236,
+        "math_very_high": 284,
+        "math_high": 69,
+        "math_medium": 100,
+        "code_very_high": 51,
+        "code_high": 141,
+        "code_medium": 633,
+    }
     fineweb = recipe.source("fineweb_edu")
     assert sum(fineweb.stages.values()) / fineweb.available_tokens == pytest.approx(1216 / 199)
 
@@ -205,7 +220,9 @@ def test_source_url_is_an_optional_checked_link_outside_the_config_hash(tmp_path
     assert recipe.source("b").url is None
     assert recipe.config_hash() == _load(tmp_path, BASE)[0].config_hash()  # a link rebuilds nothing
     with_url["sources"][1]["url"] = "huggingface.co/datasets/x"
-    with pytest.raises(RecipeError, match=r"r\.yaml: sources\[1\]\.url: 'huggingface\.co/datasets/x': expected an http"):
+    with pytest.raises(
+        RecipeError, match=r"r\.yaml: sources\[1\]\.url: 'huggingface\.co/datasets/x': expected an http"
+    ):
         _load(tmp_path, with_url)
     corpora = load_recipe("demix_corpora")
     assert corpora.source("fineweb_edu").url == "https://huggingface.co/datasets/HuggingFaceFW/fineweb-edu"
@@ -214,9 +231,14 @@ def test_source_url_is_an_optional_checked_link_outside_the_config_hash(tmp_path
 
 def test_dedup_scope_confirm_and_memory_budget():
     from corpus import parse_recipe
-    base = {"name": "r", "tokenizer": {"train": {"vocab_size": 384}},
-            "sources": [{"name": "a", "domain": "general", "tier": "high", "location": "builtin:math",
-                         "format": "builtin"}]}
+
+    base = {
+        "name": "r",
+        "tokenizer": {"train": {"vocab_size": 384}},
+        "sources": [
+            {"name": "a", "domain": "general", "tier": "high", "location": "builtin:math", "format": "builtin"}
+        ],
+    }
     r = parse_recipe({**base, "dedup": {"scope": "corpus", "confirm": False, "max_memory_mb": 64}}, file="r.yaml")
     assert (r.dedup.scope, r.dedup.confirm, r.dedup.max_memory_mb) == ("corpus", False, 64)
     with pytest.raises(RecipeError, match=r"r.yaml: dedup.scope: 'everything'"):

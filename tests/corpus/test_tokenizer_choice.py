@@ -2,6 +2,7 @@
 
 Every tokenizer folder is made here with the library's own train_bpe/save_tokenizer; nothing downloads.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,20 +52,29 @@ def test_local_folder_takes_eos_from_its_config_and_its_hash_enters_the_config_h
 def test_missing_tokenizer_json_or_eos_outside_the_vocabulary_is_refused_naming_key_and_file(tok_folder, tmp_path):
     empty = tmp_path / "empty-tok"
     empty.mkdir()
-    with pytest.raises(RecipeError, match=rf"^r\.yaml: tokenizer\.path: '{empty}': {empty}/tokenizer\.json: no tokenizer\.json"):
+    with pytest.raises(
+        RecipeError, match=rf"^r\.yaml: tokenizer\.path: '{empty}': {empty}/tokenizer\.json: no tokenizer\.json"
+    ):
         _recipe({"path": str(empty)}, tmp_path)
-    with pytest.raises(RecipeError, match=rf"^r\.yaml: tokenizer\.eos_token: '<\|im_end\|>': is not in the vocabulary of "
-                                          rf"{tok_folder}/tokenizer\.json"):
+    with pytest.raises(
+        RecipeError,
+        match=rf"^r\.yaml: tokenizer\.eos_token: '<\|im_end\|>': is not in the vocabulary of "
+        rf"{tok_folder}/tokenizer\.json",
+    ):
         _recipe({"path": str(tok_folder), "eos_token": "<|im_end|>"}, tmp_path)
     bad_config = tmp_path / "bad-config"
     save_tokenizer(train_bpe(TEXTS, 300), bad_config)  # vocabulary holds <|endoftext|> only
     cfg = json.loads((bad_config / "tokenizer_config.json").read_text())
     (bad_config / "tokenizer_config.json").write_text(json.dumps({**cfg, "eos_token": {"content": "<eos>"}}))
-    with pytest.raises(RecipeError, match=r"tokenizer\.eos_token: '<eos>': \(the eos_token of .*bad-config/tokenizer_config"):
+    with pytest.raises(
+        RecipeError, match=r"tokenizer\.eos_token: '<eos>': \(the eos_token of .*bad-config/tokenizer_config"
+    ):
         _recipe({"path": str(bad_config)}, tmp_path)
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "tokenizer.json").write_text("{not json")
-    with pytest.raises(RecipeError, match=r"tokenizer\.path: .*broken/tokenizer\.json: not a tokenizers tokenizer\.json"):
+    with pytest.raises(
+        RecipeError, match=r"tokenizer\.path: .*broken/tokenizer\.json: not a tokenizers tokenizer\.json"
+    ):
         _recipe({"path": str(tmp_path / "broken")}, tmp_path)
     with pytest.raises(RecipeError, match=r"tokenizer\.revision: applies to tokenizer\.hub only"):
         _recipe({"path": str(tok_folder), "revision": "main"}, tmp_path)
@@ -120,8 +130,13 @@ def test_hub_id_resolves_through_hf_hub_download_from_the_local_cache(tok_folder
 def _prepared(folder: Path, n_per_source: int, tasks: int = 2, sources=("web", "code")) -> dict[str, list[str]]:
     """Prepared parts (the library's own writer, `tasks` tasks, small parts) of n documents per source."""
     rng = random.Random(0)
-    by_source = {s: [f"{s} ß{i} " + " ".join(rng.choice("abcdefgh") * rng.randint(1, 9) for _ in range(20))
-                     for i in range(n_per_source)] for s in sources}
+    by_source = {
+        s: [
+            f"{s} ß{i} " + " ".join(rng.choice("abcdefgh") * rng.randint(1, 9) for _ in range(20))
+            for i in range(n_per_source)
+        ]
+        for s in sources
+    }
     for rank in range(tasks):
         docs = [d for s in sources for d in ListReader(by_source[s], s).run(rank=rank, world_size=tasks)]
         list(PreparedWriter(str(folder), part_docs=40).run(DedupSignature(DedupConfig()).run(iter(docs)), rank=rank))

@@ -1,4 +1,5 @@
 """read_corpus_meta: the manifest's meta table as one typed record, with one error for a missing key."""
+
 from __future__ import annotations
 
 import pytest
@@ -15,8 +16,16 @@ def test_tiny_corpus_meta_is_typed(tiny_corpus):
 
 
 def test_write_and_read_back_equal_with_an_open_connection(tmp_path):
-    meta = CorpusMeta(tokenizer_path="tok", tokenizer_name="bpé π", eos_token="</s>", eos_id=2, vocab_size=384,
-                      recipe_name="r", config_hash="h", extra={"recipe": '{"note": "漢"}'})
+    meta = CorpusMeta(
+        tokenizer_path="tok",
+        tokenizer_name="bpé π",
+        eos_token="</s>",
+        eos_id=2,
+        vocab_size=384,
+        recipe_name="r",
+        config_hash="h",
+        extra={"recipe": '{"note": "漢"}'},
+    )
     with open_manifest(tmp_path) as con:
         set_meta(con, meta.to_values())
         back = read_corpus_meta(con)  # a writer's own connection: no second (read-only) open

@@ -20,6 +20,7 @@ def test_tiny_corpus_manifest_sums_equal_parquet(tiny_corpus):
 
 def test_registration_is_idempotent(tiny_corpus, tmp_path):
     import shutil
+
     root = tmp_path / "copy"
     shutil.copytree(tiny_corpus, root)
     before = len(list_shards(root)) + len(list_shards(root, split="validation"))

@@ -102,8 +102,9 @@ def test_an_empty_corpus_is_reported_not_a_crash(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["checked"] == 0
 
 
-@pytest.mark.parametrize("argv", [[], ["query", "--db", "x"], ["query", "--db", "x", "SELECT 1", "--format", "xml"],
-                                  ["no-such-command"]])
+@pytest.mark.parametrize(
+    "argv", [[], ["query", "--db", "x"], ["query", "--db", "x", "SELECT 1", "--format", "xml"], ["no-such-command"]]
+)
 def test_usage_errors_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)

@@ -1,4 +1,5 @@
 """`manifests query` runs reads only: every write, file access outside the corpus and extension is refused."""
+
 from __future__ import annotations
 
 import json
@@ -109,20 +110,26 @@ def test_refusal_happens_before_any_statement_runs(corpus, sql, named):
 
 
 def test_the_connection_is_locked_down(corpus):
-    cols, rows = run_query(corpus, "SELECT current_setting('enable_external_access'), current_setting('lock_configuration'), "
-                                   "current_setting('autoinstall_known_extensions'), "
-                                   "current_setting('autoload_known_extensions'), current_setting('allowed_directories')")
+    cols, rows = run_query(
+        corpus,
+        "SELECT current_setting('enable_external_access'), current_setting('lock_configuration'), "
+        "current_setting('autoinstall_known_extensions'), "
+        "current_setting('autoload_known_extensions'), current_setting('allowed_directories')",
+    )
     external, locked, autoinstall, autoload, allowed = rows[0]
     assert (external, locked, autoinstall, autoload) == (False, True, False, False)
     assert sorted(allowed) == sorted(f"{corpus.resolve() / d}/" for d in ("shards", "validation"))
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT count(*) AS n FROM shards",
-    "FROM shards SELECT count(*) AS n",
-    "WITH s AS (SELECT * FROM shards) SELECT count(*) AS n FROM s",
-    "SELECT sum(n_shards) AS n FROM tokens_by_source",  # a view (train only) plus the validation shards below
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) AS n FROM shards",
+        "FROM shards SELECT count(*) AS n",
+        "WITH s AS (SELECT * FROM shards) SELECT count(*) AS n FROM s",
+        "SELECT sum(n_shards) AS n FROM tokens_by_source",  # a view (train only) plus the validation shards below
+    ],
+)
 def test_reads_on_tables_and_views_still_work(corpus, capsys, sql):
     expected = len(list_shards(corpus)) + (0 if "tokens_by_source" in sql else len(list_shards(corpus, "validation")))
     assert main(["query", "--db", str(corpus), sql, "--format", "json"]) == 0
@@ -141,12 +148,15 @@ def test_reporting_statements_and_shard_reads_work(corpus):
     assert rows == [(t.num_rows, sum(t.column("n_tokens").to_pylist()))] == [(shard["n_docs"], shard["n_tokens"])]
 
 
-@pytest.mark.parametrize("sql,named", [
-    ("SELEC 1", "syntax error"),
-    ("SELECT no_such_column FROM shards", "no_such_column"),
-    ("SELECT * FROM no_such_table", "no_such_table"),
-    ("", "no statement"),
-])
+@pytest.mark.parametrize(
+    "sql,named",
+    [
+        ("SELEC 1", "syntax error"),
+        ("SELECT no_such_column FROM shards", "no_such_column"),
+        ("SELECT * FROM no_such_table", "no_such_table"),
+        ("", "no statement"),
+    ],
+)
 def test_sql_errors_are_one_line(corpus, capsys, sql, named):
     assert main(["query", "--db", str(corpus), sql]) == 1
     assert named in one_line_error(capsys.readouterr().err)

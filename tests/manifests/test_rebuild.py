@@ -1,4 +1,5 @@
 """`manifests rebuild` re-scans the shards and loses nothing else: meta, sources, step stats, mixtures, plans."""
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,27 @@ CARRIED = [t for t in TABLES if t != "shards"]  # every table of the schema; sha
 @pytest.fixture()
 def corpus(tiny_corpus, tmp_path):
     """The tiny corpus in a folder whose name has a quote, with rows in every table a build and a search write."""
-    root = tmp_path / "bob's \"corpus\""
+    root = tmp_path / 'bob\'s "corpus"'
     shutil.copytree(tiny_corpus, root)
     with open_manifest(root) as con:
-        register_step_stats(con, [
-            {"source": "gen_a", "step": "dedup", "docs_in": 400, "docs_out": 390, "reason": "exact", "count": 10},
-            {"source": "math_a", "step": "filter", "docs_in": 400, "docs_out": 399, "reason": "too_short", "count": 1},
-        ])
+        register_step_stats(
+            con,
+            [
+                {"source": "gen_a", "step": "dedup", "docs_in": 400, "docs_out": 390, "reason": "exact", "count": 10},
+                {
+                    "source": "math_a",
+                    "step": "filter",
+                    "docs_in": 400,
+                    "docs_out": 399,
+                    "reason": "too_short",
+                    "count": 1,
+                },
+            ],
+        )
         register_mixture(con, "best", "candidate", {"general": 0.25, "code_a": 0.75}, "demix", score=1.5)
-        register_plan(con, "plan-1", [{"source": "gen_a", "allotted_tokens": 1000, "available_tokens": 800,
-                                       "epochs": 1.25}])
+        register_plan(
+            con, "plan-1", [{"source": "gen_a", "allotted_tokens": 1000, "available_tokens": 800, "epochs": 1.25}]
+        )
         set_meta(con, {"recipe": {"name": "tiny", "note": "é π 漢"}})
     return root
 

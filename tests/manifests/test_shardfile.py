@@ -1,4 +1,5 @@
 """The token shard format's one owner: ShardMeta round-trips through a written shard's footer."""
+
 from __future__ import annotations
 
 import pyarrow as pa
@@ -6,18 +7,33 @@ import pyarrow.parquet as pq
 import pytest
 
 from manifests import (
-    SHARD_METADATA_KEYS, SHARD_SCHEMA, ManifestError, ShardMeta, read_shard_record, shard_path, shard_table,
+    SHARD_METADATA_KEYS,
+    SHARD_SCHEMA,
+    ManifestError,
+    ShardMeta,
+    read_shard_record,
+    shard_path,
+    shard_table,
     write_shard_atomic,
 )
 
-FULL = ShardMeta(source="gen_a", split="validation", domain="general", tier="high", candidate="general",
-                 tokenizer="bpé-π", tokenizer_hash="ab12", config_hash="cd34")
+FULL = ShardMeta(
+    source="gen_a",
+    split="validation",
+    domain="general",
+    tier="high",
+    candidate="general",
+    tokenizer="bpé-π",
+    tokenizer_hash="ab12",
+    config_hash="cd34",
+)
 
 
 def write(root, meta: ShardMeta, texts=("café au lait", "数据混合")) -> str:
     path = shard_path(root, meta.source, meta.split, 0, 0)
-    write_shard_atomic(shard_table([f"d{i}" for i in range(len(texts))], list(texts),
-                                   [[1, 2, 3]] * len(texts), meta), path)
+    write_shard_atomic(
+        shard_table([f"d{i}" for i in range(len(texts))], list(texts), [[1, 2, 3]] * len(texts), meta), path
+    )
     return path
 
 
@@ -50,6 +66,12 @@ def test_not_a_token_shard_names_the_file(tmp_path):
 
 def test_shard_record_reads_the_footer(tmp_path):
     rec = read_shard_record(write(tmp_path, FULL), tmp_path)
-    assert (rec.source, rec.split, rec.tokenizer, rec.config_hash, rec.n_docs, rec.n_tokens) == \
-        ("gen_a", "validation", "bpé-π", "cd34", 2, 6)
+    assert (rec.source, rec.split, rec.tokenizer, rec.config_hash, rec.n_docs, rec.n_tokens) == (
+        "gen_a",
+        "validation",
+        "bpé-π",
+        "cd34",
+        2,
+        6,
+    )
     assert rec.path == "validation/gen_a/00000_00000.parquet"

@@ -1,4 +1,5 @@
 """Mixer fixtures: plans over the shared tiny corpus, and a writable copy of that corpus."""
+
 from __future__ import annotations
 
 import shutil

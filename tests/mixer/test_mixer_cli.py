@@ -1,4 +1,5 @@
 """The `mixer` CLI: resolve/sample outputs, JSON mode, exit codes, errors that name the field."""
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,37 @@ def test_help_shows_examples(capsys):
 
 
 def test_resolve_recipe_json_and_units(tmp_path, capsys):
-    assert main(["resolve", "--recipe", "corpus/recipes/demix_corpora.yaml", "--target", "22T", "--json",
-                 "--out", str(tmp_path / "a.json")]) == 0
+    assert (
+        main(
+            [
+                "resolve",
+                "--recipe",
+                "corpus/recipes/demix_corpora.yaml",
+                "--target",
+                "22T",
+                "--json",
+                "--out",
+                str(tmp_path / "a.json"),
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     assert data["target_tokens"] == 22 * 10**12 == sum(s["allotted_tokens"] for s in data["sources"])
-    assert main(["resolve", "--recipe", "corpus/recipes/demix_corpora.yaml", "--target", "22000B",
-                 "--out", str(tmp_path / "b.json")]) == 0
+    assert (
+        main(
+            [
+                "resolve",
+                "--recipe",
+                "corpus/recipes/demix_corpora.yaml",
+                "--target",
+                "22000B",
+                "--out",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     assert Plan.load(tmp_path / "a.json").plan_id == Plan.load(tmp_path / "b.json").plan_id
     capsys.readouterr()
     with pytest.raises(SystemExit) as e:
@@ -31,9 +57,23 @@ def test_resolve_recipe_json_and_units(tmp_path, capsys):
 
 def test_resolve_mixture_records_and_refuses_overwrite(corpus_copy, tmp_path, capsys):
     mix = tmp_path / "best.json"
-    mix.write_text(json.dumps({"name": "best", "level": "domain", "ratios": {"general": 0.6, "code": 0.2, "math": 0.2}}))
+    mix.write_text(
+        json.dumps({"name": "best", "level": "domain", "ratios": {"general": 0.6, "code": 0.2, "math": 0.2}})
+    )
     out = tmp_path / "plan.json"
-    args = ["resolve", "--mixture", str(mix), "--db", str(corpus_copy), "--target", "50K", "--seq-len", "64", "--out", str(out)]
+    args = [
+        "resolve",
+        "--mixture",
+        str(mix),
+        "--db",
+        str(corpus_copy),
+        "--target",
+        "50K",
+        "--seq-len",
+        "64",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert "allotted" in capsys.readouterr().out
     assert main(args) == 0  # the same plan again is fine
@@ -58,8 +98,12 @@ def test_errors_name_the_field_and_exit_1(tmp_path, corpus_copy, capsys):
     assert "bad.json: seed: is required" in capsys.readouterr().err
     assert main(["resolve", "--mixture", str(bad), "--target", "1M"]) == 2  # --mixture needs --db
     best = tmp_path / "best.json"
-    Mixture.from_dict({"name": "best", "level": "domain", "ratios": {"general": 0.6, "code": 0.2, "math": 0.2}}).save(best)
-    assert main(["resolve", "--mixture", str(best), "--db", str(corpus_copy), "--target", "1M", "--max-epochs", "1"]) == 1
+    Mixture.from_dict({"name": "best", "level": "domain", "ratios": {"general": 0.6, "code": 0.2, "math": 0.2}}).save(
+        best
+    )
+    assert (
+        main(["resolve", "--mixture", str(best), "--db", str(corpus_copy), "--target", "1M", "--max-epochs", "1"]) == 1
+    )
     err = capsys.readouterr().err
     assert "target 1M exceeds --max-epochs 1 for" in err and "The largest feasible target is" in err, err
 
@@ -79,8 +123,12 @@ BAD_INPUT = [  # (id, argv with {placeholders}, exit code, what stderr must name
     ("max-epochs-zero", "resolve --recipe {recipe} --target 1M --max-epochs 0", 2, "--max-epochs: '0'"),
     ("max-epochs-inf", "resolve --recipe {recipe} --target 1M --max-epochs inf", 2, "--max-epochs: 'inf'"),
     ("general-share-out-of-range", "resolve --mixture {mix} --db {db} --target 1M --general-share 1.5", 2, "'1.5'"),
-    ("general-share-and-as-is", "resolve --mixture {mix} --db {db} --target 1M --general-share 0.5 --as-is", 2,
-     "not allowed with"),
+    (
+        "general-share-and-as-is",
+        "resolve --mixture {mix} --db {db} --target 1M --general-share 0.5 --as-is",
+        2,
+        "not allowed with",
+    ),
     ("general-share-with-recipe", "resolve --recipe {recipe} --target 1M --general-share 0.5", 2, "--mixture only"),
     ("n-negative", "sample --plan {plan} --n -1", 2, "--n: '-1'"),
     ("start-word", "sample --plan {plan} --start abc", 2, "--start: 'abc'"),
@@ -141,10 +189,21 @@ def bad_inputs(tmp_path, corpus_copy, tiny_plan):
     open_manifest(tmp_path / "empty_corpus").close()
     recipe_plan = tmp_path / "recipe_plan.json"
     assert main(["resolve", "--recipe", RECIPE, "--target", "1M", "--out", str(recipe_plan), "--json"]) == 0
-    return {"tmp": tmp_path, "db": corpus_copy, "mix": mix, "unknown_key": unknown, "plan": plan, "escaped": escaped,
-            "binary": tmp_path / "binary.bin", "a_list": tmp_path / "list.json",
-            "sources_str": edited("sources_str.json", sources="gen_a"), "stages_num": edited("stages.json", stages=5),
-            "recipe_plan": recipe_plan, "empty_corpus": tmp_path / "empty_corpus", "recipe": RECIPE}
+    return {
+        "tmp": tmp_path,
+        "db": corpus_copy,
+        "mix": mix,
+        "unknown_key": unknown,
+        "plan": plan,
+        "escaped": escaped,
+        "binary": tmp_path / "binary.bin",
+        "a_list": tmp_path / "list.json",
+        "sources_str": edited("sources_str.json", sources="gen_a"),
+        "stages_num": edited("stages.json", stages=5),
+        "recipe_plan": recipe_plan,
+        "empty_corpus": tmp_path / "empty_corpus",
+        "recipe": RECIPE,
+    }
 
 
 @pytest.mark.parametrize("argv, code, names", [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
@@ -164,8 +223,12 @@ def test_bad_input_prints_one_line_without_a_traceback(bad_inputs, capsys, argv,
 
 def test_resolve_materialises_a_searched_mixture_and_warns_without_provenance(corpus_copy, tmp_path, capsys):
     searched = tmp_path / "best.json"
-    Mixture("best", "candidate", {"code_high": 1.0},
-            provenance={"general_share": 0.5, "general": {"level": "domain", "ratios": {"general": 1.0}}}).save(searched)
+    Mixture(
+        "best",
+        "candidate",
+        {"code_high": 1.0},
+        provenance={"general_share": 0.5, "general": {"level": "domain", "ratios": {"general": 1.0}}},
+    ).save(searched)
     assert main(["resolve", "--mixture", str(searched), "--db", str(corpus_copy), "--target", "100K", "--json"]) == 0
     out = capsys.readouterr()
     shares = {s["source"]: s["share"] for s in json.loads(out.out)["sources"]}
@@ -176,6 +239,8 @@ def test_resolve_materialises_a_searched_mixture_and_warns_without_provenance(co
     out = capsys.readouterr()
     assert json.loads(out.out)["sources"][0]["share"] == 1.0
     assert "mixer: warning: <bare>: provenance.general_share is missing" in out.err
-    assert main(["resolve", "--mixture", str(searched), "--db", str(corpus_copy), "--target", "100K", "--as-is",
-                 "--json"]) == 0
+    assert (
+        main(["resolve", "--mixture", str(searched), "--db", str(corpus_copy), "--target", "100K", "--as-is", "--json"])
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["sources"][0]["share"] == 1.0

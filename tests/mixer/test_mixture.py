@@ -1,4 +1,5 @@
 """Mixture and plan files: round trips, and errors that name the file and the field."""
+
 from __future__ import annotations
 
 import json
@@ -15,15 +16,18 @@ def test_mixture_round_trip(tmp_path):
     assert Mixture.from_dict(m.to_dict()) == m
 
 
-@pytest.mark.parametrize("data, field", [
-    ({"name": "x", "level": "candidate", "ratios": {"a": 0.5, "b": 0.4}}, "ratios: must sum to 1"),
-    ({"name": "x", "level": "candidate", "ratios": {"a": 1.5, "b": -0.5}}, "ratios.b"),
-    ({"name": "x", "level": "tier", "ratios": {"a": 1.0}}, "level: 'tier'"),
-    ({"name": "x", "level": "domain"}, "ratios: is required"),
-    ({"name": "", "level": "domain", "ratios": {"a": 1.0}}, "name:"),
-    ({"name": "x", "level": "domain", "ratios": {"a": "1"}}, "ratios.a"),
-    ({"name": "x", "level": "domain", "ratios": {"a": 1.0}, "extra": 1}, "extra: unknown field"),
-])
+@pytest.mark.parametrize(
+    "data, field",
+    [
+        ({"name": "x", "level": "candidate", "ratios": {"a": 0.5, "b": 0.4}}, "ratios: must sum to 1"),
+        ({"name": "x", "level": "candidate", "ratios": {"a": 1.5, "b": -0.5}}, "ratios.b"),
+        ({"name": "x", "level": "tier", "ratios": {"a": 1.0}}, "level: 'tier'"),
+        ({"name": "x", "level": "domain"}, "ratios: is required"),
+        ({"name": "", "level": "domain", "ratios": {"a": 1.0}}, "name:"),
+        ({"name": "x", "level": "domain", "ratios": {"a": "1"}}, "ratios.a"),
+        ({"name": "x", "level": "domain", "ratios": {"a": 1.0}, "extra": 1}, "extra: unknown field"),
+    ],
+)
 def test_bad_mixture_names_file_and_field(tmp_path, data, field):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
@@ -45,14 +49,17 @@ def test_plan_round_trip_keeps_id(tiny_plan, tmp_path):
     assert again == tiny_plan and again.plan_id == tiny_plan.plan_id
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda d: d.pop("target_tokens"), "target_tokens: is required"),
-    (lambda d: d["sources"][0].update(epochs=9.0), "plan_id: "),
-    (lambda d: (d.pop("plan_id"), d["sources"][0].update(allotted_tokens=1)), "sources: allotted_tokens sum to"),
-    (lambda d: d["sources"][1]["shards"][0].pop("n_docs"), "sources[1].shards[0].n_docs: is required"),
-    (lambda d: d["sources"][0].update(available_tokens=-3), "sources[0].available_tokens"),
-    (lambda d: d.update(seq_len="long"), "seq_len"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda d: d.pop("target_tokens"), "target_tokens: is required"),
+        (lambda d: d["sources"][0].update(epochs=9.0), "plan_id: "),
+        (lambda d: (d.pop("plan_id"), d["sources"][0].update(allotted_tokens=1)), "sources: allotted_tokens sum to"),
+        (lambda d: d["sources"][1]["shards"][0].pop("n_docs"), "sources[1].shards[0].n_docs: is required"),
+        (lambda d: d["sources"][0].update(available_tokens=-3), "sources[0].available_tokens"),
+        (lambda d: d.update(seq_len="long"), "seq_len"),
+    ],
+)
 def test_bad_plan_names_field(tiny_plan, tmp_path, edit, field):
     data = tiny_plan.to_dict()
     edit(data)
@@ -72,6 +79,7 @@ def test_mixture_and_plan_save_to_fsspec_urls(tiny_plan):
         assert Plan.load("memory://mixer-test/plan.json").plan_id == tiny_plan.plan_id
     finally:
         import fsspec
+
         fsspec.filesystem("memory").rm("/mixer-test", recursive=True)
 
 

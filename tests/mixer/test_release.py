@@ -1,4 +1,5 @@
 """Release: a Hugging Face dataset folder that `datasets` loads offline; fsspec URLs; the marker; a dry run."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -69,7 +70,9 @@ def test_release_to_memory_url(tiny_plan):
     fs = fsspec.filesystem("memory")
     with fs.open("/releases/tiny/data/mixture/train-00000.parquet", "rb") as f:
         table = pq.read_table(f)
-    assert 0 < sum(table.column("n_tokens").to_pylist()) + table.num_rows <= 10_000 + 4 * 200  # whole documents: each source may run one document past the cap
+    assert (
+        0 < sum(table.column("n_tokens").to_pylist()) + table.num_rows <= 10_000 + 4 * 200
+    )  # whole documents: each source may run one document past the cap
     assert "a prefix" in fs.cat("/releases/tiny/README.md").decode()
     with pytest.raises(ReleaseError, match="not empty"):
         write_release(tiny_plan, out)
@@ -85,7 +88,9 @@ def test_overwrite_refuses_a_folder_no_release_wrote(tiny_plan, tmp_path, monkey
     (user / "thesis.tex").write_text("years of work")
     with pytest.raises(ReleaseError, match=r"work: is not empty and holds no \.demix-release\.json"):
         write_release(tiny_plan, str(user), mixture_max_tokens=2_000, overwrite=True)
-    assert (user / "thesis.tex").read_text() == "years of work" and sorted(p.name for p in user.iterdir()) == ["thesis.tex"]
+    assert (user / "thesis.tex").read_text() == "years of work" and sorted(p.name for p in user.iterdir()) == [
+        "thesis.tex"
+    ]
     tiny_plan.save(tmp_path / "plan.json")
     monkeypatch.chdir(user)  # the mistyped `--out .`
     assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", ".", "--overwrite"]) == 1
@@ -102,7 +107,9 @@ def test_overwrite_replaces_a_previous_release_only(tiny_plan, epoch_plan, tmp_p
         write_release(epoch_plan, str(out), mixture_max_tokens=2_000)
     write_release(epoch_plan, str(out), mixture_max_tokens=2_000, overwrite=True)
     assert json.loads((out / ".demix-release.json").read_text())["plan_id"] == epoch_plan.plan_id
-    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(["mixture", *(s.source for s in epoch_plan.sources)])
+    assert sorted(p.name for p in (out / "data").iterdir()) == sorted(
+        ["mixture", *(s.source for s in epoch_plan.sources)]
+    )
     assert (out / ".gitattributes").read_text() == "*.parquet filter=lfs\n"
 
 
@@ -112,8 +119,9 @@ def test_plan_refuses_a_source_name_that_leaves_the_folder(tiny_plan, tmp_path):
     d["sources"][1]["source"] = "../../escaped"
     with pytest.raises(PlanError, match=r"p\.json: sources\[1\]\.source: '\.\./\.\./escaped' must use letters"):
         Plan.from_dict(d, file="p.json")
-    bad = dataclasses.replace(tiny_plan, sources=(dataclasses.replace(tiny_plan.sources[0], source="../escaped"),
-                                                  *tiny_plan.sources[1:]))
+    bad = dataclasses.replace(
+        tiny_plan, sources=(dataclasses.replace(tiny_plan.sources[0], source="../escaped"), *tiny_plan.sources[1:])
+    )
     with pytest.raises(PlanError, match="escaped"):  # a Plan built in code is checked too, before any write
         write_release(bad, str(tmp_path / "rel"))
     assert not (tmp_path / "rel").exists() and not (tmp_path / "escaped").exists()
@@ -125,8 +133,10 @@ def test_plan_refuses_a_source_name_that_leaves_the_folder(tiny_plan, tmp_path):
 
 def test_card_yaml_quotes_names_yaml_would_misread(tiny_plan, tmp_path):
     renamed = dict(zip((s.source for s in tiny_plan.sources), ("null", "yes", "1e3", "a-b.c")))
-    plan = dataclasses.replace(tiny_plan, sources=tuple(dataclasses.replace(s, source=renamed.get(s.source, s.source))
-                                                        for s in tiny_plan.sources))
+    plan = dataclasses.replace(
+        tiny_plan,
+        sources=tuple(dataclasses.replace(s, source=renamed.get(s.source, s.source)) for s in tiny_plan.sources),
+    )
     out = tmp_path / "rel"
     write_release(plan, str(out), mixture_max_tokens=2_000)
     header = yaml.safe_load((out / "README.md").read_text().split("---")[1])

@@ -1,4 +1,5 @@
 """The release layout planner against the Hub's limits: synthetic plans with many sources and huge counts, nothing written."""
+
 from __future__ import annotations
 
 import collections
@@ -9,21 +10,42 @@ import pytest
 from mixer import Plan, PlanSource
 from mixer.release import write_release
 from mixer.release_layout import (
-    HUB_MAX_FILE_BYTES, HUB_MAX_FILES, HUB_MAX_FILES_PER_FOLDER, LayoutError, plan_layout, sample_name,
+    HUB_MAX_FILE_BYTES,
+    HUB_MAX_FILES,
+    HUB_MAX_FILES_PER_FOLDER,
+    LayoutError,
+    plan_layout,
+    sample_name,
 )
 
 
 def synthetic_plan(n_sources: int, target: int, available: int, seq_len: int = 2048) -> Plan:
     """A plan of ``n_sources`` equal sources over shards that need not exist (the planner reads numbers only)."""
     base, extra = divmod(target, n_sources)
-    sources = tuple(PlanSource(source=f"src-{i:03d}", domain="web", tier="high", candidate=None, share=1 / n_sources,
-                               available_tokens=available, allotted_tokens=base + (i < extra),
-                               epochs=(base + (i < extra)) / available,
-                               shards=({"path": f"shards/src-{i:03d}/00000_00000.parquet", "sha256": "0" * 64,
-                                        "n_tokens": available, "n_docs": available // 1000},))
-                    for i in range(n_sources))
-    return Plan(target_tokens=target, seed=0, seq_len=seq_len, corpus_root="/nonexistent", eos_id=0, mixture={},
-                sources=sources)
+    sources = tuple(
+        PlanSource(
+            source=f"src-{i:03d}",
+            domain="web",
+            tier="high",
+            candidate=None,
+            share=1 / n_sources,
+            available_tokens=available,
+            allotted_tokens=base + (i < extra),
+            epochs=(base + (i < extra)) / available,
+            shards=(
+                {
+                    "path": f"shards/src-{i:03d}/00000_00000.parquet",
+                    "sha256": "0" * 64,
+                    "n_tokens": available,
+                    "n_docs": available // 1000,
+                },
+            ),
+        )
+        for i in range(n_sources)
+    )
+    return Plan(
+        target_tokens=target, seed=0, seq_len=seq_len, corpus_root="/nonexistent", eos_id=0, mixture={}, sources=sources
+    )
 
 
 def folders(files):
@@ -83,4 +105,9 @@ def test_too_many_configs_for_one_folder_and_bad_samples_are_refused():
 
 def test_sample_names():
     assert [sample_name(n) for n in (10**10, 10**11, 1_500_000_000, 2_000, 12_345)] == [
-        "sample-10B", "sample-100B", "sample-1500M", "sample-2K", "sample-12345"]
+        "sample-10B",
+        "sample-100B",
+        "sample-1500M",
+        "sample-2K",
+        "sample-12345",
+    ]

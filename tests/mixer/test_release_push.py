@@ -3,6 +3,7 @@
 No network: a fake HfApi is injected into push_release; it keeps the repo's files as the Hub lists them
 (size, LFS sha256 for Parquet, git blob id for small files) and records every commit.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -46,8 +47,11 @@ class FakeHub:
             raise ConnectionError("connection reset by peer")
         for op in operations:
             data = open(op.path_or_fileobj, "rb").read()
-            lfs = (SimpleNamespace(sha256=hashlib.sha256(data).hexdigest())
-                   if op.path_in_repo.endswith(".parquet") else None)  # the Hub keeps Parquet in LFS
+            lfs = (
+                SimpleNamespace(sha256=hashlib.sha256(data).hexdigest())
+                if op.path_in_repo.endswith(".parquet")
+                else None
+            )  # the Hub keeps Parquet in LFS
             blob = hashlib.sha1(f"blob {len(data)}\0".encode() + data).hexdigest()
             self.files[op.path_in_repo] = SimpleNamespace(path=op.path_in_repo, size=len(data), blob_id=blob, lfs=lfs)
         self.commits.append((commit_message, [op.path_in_repo for op in operations]))
@@ -83,8 +87,11 @@ def test_commits_respect_the_byte_budget_and_a_big_file_goes_alone():
 
 def test_a_push_after_a_failed_commit_uploads_only_the_rest(many_files):
     hub = FakeHub(fail_at=3)
-    with pytest.raises(PushError, match=r"org/tiny: commit 3/\d+ failed \(connection reset by peer\); 2 commit\(s\) "
-                                        r"of this run landed; run the same push again"):
+    with pytest.raises(
+        PushError,
+        match=r"org/tiny: commit 3/\d+ failed \(connection reset by peer\); 2 commit\(s\) "
+        r"of this run landed; run the same push again",
+    ):
         push_release(str(many_files), "org/tiny", private=True, api=hub, max_files=4)
     landed = {p for _, paths in hub.commits for p in paths}
     assert len(landed) == 8
@@ -120,8 +127,16 @@ def test_commits_are_paced_under_the_hourly_limit(many_files):
         slept.append(s)
         now[0] += s
 
-    done = push_release(str(many_files), "org/tiny", private=True, api=FakeHub(), max_files=6,
-                        commits_per_hour=2, clock=lambda: now[0], sleep=sleep)
+    done = push_release(
+        str(many_files),
+        "org/tiny",
+        private=True,
+        api=FakeHub(),
+        max_files=6,
+        commits_per_hour=2,
+        clock=lambda: now[0],
+        sleep=sleep,
+    )
     n = done.committed
     assert n >= 5 and slept == [3600.0] * ((n - 1) // 2)  # two commits per window, then wait out the hour
     ticks: list[float] = []
@@ -139,8 +154,22 @@ def test_cli_dry_run_prints_the_commit_plan_and_touches_nothing(tiny_plan, tmp_p
     monkeypatch.setattr(huggingface_hub, "HfApi", Forbidden)
     tiny_plan.save(tmp_path / "plan.json")
     out = tmp_path / "rel"
-    args = ["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--mixture-max-tokens", "6K",
-            "--file-tokens", str(40 * tiny_plan.seq_len), "--push", "org/x", "--commit-files", "5", "--dry-run"]
+    args = [
+        "release",
+        "--plan",
+        str(tmp_path / "plan.json"),
+        "--out",
+        str(out),
+        "--mixture-max-tokens",
+        "6K",
+        "--file-tokens",
+        str(40 * tiny_plan.seq_len),
+        "--push",
+        "org/x",
+        "--commit-files",
+        "5",
+        "--dry-run",
+    ]
     assert main([*args, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert not out.exists()  # a dry run writes nothing
@@ -163,8 +192,26 @@ def test_cli_push_writes_then_uploads_through_hfapi(tiny_plan, tmp_path, monkeyp
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda *a, **k: hub if not (a or k) else None)  # no token passed
     tiny_plan.save(tmp_path / "plan.json")
     out = tmp_path / "rel"
-    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(out), "--mixture-max-tokens", "2K",
-                 "--push", "org/tiny", "--private", "--commit-files", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "release",
+                "--plan",
+                str(tmp_path / "plan.json"),
+                "--out",
+                str(out),
+                "--mixture-max-tokens",
+                "2K",
+                "--push",
+                "org/tiny",
+                "--private",
+                "--commit-files",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["pushed"] == "https://huggingface.co/datasets/org/tiny"
     assert sorted(hub.files) == sorted(f.path for f in list_release(str(out)))

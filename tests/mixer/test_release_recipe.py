@@ -1,4 +1,5 @@
 """Recipe-only release (plan, manifest rows, recipe, card; no data); the card's upstream URLs and processing settings."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,14 +21,24 @@ URLS = {"math_a": "https://example.org/datasets/math-a"}  # code_a has none
 @pytest.fixture()
 def recipe_and_plan(epoch_plan, tmp_path):
     """A recipe file for the tiny corpus's sources (a URL, settings) and epoch_plan (2 of 4 sources) built from it."""
-    raw = {"name": "tiny", "tokenizer": {"train": {"vocab_size": 384}},
-           "dedup": {"num_buckets": 14, "hashes_per_bucket": 8, "threshold": 0.8},
-           "decontamination": {"ngram": 11, "min_words": 5},
-           "sources": [{"name": n, "domain": d, "tier": "high", "location": "builtin:math", "format": "builtin",
-                        **({"url": URLS[n]} if n in URLS else {}),
-                        **({"params": {"filter_params": {"c4": {"min_num_sentences": 2}}}} if n == "math_a" else {})}
-                       for n, d in (("gen_a", "general"), ("gen_b", "general"), ("code_a", "code"),
-                                    ("math_a", "math"))]}
+    raw = {
+        "name": "tiny",
+        "tokenizer": {"train": {"vocab_size": 384}},
+        "dedup": {"num_buckets": 14, "hashes_per_bucket": 8, "threshold": 0.8},
+        "decontamination": {"ngram": 11, "min_words": 5},
+        "sources": [
+            {
+                "name": n,
+                "domain": d,
+                "tier": "high",
+                "location": "builtin:math",
+                "format": "builtin",
+                **({"url": URLS[n]} if n in URLS else {}),
+                **({"params": {"filter_params": {"c4": {"min_num_sentences": 2}}}} if n == "math_a" else {}),
+            }
+            for n, d in (("gen_a", "general"), ("gen_b", "general"), ("code_a", "code"), ("math_a", "math"))
+        ],
+    }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(raw))
     # the plan names the recipe by its config hash: this plan was "built" from this file
@@ -38,9 +49,15 @@ def test_recipe_only_writes_plan_manifest_rows_recipe_and_card_and_no_data(recip
     recipe, plan = recipe_and_plan
     out = tmp_path / "rel"
     files = write_release(plan, str(out), recipe=str(recipe), recipe_only=True)
-    assert {f.path for f in files} == {".demix-release.json", "README.md", "plan.json", "recipe.yaml",
-                                       "manifest/sources.parquet", "manifest/shards.parquet",
-                                       "manifest/step_stats.parquet"}
+    assert {f.path for f in files} == {
+        ".demix-release.json",
+        "README.md",
+        "plan.json",
+        "recipe.yaml",
+        "manifest/sources.parquet",
+        "manifest/shards.parquet",
+        "manifest/step_stats.parquet",
+    }
     assert not (out / "data").exists() and not (out / "tokenizer").exists()
     assert Plan.load(out / "plan.json").plan_id == plan.plan_id
     assert (out / "recipe.yaml").read_bytes() == recipe.read_bytes()
@@ -49,8 +66,9 @@ def test_recipe_only_writes_plan_manifest_rows_recipe_and_card_and_no_data(recip
     sources = pq.read_table(out / "manifest/sources.parquet")
     assert set(sources.column("source").to_pylist()) == names
     shards = pq.read_table(out / "manifest/shards.parquet")
-    expected = {sh["path"] for split in ("train", "validation")
-                for sh in list_shards(tiny_corpus, split, sorted(names))}
+    expected = {
+        sh["path"] for split in ("train", "validation") for sh in list_shards(tiny_corpus, split, sorted(names))
+    }
     assert set(shards.column("path").to_pylist()) == expected  # the plan's sources' shards, and only those
     assert set(shards.column("sha256").to_pylist()) >= {sh["sha256"] for s in plan.sources for sh in s.shards}
     card = (out / "README.md").read_text()
@@ -84,15 +102,44 @@ def test_card_says_when_the_recipe_is_not_known(tiny_plan, tmp_path):
 def test_a_recipe_that_is_not_the_plans_is_refused(tiny_plan, tmp_path, capsys):
     tiny_plan.save(tmp_path / "plan.json")
     demo = load_recipe("demo")
-    with pytest.raises(RecipeReleaseError, match=rf"demo\.yaml: config hash {demo.config_hash()} is not the plan's "
-                                                 rf"{tiny_plan.config_hash}"):
+    with pytest.raises(
+        RecipeReleaseError,
+        match=rf"demo\.yaml: config hash {demo.config_hash()} is not the plan's "
+        rf"{tiny_plan.config_hash}",
+    ):
         write_release(tiny_plan, str(tmp_path / "rel"), recipe="corpus/recipes/demo.yaml", recipe_only=True)
     assert not (tmp_path / "rel").exists()
-    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "rel"), "--recipe-only",
-                 "--recipe", "corpus/recipes/demo.yaml"]) == 1
+    assert (
+        main(
+            [
+                "release",
+                "--plan",
+                str(tmp_path / "plan.json"),
+                "--out",
+                str(tmp_path / "rel"),
+                "--recipe-only",
+                "--recipe",
+                "corpus/recipes/demo.yaml",
+            ]
+        )
+        == 1
+    )
     assert "is not the plan's" in capsys.readouterr().err
-    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "rel"), "--recipe-only",
-                 "--samples", "1K"]) == 2
+    assert (
+        main(
+            [
+                "release",
+                "--plan",
+                str(tmp_path / "plan.json"),
+                "--out",
+                str(tmp_path / "rel"),
+                "--recipe-only",
+                "--samples",
+                "1K",
+            ]
+        )
+        == 2
+    )
 
 
 def test_recipe_only_release_of_the_22T_demix_corpora_plan(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """Release: sample-<N> configs are exact prefixes of the sampler's stream; a killed release resumes without rewriting."""
+
 from __future__ import annotations
 
 import pyarrow.parquet as pq
@@ -21,7 +22,9 @@ def test_sample_config_rows_are_the_samplers_first_sequences(tiny_plan, tmp_path
     assert sum(f.path.startswith("data/sample-10K/") for f in files) == 16  # 312 sequences, 20 per file
     expected = [(slot, src, k, seq.tolist()) for slot, src, k, seq in Sampler(tiny_plan, prefetch=0).items()]
     for name, n in (("sample-10K", 10_000 // L), ("sample-1K", 1_000 // L)):
-        ds = datasets.load_dataset(str(out), name, split="train", cache_dir=str(tmp_path / "hf-cache"))  # no stale cache
+        ds = datasets.load_dataset(
+            str(out), name, split="train", cache_dir=str(tmp_path / "hf-cache")
+        )  # no stale cache
         got = list(zip(ds["position"], ds["source"], ds["k"], ds["tokens"]))
         assert len(got) == n and got == expected[:n]
     assert "sample-10K" in (out / "README.md").read_text()
@@ -29,8 +32,23 @@ def test_sample_config_rows_are_the_samplers_first_sequences(tiny_plan, tmp_path
 
 def test_cli_release_with_samples(tiny_plan, tmp_path, capsys):
     tiny_plan.save(tmp_path / "plan.json")
-    assert main(["release", "--plan", str(tmp_path / "plan.json"), "--out", str(tmp_path / "rel"),
-                 "--samples", "2K,4K", "--mixture-max-tokens", "2K", "--json"]) == 0
+    assert (
+        main(
+            [
+                "release",
+                "--plan",
+                str(tmp_path / "plan.json"),
+                "--out",
+                str(tmp_path / "rel"),
+                "--samples",
+                "2K,4K",
+                "--mixture-max-tokens",
+                "2K",
+                "--json",
+            ]
+        )
+        == 0
+    )
     paths = {f.path for f in list_release(str(tmp_path / "rel"))}
     assert {"data/sample-2K/train-00000.parquet", "data/sample-4K/train-00000.parquet"} <= paths
 

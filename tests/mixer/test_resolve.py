@@ -1,4 +1,5 @@
 """Resolve: exact integer allotments, the DeMix Corpora table, mixtures over a built corpus, caps."""
+
 from __future__ import annotations
 
 import time
@@ -16,18 +17,41 @@ B = 10**9
 # The DeMix Corpora per-source table as the paper's card gives it (billions of tokens):
 # title: (amount, stage 1, stage 2, stage 3). Typed from the paper, not read from the recipe.
 PAPER_TABLE = {
-    "FineWeb-Edu": (199, 740, 369, 107), "Nemo-CC-High": (385, 1191, 594, 172),
-    "Nemo-CC-Synth": (1106, 3630, 1812, 525), "Nemo-CC-QA": (546, 2190, 1093, 317), "DCLM": (505, 505, 0, 0),
-    "DOLMA (Social)": (71, 71, 0, 0), "Nemo-CC-Med-High": (393, 393, 0, 0), "OpenCoder (Web)": (38, 38, 0, 0),
-    "Ultra-FineWeb (en)": (79, 79, 0, 0), "DOLMA (Others)": (54, 54, 0, 0), "Nemo-SFT (General)": (67, 67, 0, 0),
-    "DOLMA (Web)": (1278, 774, 0, 0), "Web Crawl (en)": (1417, 330, 0, 0), "Nemo-CC-Medium": (1605, 965, 0, 0),
-    "DOLMA (Scholar)": (77, 77, 0, 0), "Ultra-FineWeb (zh)": (102, 102, 51, 15), "Nemo-CC-QA-Mul": (562, 562, 280, 81),
-    "Web Crawl (zh)": (3304, 991, 0, 0), "Nemo-Math Mind (4+)": (69, 69, 199, 98), "Nemo-Math (4+)": (49, 49, 141, 69),
-    "Nemo-SFT (Math)": (166, 166, 479, 235), "Reason (Math)": (38, 38, 36, 0), "SwallowMath": (31, 31, 29, 0),
-    "MegaMath": (92, 92, 87, 58), "FineMath (4+)": (8, 8, 7, 5), "Nemo-Math (3)": (76, 76, 0, 0),
-    "FineMath (3)": (20, 20, 0, 0), "Math (Others)": (48, 48, 0, 0), "Nemo-SFT (Code)": (45, 45, 150, 39),
-    "OpenCoder": (6, 6, 20, 5), "Nemo-Code-Synth": (136, 136, 410, 170), "MegaMath (Code)": (5, 5, 15, 6),
-    "Source Code": (559, 559, 200, 83), "SwallowCode": (47, 47, 17, 7), "Reason (Code)": (27, 27, 10, 4),
+    "FineWeb-Edu": (199, 740, 369, 107),
+    "Nemo-CC-High": (385, 1191, 594, 172),
+    "Nemo-CC-Synth": (1106, 3630, 1812, 525),
+    "Nemo-CC-QA": (546, 2190, 1093, 317),
+    "DCLM": (505, 505, 0, 0),
+    "DOLMA (Social)": (71, 71, 0, 0),
+    "Nemo-CC-Med-High": (393, 393, 0, 0),
+    "OpenCoder (Web)": (38, 38, 0, 0),
+    "Ultra-FineWeb (en)": (79, 79, 0, 0),
+    "DOLMA (Others)": (54, 54, 0, 0),
+    "Nemo-SFT (General)": (67, 67, 0, 0),
+    "DOLMA (Web)": (1278, 774, 0, 0),
+    "Web Crawl (en)": (1417, 330, 0, 0),
+    "Nemo-CC-Medium": (1605, 965, 0, 0),
+    "DOLMA (Scholar)": (77, 77, 0, 0),
+    "Ultra-FineWeb (zh)": (102, 102, 51, 15),
+    "Nemo-CC-QA-Mul": (562, 562, 280, 81),
+    "Web Crawl (zh)": (3304, 991, 0, 0),
+    "Nemo-Math Mind (4+)": (69, 69, 199, 98),
+    "Nemo-Math (4+)": (49, 49, 141, 69),
+    "Nemo-SFT (Math)": (166, 166, 479, 235),
+    "Reason (Math)": (38, 38, 36, 0),
+    "SwallowMath": (31, 31, 29, 0),
+    "MegaMath": (92, 92, 87, 58),
+    "FineMath (4+)": (8, 8, 7, 5),
+    "Nemo-Math (3)": (76, 76, 0, 0),
+    "FineMath (3)": (20, 20, 0, 0),
+    "Math (Others)": (48, 48, 0, 0),
+    "Nemo-SFT (Code)": (45, 45, 150, 39),
+    "OpenCoder": (6, 6, 20, 5),
+    "Nemo-Code-Synth": (136, 136, 410, 170),
+    "MegaMath (Code)": (5, 5, 15, 6),
+    "Source Code": (559, 559, 200, 83),
+    "SwallowCode": (47, 47, 17, 7),
+    "Reason (Code)": (27, 27, 10, 4),
     "StarCoder": (207, 207, 0, 0),
 }
 
@@ -104,11 +128,14 @@ def test_resolve_is_instant_and_deterministic():
     assert a.plan_id == resolve_recipe(RECIPE, 22 * 10**12).plan_id
 
 
-@pytest.mark.parametrize("level, ratios", [
-    ("candidate", {"general": 0.5, "code_high": 0.3, "math_high": 0.2}),
-    ("domain", {"general": 0.2, "code": 0.3, "math": 0.5}),
-    ("source", {"gen_a": 0.1, "gen_b": 0.2, "code_a": 0.3, "math_a": 0.4}),
-])
+@pytest.mark.parametrize(
+    "level, ratios",
+    [
+        ("candidate", {"general": 0.5, "code_high": 0.3, "math_high": 0.2}),
+        ("domain", {"general": 0.2, "code": 0.3, "math": 0.5}),
+        ("source", {"gen_a": 0.1, "gen_b": 0.2, "code_a": 0.3, "math_a": 0.4}),
+    ],
+)
 def test_mixture_levels_split_by_available_tokens(tiny_corpus, level, ratios):
     target = 1_000_003
     plan = resolve_mixture(Mixture("m", level, ratios), tiny_corpus, target)
@@ -151,8 +178,9 @@ def test_record_plan_writes_manifest_rows(corpus_copy):
     assert record_plan(plan, corpus_copy) == len(plan.sources)
     record_plan(plan, corpus_copy)  # idempotent
     with open_manifest(corpus_copy, read_only=True) as con:
-        rows = con.execute("SELECT source, allotted_tokens FROM plans WHERE plan_id = ? ORDER BY source",
-                           [plan.plan_id]).fetchall()
+        rows = con.execute(
+            "SELECT source, allotted_tokens FROM plans WHERE plan_id = ? ORDER BY source", [plan.plan_id]
+        ).fetchall()
     assert rows == sorted((s.source, s.allotted_tokens) for s in plan.sources)
 
 
@@ -169,8 +197,15 @@ def test_searched_mixture_materialises_the_components_general_share(tiny_corpus)
     gen = tokens["gen_a"] + tokens["gen_b"]
     plan = resolve_mixture(_searched({"code_high": 0.75, "math_high": 0.25}), tiny_corpus, 10**6)
     shares = {s.source: s.share for s in plan.sources}
-    assert shares == pytest.approx({"code_a": 0.5 * 0.75, "math_a": 0.5 * 0.25,
-                                    "gen_a": 0.5 * tokens["gen_a"] / gen, "gen_b": 0.5 * tokens["gen_b"] / gen}, abs=1e-12)
+    assert shares == pytest.approx(
+        {
+            "code_a": 0.5 * 0.75,
+            "math_a": 0.5 * 0.25,
+            "gen_a": 0.5 * tokens["gen_a"] / gen,
+            "gen_b": 0.5 * tokens["gen_b"] / gen,
+        },
+        abs=1e-12,
+    )
     assert plan.mixture["level"] == "source"
     assert plan.mixture["provenance"]["materialised"]["general_share"] == 0.5
     assert plan.mixture["provenance"]["materialised"]["from"]["ratios"] == {"code_high": 0.75, "math_high": 0.25}
@@ -184,8 +219,9 @@ def test_searched_mixture_materialises_the_components_general_share(tiny_corpus)
     # another general share starts from alpha again: the general part is not added twice
     redone = resolve_mixture(plan.mixture, tiny_corpus, 10**6, general_share=0.25)
     direct = resolve_mixture(_searched({"code_high": 0.75, "math_high": 0.25}), tiny_corpus, 10**6, general_share=0.25)
-    assert {s.source: s.share for s in redone.sources} == pytest.approx({s.source: s.share for s in direct.sources},
-                                                                         abs=1e-12)
+    assert {s.source: s.share for s in redone.sources} == pytest.approx(
+        {s.source: s.share for s in direct.sources}, abs=1e-12
+    )
     assert {s.source: s.share for s in redone.sources}["code_a"] == pytest.approx(0.75 * 0.75, abs=1e-12)
 
 
@@ -211,7 +247,9 @@ def test_general_share_override_as_is_and_missing_provenance(tiny_corpus):
 def test_a_weighted_source_without_tokens_is_refused(corpus_copy):
     with open_manifest(corpus_copy) as con:  # a recipe weight for a source whose build produced nothing
         con.execute("UPDATE sources SET weight = 1 WHERE domain = 'general'")
-        con.execute("INSERT INTO sources (source, domain, tier, candidate, weight) "
-                    "VALUES ('gen_empty', 'general', 'low', 'general', 1)")
+        con.execute(
+            "INSERT INTO sources (source, domain, tier, candidate, weight) "
+            "VALUES ('gen_empty', 'general', 'low', 'general', 1)"
+        )
     with pytest.raises(ResolveError, match="gen_empty are weighted but hold no train tokens"):
         resolve_mixture(Mixture("m", "domain", {"general": 1.0}), corpus_copy, 1000)

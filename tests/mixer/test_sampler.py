@@ -3,6 +3,7 @@
 Every test here runs with the smallest schedule blocks (the longest window, ~40 slots for the tiny
 plan), so resumes, elastic splits and DataLoader workers all cross many block boundaries.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -134,8 +135,11 @@ def test_dataloader_workers_reproduce_the_rank_stream(tiny_plan):
 
 def _docs(shards_root, source):
     import pyarrow.parquet as pq
+
     rows = list_shards(shards_root, "train", [source])
-    return Counter(tuple(t) for r in rows for t in pq.read_table(r["abs_path"], columns=["tokens"]).column("tokens").to_pylist())
+    return Counter(
+        tuple(t) for r in rows for t in pq.read_table(r["abs_path"], columns=["tokens"]).column("tokens").to_pylist()
+    )
 
 
 def test_epoch_accounting_and_fresh_order_each_epoch(epoch_plan, tiny_corpus):
@@ -157,7 +161,7 @@ def test_epoch_accounting_and_fresh_order_each_epoch(epoch_plan, tiny_corpus):
     for doc, times in shard_docs.items():
         got = seen[doc] + (docs[0] == doc)
         assert int(epochs) * times <= got <= (int(epochs) + 1) * times
-    first, second = docs[:n_docs], docs[n_docs:2 * n_docs]
+    first, second = docs[:n_docs], docs[n_docs : 2 * n_docs]
     assert Counter(first) == Counter(second) == shard_docs  # each epoch is every document once...
     assert first != second  # ...in a fresh order
 
@@ -286,8 +290,11 @@ def test_a_seek_steps_at_most_one_block_of_the_schedule(tiny_plan, monkeypatch):
 
 
 def test_a_plan_too_small_for_one_sequence_is_refused(tiny_plan):
-    with pytest.raises(SamplerError, match=rf"plan {tiny_plan.plan_id}: target_tokens 64,000 is less than one "
-                                           r"sequence of seq_len 100,000"):
+    with pytest.raises(
+        SamplerError,
+        match=rf"plan {tiny_plan.plan_id}: target_tokens 64,000 is less than one "
+        r"sequence of seq_len 100,000",
+    ):
         Sampler(tiny_plan, seq_len=100_000)
     small = dataclasses.replace(tiny_plan, target_tokens=31)
     with pytest.raises(SamplerError, match="target_tokens 31 is less than one sequence of seq_len 32"):

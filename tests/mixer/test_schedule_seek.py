@@ -1,4 +1,5 @@
 """Slot schedule: counts at any slot without a replay equal the replayed schedule; every prefix within one sequence."""
+
 from __future__ import annotations
 
 import random
@@ -21,8 +22,9 @@ def _random_plan(rng: random.Random) -> list[int]:
     return n
 
 
-def _check(n: list[int], block: int | None, probes: int = 25, rng: random.Random | None = None,
-           seek: bool = True) -> Schedule:
+def _check(
+    n: list[int], block: int | None, probes: int = 25, rng: random.Random | None = None, seek: bool = True
+) -> Schedule:
     """Replay the whole schedule: lag < 1 at every prefix, k is the source's count, and at probe slots
     (random ones and both sides of every kind of boundary) counts_at and a seek equal the replay."""
     sch = Schedule(n, block=block)
@@ -55,8 +57,8 @@ def _check(n: list[int], block: int | None, probes: int = 25, rng: random.Random
         assert sch.counts_at(m) == at[m], f"counts_at({m})"
         if seek:
             got = [x for _, x in zip(range(span), sch.iter_slots(m))]  # a seek with no counts given
-            assert got == order[m:m + span], f"stream seeked to {m}"
-        assert [x for _, x in zip(range(5), sch.iter_slots(m, at[m]))] == order[m:m + 5]
+            assert got == order[m : m + span], f"stream seeked to {m}"
+        assert [x for _, x in zip(range(5), sch.iter_slots(m, at[m]))] == order[m : m + 5]
     return sch
 
 

@@ -1,8 +1,8 @@
 """Fixtures of the pipeline tests: one small build shared by the read-only tests."""
+
 from __future__ import annotations
 
 import pytest
-
 from pipeline_inputs import make_inputs, run_build, write_recipe
 
 

@@ -1,4 +1,5 @@
 """End to end on a small build: shards, manifest, bad inputs, dedup, decontamination, step stats."""
+
 from __future__ import annotations
 
 import json
@@ -6,8 +7,8 @@ import json
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from manifests import SHARD_METADATA_KEYS, SHARD_SCHEMA, get_meta, list_shards, open_manifest
 from corpus.tokenizer import load_tokenizer, tokenizer_hash
+from manifests import SHARD_METADATA_KEYS, SHARD_SCHEMA, get_meta, list_shards, open_manifest
 
 
 def _stats(out) -> dict:
@@ -20,7 +21,9 @@ def _all_ids(out) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {}
     for split in ("train", "validation"):
         for row in list_shards(out, split=split):
-            ids.setdefault(row["source"], []).extend(pq.read_table(row["abs_path"], columns=["id"]).column("id").to_pylist())
+            ids.setdefault(row["source"], []).extend(
+                pq.read_table(row["abs_path"], columns=["id"]).column("id").to_pylist()
+            )
     return ids
 
 
@@ -68,9 +71,17 @@ def test_manifest_sums_equal_parquet_sums(small_build):
 
 def test_every_bad_input_counted_with_reason(small_build):
     stats = _stats(small_build["out"])
-    expect = {("web", "malformed_json"): 1, ("web", "missing_text"): 1, ("web", "invalid_utf8"): 1,
-              ("web", "empty_file"): 1, ("web", "truncated_gzip"): 1, ("web", "truncated_zstd"): 1,
-              ("web", "missing_location"): 1, ("pqweb", "truncated_parquet"): 1, ("code", "invalid_utf8"): 1}
+    expect = {
+        ("web", "malformed_json"): 1,
+        ("web", "missing_text"): 1,
+        ("web", "invalid_utf8"): 1,
+        ("web", "empty_file"): 1,
+        ("web", "truncated_gzip"): 1,
+        ("web", "truncated_zstd"): 1,
+        ("web", "missing_location"): 1,
+        ("pqweb", "truncated_parquet"): 1,
+        ("code", "invalid_utf8"): 1,
+    }
     for (src, reason), n in expect.items():
         assert stats[(src, "read", reason)][2] == n, (src, reason)
     s = small_build["summary"]
@@ -108,14 +119,21 @@ def test_exact_and_near_duplicates_removed(small_build):
 def test_repeated_input_ids_one_copy_or_distinct_ids(small_build):
     """a2.jsonl re-uses ids w1 (same text) and w2 (new text): w1 stays once, w2's new text becomes w2#1."""
     out = small_build["out"]
-    rows = [r for split in ("train", "validation") for s in list_shards(out, split) if s["source"] == "web"
-            for r in pq.read_table(s["abs_path"], columns=["id", "text"]).to_pylist()]
+    rows = [
+        r
+        for split in ("train", "validation")
+        for s in list_shards(out, split)
+        if s["source"] == "web"
+        for r in pq.read_table(s["abs_path"], columns=["id", "text"]).to_pylist()
+    ]
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids))  # every id is unique in the shards
     assert {"web/w1", "web/w2", "web/w2#1"} <= set(ids) and "web/w1#1" not in ids
     texts = {r["id"]: r["text"] for r in rows}
     assert texts["web/w2"] != texts["web/w2#1"]
-    recrawl = [json.loads(line) for line in (small_build["root"] / "inputs" / "web" / "a2.jsonl").read_text().splitlines()]
+    recrawl = [
+        json.loads(line) for line in (small_build["root"] / "inputs" / "web" / "a2.jsonl").read_text().splitlines()
+    ]
     words = lambda t: t.split()  # noqa: E731 - the pipeline normalizes whitespace and blank lines
     assert words(texts["web/w2#1"]) == words(recrawl[1]["text"]) and words(texts["web/w1"]) == words(recrawl[0]["text"])
 
@@ -131,9 +149,13 @@ def test_short_benchmark_texts_skipped_and_counted(small_build):
     stats = _stats(small_build["out"])
     assert stats[("(benchmarks)", "decontaminate", "kept")] == (166, 164, 164)  # 164 HumanEval + 2 extra texts
     assert stats[("(benchmarks)", "decontaminate", "short_benchmark_text")][2] == 2
-    assert any(r["source"] == "(benchmarks)" and r["reason"] == "short_benchmark_text" and r["count"] == 2
-               for r in small_build["summary"]["steps"])
-    assert stats[("code", "decontaminate", "kept")][2] == stats[("code", "decontaminate", "kept")][0] - 1  # leak.py only
+    assert any(
+        r["source"] == "(benchmarks)" and r["reason"] == "short_benchmark_text" and r["count"] == 2
+        for r in small_build["summary"]["steps"]
+    )
+    assert (
+        stats[("code", "decontaminate", "kept")][2] == stats[("code", "decontaminate", "kept")][0] - 1
+    )  # leak.py only
 
 
 def test_ids_stable_and_validation_split_by_hash(small_build):

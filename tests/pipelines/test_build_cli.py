@@ -1,4 +1,5 @@
 """The build-corpus CLI: exit codes, nothing done on a bad recipe, --json summary, --help examples."""
+
 from __future__ import annotations
 
 import json
@@ -6,9 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from pipeline_inputs import make_inputs, write_recipe
 
 from corpus import RecipeError
-from pipeline_inputs import make_inputs, write_recipe
 from pipelines.build_config import BuildError, local_out
 from pipelines.build_corpus import RecipeRefused, main
 
@@ -24,16 +25,19 @@ def test_bad_recipe_stops_before_any_work(tmp_path, capsys):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("section,value,expected", [
-    ("dedup", {"ngram": 0}, "dedup.ngram: 0: expected an integer >= 1"),
-    ("dedup", {"threshold": 7}, "dedup.threshold: 7: expected a number in (0, 1]"),
-    ("dedup", {"ngram": "thirteen"}, "dedup.ngram: 'thirteen': expected an integer"),
-    ("decontamination", {"enabled": "no"}, "decontamination.enabled: 'no': expected true or false"),
-    ("language", {"languages": 7}, "language.languages: 7: expected a list of strings"),
-    ("stages", [{"name": "1", "target": "1,5T"}], "stages[0].target: '1,5T': a comma may only separate thousands"),
-    ("stages", [{"name": "1", "target": "1e400"}], "stages[0].target: '1e400': more than"),
-    ("colour", "red", "colour: unknown key; allowed keys are name,"),
-])
+@pytest.mark.parametrize(
+    "section,value,expected",
+    [
+        ("dedup", {"ngram": 0}, "dedup.ngram: 0: expected an integer >= 1"),
+        ("dedup", {"threshold": 7}, "dedup.threshold: 7: expected a number in (0, 1]"),
+        ("dedup", {"ngram": "thirteen"}, "dedup.ngram: 'thirteen': expected an integer"),
+        ("decontamination", {"enabled": "no"}, "decontamination.enabled: 'no': expected true or false"),
+        ("language", {"languages": 7}, "language.languages: 7: expected a list of strings"),
+        ("stages", [{"name": "1", "target": "1,5T"}], "stages[0].target: '1,5T': a comma may only separate thousands"),
+        ("stages", [{"name": "1", "target": "1e400"}], "stages[0].target: '1e400': more than"),
+        ("colour", "red", "colour: unknown key; allowed keys are name,"),
+    ],
+)
 def test_bad_recipe_section_exits_2_in_one_line_before_out_exists(tmp_path, capsys, section, value, expected):
     data = make_inputs(tmp_path)
     data[section] = value
@@ -46,8 +50,10 @@ def test_bad_recipe_section_exits_2_in_one_line_before_out_exists(tmp_path, caps
     assert not out.exists()
 
 
-@pytest.mark.parametrize("flag,value", [("--tasks", "0"), ("--workers", "-1"), ("--limit", "many"),
-                                        ("--cpus-per-task", "0"), ("--executor", "spark")])
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--tasks", "0"), ("--workers", "-1"), ("--limit", "many"), ("--cpus-per-task", "0"), ("--executor", "spark")],
+)
 def test_bad_flag_exits_2_before_out_exists(tmp_path, capsys, flag, value):
     recipe = write_recipe(tmp_path, make_inputs(tmp_path))
     out = tmp_path / "out"
@@ -116,8 +122,24 @@ def test_json_summary_and_script_entry(tmp_path):
     data["sources"] = [s for s in data["sources"] if s["name"] in ("math", "code")]
     recipe = write_recipe(tmp_path, data)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "pipelines/build_corpus.py", "--recipe", str(recipe), "--out", str(out),
-                           "--tasks", "1", "--workers", "1", "--json"], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "pipelines/build_corpus.py",
+            "--recipe",
+            str(recipe),
+            "--out",
+            str(out),
+            "--tasks",
+            "1",
+            "--workers",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert set(summary["domains"]) == {"math", "code"}

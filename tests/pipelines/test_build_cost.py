@@ -1,4 +1,5 @@
 """bench/build_cost.py at toy size: every stage is measured, and the cost model's arithmetic holds."""
+
 from __future__ import annotations
 
 import importlib.util

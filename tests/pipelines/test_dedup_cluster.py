@@ -1,4 +1,5 @@
 """The bucket tasks' forests and the out-of-core cluster step: forests only, chains across shards, bounded memory."""
+
 from __future__ import annotations
 
 import random
@@ -7,20 +8,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document
+from pipeline_inputs import prose
 
 from corpus.recipe import DedupConfig
 from pipelines.dedup import DedupPlan, DedupSignature, PreparedWriter, content_hash, find_duplicates
 from pipelines.dedup_buckets import FOREST_SCHEMA, Groups, bucket_shard, write_forest
 from pipelines.dedup_cluster import ClusterWork, cluster, components
 from pipelines.dedup_runs import SortedRuns, node_of
-from pipeline_inputs import prose
 
 
 def _write_prepared(folder: str, n: int) -> list[int]:
     """n prepared records of distinct texts in one part (no signatures needed: the forests are given); their nodes."""
-    docs = [Document(text=f"text {i}", id=f"s/{i:06d}", metadata={"source": "s", "unit": 0, "row": i,
-                                                                  "hash": content_hash(f"text {i}"), "bands": []})
-            for i in range(n)]
+    docs = [
+        Document(
+            text=f"text {i}",
+            id=f"s/{i:06d}",
+            metadata={"source": "s", "unit": 0, "row": i, "hash": content_hash(f"text {i}"), "bands": []},
+        )
+        for i in range(n)
+    ]
     list(PreparedWriter(folder, part_docs=n).run(iter(docs), 0, 1))
     return node_of(0, 0, np.arange(n)).tolist()
 
@@ -44,9 +50,14 @@ def _forests(plan: DedupPlan, pairs_by_shard: list[list[tuple[int, int]]]) -> No
 
 def _merged(plan: DedupPlan, budget_bytes: int | None = None) -> dict[int, int]:
     work = ClusterWork(plan, budget_bytes)
-    labels = work.sort("labels", pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())]), "node")
-    return {n: r for t in components(plan, work, labels) for n, r in zip(t.column("node").to_pylist(),
-                                                                          t.column("root").to_pylist())}
+    labels = work.sort(
+        "labels", pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())]), "node"
+    )
+    return {
+        n: r
+        for t in components(plan, work, labels)
+        for n, r in zip(t.column("node").to_pylist(), t.column("root").to_pylist())
+    }
 
 
 def test_bucket_task_writes_a_forest_of_roots(tmp_path):
@@ -55,8 +66,10 @@ def test_bucket_task_writes_a_forest_of_roots(tmp_path):
     t = " ".join(prose(random.Random(9), 12).split()[:330])
     words = t.split()
     words[100] = "CHANGED"
-    docs = [Document(text=text, id=f"s/{i}", metadata={"source": "s", "unit": 0, "row": i})
-            for i, text in enumerate([" ".join(words), t, t, prose(random.Random(3), 12)])]
+    docs = [
+        Document(text=text, id=f"s/{i}", metadata={"source": "s", "unit": 0, "row": i})
+        for i, text in enumerate([" ".join(words), t, t, prose(random.Random(3), 12)])
+    ]
     plan = DedupPlan(str(tmp_path / "dedup"), shards=1)
     list(PreparedWriter(str(tmp_path / "p"), plan=plan).run(DedupSignature(cfg).run(iter(docs)), 0, 1))
     forest = pq.read_table(bucket_shard(plan, 0, str(tmp_path / "p"), cfg))
@@ -101,7 +114,7 @@ def test_sorted_runs_stay_within_the_budget_and_keep_groups_whole(tmp_path):
     budget = 60_000  # 640 KB of rows through a 60 KB sort: each table added (16 KB) spills
     s = SortedRuns(str(tmp_path / "runs"), schema, "node", budget, piece_rows=100)
     for i in range(0, len(keys), 1000):
-        s.add(pa.table({"node": keys[i: i + 1000], "other": np.arange(i, i + 1000, dtype=np.uint64)}, schema=schema))
+        s.add(pa.table({"node": keys[i : i + 1000], "other": np.arange(i, i + 1000, dtype=np.uint64)}, schema=schema))
     assert len(s.runs) > SortedRuns.FAN_IN  # more runs than one merge reads: an extra merge pass
     out = list(s.groups())
     got = np.concatenate([t.column("node").to_numpy() for t in out])

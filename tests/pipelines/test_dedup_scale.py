@@ -1,4 +1,5 @@
 """The bucket-sharded dedup stage: same drops for any shard count and memory budget; scope and tier rule."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -7,11 +8,11 @@ import random
 import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
+from pipeline_inputs import prose
 
 from corpus.recipe import DedupConfig
 from pipelines.dedup import DedupPlan, DedupSignature, DuplicateFinder, PreparedWriter, find_duplicates
 from pipelines.dedup_runs import RunReader
-from pipeline_inputs import prose
 
 
 def _corpus(rng: random.Random) -> list[list[Document]]:
@@ -47,8 +48,9 @@ def prepared(tmp_path_factory):
 @pytest.mark.parametrize("shards", [2, 3, 7])
 def test_any_shard_count_gives_the_single_shard_drops(prepared, shards):
     one = find_duplicates(prepared, DedupConfig()).to_pylist()
-    assert sorted(d["reason"] or "renamed" for d in one) == \
-        ["exact_duplicate"] * 4 + ["near_duplicate"] * 3  # 4 re-crawls (renamed, then dropped), 3 edited copies
+    assert (
+        sorted(d["reason"] or "renamed" for d in one) == ["exact_duplicate"] * 4 + ["near_duplicate"] * 3
+    )  # 4 re-crawls (renamed, then dropped), 3 edited copies
     assert find_duplicates(prepared, DedupConfig(), shards=shards).to_pylist() == one
 
 
@@ -81,20 +83,29 @@ def test_every_bucket_task_then_the_last_one_clusters(tmp_path, prepared):
     assert finished == [1]
 
 
-@pytest.mark.parametrize("scope, dropped", [
-    ("source", set()),
-    ("domain", {"news/x"}),  # web (high) keeps its copy of news/x's text
-    ("corpus", {"news/x", "code/y"}),
-])
+@pytest.mark.parametrize(
+    "scope, dropped",
+    [
+        ("source", set()),
+        ("domain", {"news/x"}),  # web (high) keeps its copy of news/x's text
+        ("corpus", {"news/x", "code/y"}),
+    ],
+)
 def test_scope_and_higher_tier_survives(tmp_path, scope, dropped):
-    plan = DedupPlan(str(tmp_path / "dedup"), scope=scope, domains={"web": "general", "news": "general", "code": "code"},
-                     tiers={"web": "high", "news": "low", "code": "medium"})
+    plan = DedupPlan(
+        str(tmp_path / "dedup"),
+        scope=scope,
+        domains={"web": "general", "news": "general", "code": "code"},
+        tiers={"web": "high", "news": "low", "code": "medium"},
+    )
     _prepare(str(tmp_path / "p"), _corpus(random.Random(4)), DedupConfig(), plan)
     drops = find_duplicates(str(tmp_path / "p"), DedupConfig(), plan=plan).to_pylist()
     cross = {d["id"] for d in drops if d["reason"] and not d["id"].startswith("web/")}
     assert cross == dropped
     # a higher tier on the other side flips which copy survives
-    flipped = dataclasses.replace(plan, folder=str(tmp_path / "d2"), tiers={"web": "low", "news": "high", "code": "high"})
+    flipped = dataclasses.replace(
+        plan, folder=str(tmp_path / "d2"), tiers={"web": "low", "news": "high", "code": "high"}
+    )
     _prepare(str(tmp_path / "p2"), _corpus(random.Random(4)), DedupConfig(), flipped)
     drops = find_duplicates(str(tmp_path / "p2"), DedupConfig(), plan=flipped).to_pylist()
     assert ({d["id"] for d in drops if d["reason"] and not d["id"].startswith("web/")}) == set()

@@ -1,11 +1,11 @@
 """The same build on datatrove's Ray executor (local Ray) and Slurm executor (generated sbatch, not submitted)."""
+
 from __future__ import annotations
 
 import os
 import re
 
 import pytest
-
 from pipeline_inputs import make_inputs, run_build, write_recipe
 
 
@@ -17,8 +17,16 @@ def _recipe(tmp_path):
 
 def test_slurm_writes_chained_sbatch_scripts(tmp_path):
     out = tmp_path / "out"
-    res = run_build(_recipe(tmp_path), out, executor="slurm", tasks=3, workers=2, slurm_dry_run=True,
-                    slurm_partition="cpu-small", slurm_time="01:00:00")
+    res = run_build(
+        _recipe(tmp_path),
+        out,
+        executor="slurm",
+        tasks=3,
+        workers=2,
+        slurm_dry_run=True,
+        slurm_partition="cpu-small",
+        slurm_time="01:00:00",
+    )
     assert res["executor"] == "slurm" and res["dry_run"]
     jobs: dict = {}
     for j in res["submitted"]:  # the first job of a name is the array; the second merges its stats
@@ -66,9 +74,11 @@ def test_slurm_dry_run_writes_what_a_submission_writes(tmp_path, monkeypatch):
     assert real["submitted"] is None and real["job_id"] == "1007"  # per stage an array + a stats merge: 7th = register
     for stage in ("prepare", "dedup", "shard", "register"):
         script = (tmp_path / "real" / "logs" / stage / "launch_script.slurm").read_text()
-        assert (tmp_path / "dry" / "logs" / stage / "launch_script.slurm").read_text() == \
-            script.replace(str(tmp_path / "real"), str(tmp_path / "dry"))
+        assert (tmp_path / "dry" / "logs" / stage / "launch_script.slurm").read_text() == script.replace(
+            str(tmp_path / "real"), str(tmp_path / "dry")
+        )
     ids = {j["job_id"]: str(1001 + i) for i, j in enumerate(dry["submitted"])}  # dry-run ids in submission order
     sbatch_args = [" ".join(line.split()[:-1]) for line in calls.read_text().splitlines()]
-    assert [re.sub(r"dry-run-[\w-]+", lambda m: ids[m.group(0)], " ".join(j["args"])) for j in dry["submitted"]] == \
-        sbatch_args
+    assert [
+        re.sub(r"dry-run-[\w-]+", lambda m: ids[m.group(0)], " ".join(j["args"])) for j in dry["submitted"]
+    ] == sbatch_args

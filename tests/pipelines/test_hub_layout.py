@@ -3,6 +3,7 @@
 A local folder of that layout stands in for the Hub; the hf:// test hands the same tree to fsspec's
 HfFileSystem by patching its file methods onto the local folder, so nothing touches the network.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -40,9 +41,12 @@ def hub_tree(tmp_path) -> tuple[Path, dict[str, list[str]]]:
         pq.write_table(pa.table({"text": texts(rel, 4)}), data / rel)
     (data / "train/2024/07").mkdir(parents=True)
     (data / "train/2024/07/shard.jsonl.zst").write_bytes(
-        zstandard.ZstdCompressor().compress(_jsonl([{"text": t} for t in texts("train/2024/07/shard.jsonl.zst", 3)])))
+        zstandard.ZstdCompressor().compress(_jsonl([{"text": t} for t in texts("train/2024/07/shard.jsonl.zst", 3)]))
+    )
     (data / "extra").mkdir()
-    (data / "extra/dump.json.gz").write_bytes(gzip.compress(_jsonl([{"text": t} for t in texts("extra/dump.json.gz", 2)])))
+    (data / "extra/dump.json.gz").write_bytes(
+        gzip.compress(_jsonl([{"text": t} for t in texts("extra/dump.json.gz", 2)]))
+    )
     (data / "top.jsonl").write_bytes(_jsonl([{"text": t} for t in texts("top.jsonl", 2)]))
     # what a Hub snapshot also holds: a card, git attributes, huggingface_hub's download metadata
     (repo / "README.md").write_text("---\nlicense: odc-by\n---\n")
@@ -54,9 +58,14 @@ def hub_tree(tmp_path) -> tuple[Path, dict[str, list[str]]]:
 
 
 def _read(location: str, fmt: str = "parquet") -> tuple[list, list[tuple[str, str]]]:
-    recipe = parse_recipe({"name": "r", "tokenizer": {"train": {"vocab_size": 300}},
-                           "sources": [{"name": "web", "domain": "general", "tier": "high", "format": fmt,
-                                        "location": location}]}, file="r.yaml")
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "tokenizer": {"train": {"vocab_size": 300}},
+            "sources": [{"name": "web", "domain": "general", "tier": "high", "format": fmt, "location": location}],
+        },
+        file="r.yaml",
+    )
     units, missing = list_units(recipe)
     assert missing == {}
     reader = SourceReader(units, {"web": SourceFormat.of(recipe.source("web"))})
@@ -88,17 +97,21 @@ def test_hf_urls_go_to_hf_filesystem_unchanged(hub_tree, monkeypatch):
         return f"{root}/{path}"
 
     def back(p: str) -> str:
-        return p[len(root) + 1:]
+        return p[len(root) + 1 :]
 
     def glob(self, path, **kw):
         found = local.glob(to_local("glob", path), **kw)
         return {back(k): v for k, v in found.items()} if isinstance(found, dict) else [back(p) for p in found]
 
     monkeypatch.setattr(HfFileSystem, "glob", glob)
-    monkeypatch.setattr(HfFileSystem, "find", lambda self, path, **kw: [back(p) for p in local.find(to_local("find", path), **kw)])
+    monkeypatch.setattr(
+        HfFileSystem, "find", lambda self, path, **kw: [back(p) for p in local.find(to_local("find", path), **kw)]
+    )
     monkeypatch.setattr(HfFileSystem, "isdir", lambda self, path: local.isdir(to_local("isdir", path)))
     monkeypatch.setattr(HfFileSystem, "isfile", lambda self, path: local.isfile(to_local("isfile", path)))
-    monkeypatch.setattr(HfFileSystem, "_open", lambda self, path, mode="rb", **kw: local.open(to_local("open", path), mode))
+    monkeypatch.setattr(
+        HfFileSystem, "_open", lambda self, path, mode="rb", **kw: local.open(to_local("open", path), mode)
+    )
 
     local_units, local_docs = _read(str(repo / "data"))
     units, docs = _read("hf://datasets/org/name/data")

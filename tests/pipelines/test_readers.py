@@ -1,4 +1,5 @@
 """Reader tests: compressed files cut mid-stream keep the complete lines before the cut."""
+
 from __future__ import annotations
 
 import gzip
@@ -12,14 +13,29 @@ from pipelines.readers import SourceFormat, SourceReader, list_units
 
 
 def _lines(n: int) -> list[bytes]:
-    return [json.dumps({"id": f"r{i}", "text": f"record {i}: café π 数学, line {i} of the file"}).encode() + b"\n"
-            for i in range(n)]
+    return [
+        json.dumps({"id": f"r{i}", "text": f"record {i}: café π 数学, line {i} of the file"}).encode() + b"\n"
+        for i in range(n)
+    ]
 
 
 def _read(tmp_path, pattern: str) -> tuple[list[str], dict[str, int]]:
-    recipe = parse_recipe({"name": "r", "tokenizer": {"train": {"vocab_size": 300}}, "sources": [
-        {"name": "w", "domain": "general", "tier": "high", "format": "jsonl", "id_field": "id",
-         "location": f"{tmp_path}/{pattern}"}]})
+    recipe = parse_recipe(
+        {
+            "name": "r",
+            "tokenizer": {"train": {"vocab_size": 300}},
+            "sources": [
+                {
+                    "name": "w",
+                    "domain": "general",
+                    "tier": "high",
+                    "format": "jsonl",
+                    "id_field": "id",
+                    "location": f"{tmp_path}/{pattern}",
+                }
+            ],
+        }
+    )
     units, _ = list_units(recipe)
     reader = SourceReader(units, {"w": SourceFormat.of(recipe.sources[0])})
     ids = [d.id for d in reader.run(None, 0, 1)]
@@ -41,8 +57,8 @@ def _gzip_cut_in_line_6(lines: list[bytes]) -> bytes:
 def test_truncated_gzip_keeps_complete_lines(tmp_path):
     (tmp_path / "a.jsonl.gz").write_bytes(_gzip_cut_in_line_6(_lines(8)))
     ids, drops = _read(tmp_path, "*.jsonl.gz")
-    assert ids == [f"w/r{i}" for i in range(5)]      # the 5 full lines; the half 6th line is not a record
-    assert drops == {"truncated_gzip": 1}            # the file counted once as truncated, not as malformed JSON
+    assert ids == [f"w/r{i}" for i in range(5)]  # the 5 full lines; the half 6th line is not a record
+    assert drops == {"truncated_gzip": 1}  # the file counted once as truncated, not as malformed JSON
 
 
 def test_truncated_zstd_keeps_complete_blocks(tmp_path):

@@ -1,25 +1,32 @@
 """Resumability: a crashed task (tmp file left, shard lost, completion missing) reruns to identical outputs."""
+
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
 
 import pytest
+from pipeline_inputs import make_inputs, run_build, write_recipe
 
 from manifests import open_manifest
-from pipeline_inputs import make_inputs, run_build, write_recipe
 
 
 def _files(out: Path) -> dict[str, str]:
-    return {str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for folder in ("shards", "validation", "tokenizer") for p in sorted((out / folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in ("shards", "validation", "tokenizer")
+        for p in sorted((out / folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 def _manifest(out: Path) -> dict[str, list]:
     with open_manifest(out, read_only=True) as con:
         return {
-            "shards": con.execute("SELECT path, source, split, n_docs, n_tokens, n_bytes, sha256, tokenizer, config_hash "
-                                  "FROM shards ORDER BY path").fetchall(),
+            "shards": con.execute(
+                "SELECT path, source, split, n_docs, n_tokens, n_bytes, sha256, tokenizer, config_hash "
+                "FROM shards ORDER BY path"
+            ).fetchall(),
             "stats": con.execute("SELECT * FROM step_stats ORDER BY ALL").fetchall(),
             "sources": con.execute("SELECT * FROM sources ORDER BY ALL").fetchall(),
             "meta": con.execute("SELECT * FROM meta ORDER BY ALL").fetchall(),

@@ -1,4 +1,5 @@
 """The threaded Tokenize step: the same ids as `encode_batch`, in input order, into the shards; settings restored."""
+
 from __future__ import annotations
 
 import os
@@ -7,11 +8,11 @@ import random
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from pipeline_inputs import code_file, prose
 
 from corpus.tokenizer import load_tokenizer, save_tokenizer, train_bpe
 from pipelines.readers import ListReader
 from pipelines.shards import ShardInfo, ShardWriter, Tokenize, encode_flat, encode_texts
-from pipeline_inputs import code_file, prose
 
 
 def _texts(n: int = 120) -> list[str]:
@@ -19,9 +20,9 @@ def _texts(n: int = 120) -> list[str]:
     rng = random.Random(7)
     texts = [prose(rng) if i % 3 else code_file(rng, i) for i in range(n)]
     texts[5] = "Grüße, naïve café — 数学 ∑ x² ≤ 1 🙂\n" * 3
-    texts[17] = ""                      # no tokens: dropped and counted
-    texts[40] = "x = 1\n" * 3000         # far longer than a chunk's character bound
-    texts[41] = texts[42] = texts[3]     # the same text at three positions
+    texts[17] = ""  # no tokens: dropped and counted
+    texts[40] = "x = 1\n" * 3000  # far longer than a chunk's character bound
+    texts[41] = texts[42] = texts[3]  # the same text at three positions
     return texts
 
 
@@ -38,8 +39,15 @@ def _tokenize(tok_dir, texts, **kw):
     return list(step.run(ListReader(texts, "src").run())), step
 
 
-@pytest.mark.parametrize("kw", [{}, {"threads": 1}, {"threads": 3, "batch_docs": 3, "batch_chars": 200, "ahead": 1},
-                                {"threads": 2, "batch_docs": 1}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"threads": 1},
+        {"threads": 3, "batch_docs": 3, "batch_chars": 200, "ahead": 1},
+        {"threads": 2, "batch_docs": 1},
+    ],
+)
 def test_ids_equal_encode_batch_in_input_order(tok_dir, kw):
     texts = _texts()
     tok = load_tokenizer(tok_dir)
@@ -76,7 +84,7 @@ def test_tokenizers_parallelism_setting_restored(tok_dir, monkeypatch, before):
     gen = step.run(ListReader(_texts(), "src").run())
     next(gen)
     assert os.environ["TOKENIZERS_PARALLELISM"] == "false"  # our threads are the parallelism while it runs
-    gen.close()                                             # a consumer that stops early restores it too
+    gen.close()  # a consumer that stops early restores it too
     assert os.environ.get("TOKENIZERS_PARALLELISM") == before
 
 
@@ -84,8 +92,14 @@ def test_shards_hold_encode_batch_ids_per_document_id(tok_dir, tmp_path):
     texts = _texts()
     out = tmp_path / "out"
     save_tokenizer(load_tokenizer(tok_dir), out / "tokenizer")
-    writer = ShardWriter(str(out), {"src": ShardInfo("general", "high", "general")}, {"demix.tokenizer": "t"},
-                         0.3, str(out / "records"), max_shard_tokens=2000)  # several shards per split
+    writer = ShardWriter(
+        str(out),
+        {"src": ShardInfo("general", "high", "general")},
+        {"demix.tokenizer": "t"},
+        0.3,
+        str(out / "records"),
+        max_shard_tokens=2000,
+    )  # several shards per split
     tokens = Tokenize(str(out / "tokenizer"), threads=2, batch_docs=5, batch_chars=300)
     for _ in writer.run(tokens.run(ListReader(texts, "src").run())):
         pass

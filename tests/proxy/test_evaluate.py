@@ -1,4 +1,5 @@
 """Held-out evaluation: packing, determinism, a hand-checked bits-per-byte case, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -20,9 +21,13 @@ def vset(tiny_corpus) -> ValidationSet:
 
 @pytest.fixture(scope="module")
 def components(tiny_corpus, tmp_path_factory):
-    return write_synthetic_components(tmp_path_factory.mktemp("eval_components"), ["general", "code", "math"],
-                                      tiny_qwen3_config(vocab_size=384), tokenizer_dir=tiny_corpus / "tokenizer",
-                                      db=str(tiny_corpus / "manifest.duckdb"))
+    return write_synthetic_components(
+        tmp_path_factory.mktemp("eval_components"),
+        ["general", "code", "math"],
+        tiny_qwen3_config(vocab_size=384),
+        tokenizer_dir=tiny_corpus / "tokenizer",
+        db=str(tiny_corpus / "manifest.duckdb"),
+    )
 
 
 def test_packing_hand_case():
@@ -52,7 +57,10 @@ def test_every_source_of_a_domain_is_scored_with_equal_tokens(two_per_domain_cor
     longest = 0
     for sh in list_shards(two_per_domain_corpus, split="validation"):
         import pyarrow.parquet as pq
-        longest = max(longest, max(len(t) for t in pq.read_table(sh["abs_path"], columns=["tokens"])["tokens"].to_pylist()))
+
+        longest = max(
+            longest, max(len(t) for t in pq.read_table(sh["abs_path"], columns=["tokens"])["tokens"].to_pylist())
+        )
     assert {d.domain for d in vs.domains} == {"general", "code", "math"}
     for d in vs.domains:
         members = sorted(s for s in rows if rows[s]["domain"] == d.domain)
@@ -69,7 +77,9 @@ def test_every_source_of_a_domain_is_scored_with_equal_tokens(two_per_domain_cor
 
 def test_per_source_and_per_candidate_bpb(two_per_domain_corpus):
     from transformers import Qwen3ForCausalLM
+
     from proxy.evaluate import flat_metrics
+
     vs = ValidationSet.from_manifest(two_per_domain_corpus, tokens_per_domain=400, seq_len=64)
     torch.manual_seed(0)
     res = evaluate_model(Qwen3ForCausalLM(tiny_qwen3_config(vocab_size=384)), vs, batch_size=4)
@@ -98,6 +108,7 @@ def test_validation_set_follows_manifest(tiny_corpus, vset):
 
 def test_uniform_model_bpb_by_hand(vset):
     from transformers import Qwen3ForCausalLM
+
     model = Qwen3ForCausalLM(tiny_qwen3_config(vocab_size=384))
     with torch.no_grad():
         for p in model.parameters():
@@ -110,6 +121,7 @@ def test_uniform_model_bpb_by_hand(vset):
 
 def test_evaluation_deterministic(components, vset):
     from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(str(components / "general"))
     a = evaluate_model(model, vset, batch_size=3)
     b = evaluate_model(model, vset, batch_size=8)
@@ -125,8 +137,11 @@ def test_cli_evaluate(components, tiny_corpus, tmp_path, capsys):
     one = json.loads(capsys.readouterr().out)
     assert set(one["domains"]) == {"general", "code", "math"} and one["mean_bpb"] > 0
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"name": "m", "level": "candidate", "ratios": {"general": 0, "code": 1, "math": 0},
-                               "provenance": {}}))
+    mix.write_text(
+        json.dumps(
+            {"name": "m", "level": "candidate", "ratios": {"general": 0, "code": 1, "math": 0}, "provenance": {}}
+        )
+    )
     assert main(args + ["--components", str(components), "--mixture", str(mix)]) == 0
     two = json.loads(capsys.readouterr().out)
     assert two["domains"]["code"]["bpb"] == pytest.approx(one["domains"]["code"]["bpb"], rel=1e-6)
@@ -138,6 +153,7 @@ def test_merged_folder_is_a_working_hf_model(components, vset, tmp_path):
 
     from proxy.merge import merge_to_folder
     from proxy.proxies import ProxyFactory
+
     ratios = {"general": 0.6, "code": 0.3, "math": 0.1}
     out = merge_to_folder(components, ratios, tmp_path / "merged")
     assert AutoTokenizer.from_pretrained(str(out)).convert_tokens_to_ids("<|endoftext|>") is not None

@@ -1,4 +1,5 @@
 """Merging components: one-hot identity, streaming == in-memory, task arithmetic / TIES, refusals, CLI, mergekit."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -49,7 +50,9 @@ def test_streaming_equals_in_memory_and_formula(components, tmp_path):
     out = merge_to_folder(components, ratios, tmp_path / "m")
     merged = weights_of(out)
     comps = {n: weights_of(components / n) for n in NAMES}
-    expected = {k: 0.2 * comps["code_high"][k] + 0.5 * comps["general"][k] + 0.3 * comps["math_high"][k] for k in merged}
+    expected = {
+        k: 0.2 * comps["code_high"][k] + 0.5 * comps["general"][k] + 0.3 * comps["math_high"][k] for k in merged
+    }
     assert max((merged[k] - expected[k]).abs().max().item() for k in merged) < 1e-6
     sd = ProxyFactory(components, device="cpu").state_dict_of(ratios)
     assert max((sd[k] - merged[k]).abs().max().item() for k in merged) < 1e-6
@@ -69,7 +72,9 @@ def test_task_arithmetic_and_ties(components, tmp_path):
     base = weights_of(components / "base")
     ta = weights_of(merge_to_folder(components, ratios, tmp_path / "ta", MergeSettings(method="task_arithmetic")))
     assert max((ta[k] - lin[k]).abs().max().item() for k in lin) < 1e-6  # normalized ratios, scale 1
-    ta0 = weights_of(merge_to_folder(components, ratios, tmp_path / "ta0", MergeSettings(method="task_arithmetic", scale=0.0)))
+    ta0 = weights_of(
+        merge_to_folder(components, ratios, tmp_path / "ta0", MergeSettings(method="task_arithmetic", scale=0.0))
+    )
     assert all(torch.equal(ta0[k], base[k]) for k in base)
     ties = weights_of(merge_to_folder(components, ratios, tmp_path / "ties", MergeSettings(method="ties", density=0.3)))
     changed = sum(int((ties[k] != base[k]).sum()) for k in base)
@@ -104,13 +109,25 @@ def test_mixture_keys_must_match(components, tmp_path):
 
 def test_cli_merge(components, tmp_path, capsys):
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"name": "m", "level": "candidate", "ratios": {n: 1 / 3 for n in NAMES}, "provenance": {}}))
+    mix.write_text(
+        json.dumps({"name": "m", "level": "candidate", "ratios": {n: 1 / 3 for n in NAMES}, "provenance": {}})
+    )
     out = tmp_path / "merged"
     assert main(["merge", "--components", str(components), "--mixture", str(mix), "--out", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["mixture"] == pytest.approx({n: 1 / 3 for n in NAMES})
-    assert main(["merge", "--components", str(components), "--mixture", str(mix), "--out", str(out)]) == 0  # rerun: kept
-    mix.write_text(json.dumps({"name": "m2", "level": "candidate", "ratios": {"code_high": 1.0, "general": 0.0,
-                                                                               "math_high": 0.0}, "provenance": {}}))
+    assert (
+        main(["merge", "--components", str(components), "--mixture", str(mix), "--out", str(out)]) == 0
+    )  # rerun: kept
+    mix.write_text(
+        json.dumps(
+            {
+                "name": "m2",
+                "level": "candidate",
+                "ratios": {"code_high": 1.0, "general": 0.0, "math_high": 0.0},
+                "provenance": {},
+            }
+        )
+    )
     assert main(["merge", "--components", str(components), "--mixture", str(mix), "--out", str(out)]) == 1
     assert "already holds" in capsys.readouterr().err
 
@@ -126,8 +143,11 @@ def _mergekit_yaml() -> list[str] | None:
 def test_linear_equals_mergekit(components, tmp_path):
     ratios = {"code_high": 0.2, "general": 0.5, "math_high": 0.3}
     ours = weights_of(merge_to_folder(components, ratios, tmp_path / "ours"))
-    config = {"merge_method": "linear", "dtype": "float32",
-              "models": [{"model": str(components / n), "parameters": {"weight": w}} for n, w in ratios.items()]}
+    config = {
+        "merge_method": "linear",
+        "dtype": "float32",
+        "models": [{"model": str(components / n), "parameters": {"weight": w}} for n, w in ratios.items()],
+    }
     (tmp_path / "mk.yaml").write_text(json.dumps(config))
     cmd = _mergekit_yaml() + [str(tmp_path / "mk.yaml"), str(tmp_path / "mk")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)

@@ -1,4 +1,5 @@
 """Bad input on every `proxy` command: one line on stderr naming the problem, exit 1 or 2, never a traceback."""
+
 from __future__ import annotations
 
 import shlex
@@ -13,7 +14,12 @@ CASES = [  # (id, argv with {placeholders}, exit code, what stderr must name)
     ("base-decimal-comma", "base --db {empty} --config tiny --tokens 1,5T --out {tmp}/b", 2, "1,5T"),
     ("base-negative", "base --db {empty} --config tiny --tokens -5 --out {tmp}/b", 2, "-5"),
     ("base-empty-corpus", "base --db {empty} --config tiny --tokens 1M --out {tmp}/b", 1, "meta.vocab_size is missing"),
-    ("components-no-base", "components --base {missing} --db {empty} --tokens 1M --out {tmp}/c", 1, "not a model folder"),
+    (
+        "components-no-base",
+        "components --base {missing} --db {empty} --tokens 1M --out {tmp}/c",
+        1,
+        "not a model folder",
+    ),
     ("merge-no-components", "merge --components {missing} --mixture {mix} --out {tmp}/m", 1, "no such components"),
     ("evaluate-no-manifest", "evaluate --model {missing} --db {missing}", 1, "no manifest"),
     ("search-no-components", "search --components {missing} --out {tmp}/s", 1, "no such components"),
@@ -34,8 +40,14 @@ def paths(tmp_path):
     empty.mkdir()
     with open_manifest(empty):  # a manifest with no sources and no shards
         pass
-    return {"tmp": tmp_path, "missing": tmp_path / "nope", "empty": empty, "bad": tmp_path / "bad.json",
-            "binary": tmp_path / "binary.parquet", "mix": tmp_path / "mix.json"}
+    return {
+        "tmp": tmp_path,
+        "missing": tmp_path / "nope",
+        "empty": empty,
+        "bad": tmp_path / "bad.json",
+        "binary": tmp_path / "binary.parquet",
+        "mix": tmp_path / "mix.json",
+    }
 
 
 def _run(argv: list[str]) -> int:

@@ -1,10 +1,10 @@
 """The reproduction's protocol at toy size (issue 16): exported inputs, runner with no DuckDB, per-document NLL."""
+
 from __future__ import annotations
 
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from proxy.evaluate import evaluate_model, flat_metrics  # noqa: E402
-from reproduce_report import render_report  # noqa: E402
 from reproduce_protocol import TOY, Inputs, export_inputs  # noqa: E402
+from reproduce_report import render_report  # noqa: E402
 from reproduce_runner import DocScorer, MixtureStream, new_model, run_protocol  # noqa: E402
+
+from proxy.evaluate import evaluate_model, flat_metrics  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,8 @@ def test_per_document_nll_sums_to_evaluate_model(exported):
     for cand in set(docs.candidate):
         mask = np.array(docs.candidate) == cand
         assert per_doc[mask].sum() / np.log(2) / docs.bytes[mask].sum() == pytest.approx(
-            ref[f"bpb_candidate/{cand}"], rel=1e-9)
+            ref[f"bpb_candidate/{cand}"], rel=1e-9
+        )
 
 
 def test_mixture_stream_follows_ratios_and_seed(exported):

@@ -1,4 +1,5 @@
 """The reproduction's search check (bench/reproduce_search.py): the split, and the stage end to end at toy size."""
+
 from __future__ import annotations
 
 import json
@@ -76,13 +77,13 @@ def _judged_by_hand(work: Path, check: dict, key: str) -> float:
     per_seed = []
     for seed in TOY.reference_seeds:
         nll = np.load(work / "nll" / "search_check" / key / f"s{seed}.npy")
-        per_seed.append([nll[judged & (cand == c)].sum() / LN2 / docs.bytes[judged & (cand == c)].sum()
-                         for c in check["targets"]])
+        per_seed.append(
+            [nll[judged & (cand == c)].sum() / LN2 / docs.bytes[judged & (cand == c)].sum() for c in check["targets"]]
+        )
     return float(np.mean(per_seed, axis=0).mean())
 
 
-def test_search_check_runs_end_to_end_and_judges_on_judgement_documents_only(finished, two_per_domain_corpus,
-                                                                              tmp_path):
+def test_search_check_runs_end_to_end_and_judges_on_judgement_documents_only(finished, two_per_domain_corpus, tmp_path):
     db = two_per_domain_corpus / "manifest.duckdb"
     check = run_search_check(finished, db, progress=False, bootstrap=200)
     assert check["verdict"].startswith("Search check:")

@@ -1,4 +1,5 @@
 """Statistics of the reproduction (bench/reproduce_stats.py) on hand cases: rho, paired differences, bootstrap."""
+
 from __future__ import annotations
 
 import math
@@ -12,7 +13,12 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
 from reproduce_stats import (  # noqa: E402
-    percentile_ci, resamples, spearman_rows, statistics, target_bpb, top25,
+    percentile_ci,
+    resamples,
+    spearman_rows,
+    statistics,
+    target_bpb,
+    top25,
 )
 
 
@@ -38,8 +44,15 @@ def test_spearman_rows_matches_scipy_with_ties():
 def test_identical_rankings_give_rho_one_with_a_degenerate_ci_and_zero_self_difference():
     ref = np.random.default_rng(0).normal(size=(16, 2))
     tables, _ = _tables(ref)
-    out = statistics(tables, ["r0", "r1"], [0, 1], [0, 1], [], ["same", "reversed", "noisy"],
-                     {"self": ("same", "same"), "same_vs_noisy": ("same", "noisy")})
+    out = statistics(
+        tables,
+        ["r0", "r1"],
+        [0, 1],
+        [0, 1],
+        [],
+        ["same", "reversed", "noisy"],
+        {"self": ("same", "same"), "same_vs_noisy": ("same", "noisy")},
+    )
     assert percentile_ci(out["rho/same/macro"]) == pytest.approx((1.0, 1.0))
     assert percentile_ci(out["e0/macro"]) == pytest.approx((1.0, 1.0))  # identical seeds: ceiling 1, no spread
     assert percentile_ci(out["rho/reversed/rank_aggregate"]) == pytest.approx((-1.0, -1.0))

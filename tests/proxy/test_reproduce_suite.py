@@ -1,4 +1,5 @@
 """The reproduction's suite target at toy size (issue 14): exported task data, runner with no DuckDB, suite rho."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,6 @@ def suite_run(two_per_domain_corpus, tmp_path_factory):
     """Inputs exported with the suite, moved away from where they were written, then the whole toy protocol run
     with DuckDB unusable (the GPU path runs the inputs folder on a machine without the corpus)."""
     import duckdb
-
     from reproduce_runner import run_protocol
 
     db = two_per_domain_corpus / "manifest.duckdb"
@@ -48,9 +48,16 @@ def test_every_model_is_scored_on_the_suite_and_results_record_it(suite_run):
     assert res["protocol"]["suite"] == "offline" and res["protocol"]["suite_limit"] == 4
     s = res["suite"]
     assert [s["targets"]["names"][i] for i in s["targets"]["primary"]] == [
-        "suite_loss/general", "suite_loss/code", "suite_loss/math"]  # the suite's domains, lower is better
-    assert s["targets"]["names"][3:] == ["acc_norm/offline_general_cloze", "acc/offline_general_cloze",
-                                         "acc_norm/offline_math_mc", "acc/offline_math_mc"]
+        "suite_loss/general",
+        "suite_loss/code",
+        "suite_loss/math",
+    ]  # the suite's domains, lower is better
+    assert s["targets"]["names"][3:] == [
+        "acc_norm/offline_general_cloze",
+        "acc/offline_general_cloze",
+        "acc_norm/offline_math_mc",
+        "acc/offline_math_mc",
+    ]
     assert s["targets"]["directions"] == ["lower"] * 3 + ["higher"] * 4
     scored = {"reference/s0", "reference/s1", "demix/g0.5", "demix/g0", "trained/1x", "trained/4x", "regmix"}
     assert set(s["mean"]) == scored and set(s["methods"]) == scored - {"reference/s0", "reference/s1"} | {"share"}
@@ -65,7 +72,7 @@ def test_every_model_is_scored_on_the_suite_and_results_record_it(suite_run):
     docs.mkdir()
     (docs / "toy-suite.json").write_text(json.dumps(res, default=float))
     md = render_report(docs, work / "reproduction.md").read_text()
-    section = md[md.index("### Ranked by the offline suite"):]
+    section = md[md.index("### Ranked by the offline suite") :]
     for m in ("DeMix g = 0.5", "trained proxy 1x", "RegMix-style", "share rule"):
         assert f"| {m}" in section  # a row per method ranked by the suite
 
@@ -104,11 +111,25 @@ def test_a_rerun_skips_saved_suite_scores(suite_run):
 def _record(ref: np.ndarray, method: np.ndarray, direction: str) -> dict:
     names = [f"m{i:02d}" for i in range(len(ref))]
     col = "suite/general" if direction == "higher" else "suite_loss/general"
-    scores = {k: {n: {col: float(v[i])} for i, n in enumerate(names)}
-              for k, v in {"reference/s0": ref, "reference/s1": ref, "x": method}.items()}
-    return {"mixtures": {n: {"sources": {"web": 1.0}} for n in names}, "sources": {"web": {"domain": "other"}},
-            "suite": {"name": "t", "limit": 1, "primary": [col], "secondary": [], "directions": {col: direction},
-                      "domain_of": {col: "general"}, "scores": scores, "seconds": 0.0, "models_scored": 0}}
+    scores = {
+        k: {n: {col: float(v[i])} for i, n in enumerate(names)}
+        for k, v in {"reference/s0": ref, "reference/s1": ref, "x": method}.items()
+    }
+    return {
+        "mixtures": {n: {"sources": {"web": 1.0}} for n in names},
+        "sources": {"web": {"domain": "other"}},
+        "suite": {
+            "name": "t",
+            "limit": 1,
+            "primary": [col],
+            "secondary": [],
+            "directions": {col: direction},
+            "domain_of": {col: "general"},
+            "scores": scores,
+            "seconds": 0.0,
+            "models_scored": 0,
+        },
+    }
 
 
 @pytest.mark.parametrize("direction", ["higher", "lower"])
@@ -121,5 +142,6 @@ def test_suite_direction_orients_the_best_quarter(direction):
     assert out["top25"]["x"]["rho"] == pytest.approx(1.0)
     assert out["point"]["e0/macro"] == pytest.approx(1.0) and out["targets"]["informative"] == [0]
     assert out["methods"] == ["x"]  # "general" is no corpus domain here: no share rule
-    assert out["mean"]["x"]["suite/general" if direction == "higher" else "suite_loss/general"] == \
-        pytest.approx(method.mean())
+    assert out["mean"]["x"]["suite/general" if direction == "higher" else "suite_loss/general"] == pytest.approx(
+        method.mean()
+    )

@@ -1,4 +1,5 @@
 """Mixture search: Dirichlet sampling rules, objective parsing, a synthetic problem with a known optimum, CLI."""
+
 from __future__ import annotations
 
 import json
@@ -41,7 +42,7 @@ def test_pool_follows_the_papers_flattened_prior():
 
     rows = sample_mixtures(PRIOR, 40_000, seed=3)
     p = np.array(PRIOR, dtype=float) / sum(PRIOR)
-    q = p ** 0.7 / (p ** 0.7).sum()  # flattened: the small candidates gain weight
+    q = p**0.7 / (p**0.7).sum()  # flattened: the small candidates gain weight
     assert np.allclose(q, [0.388, 0.135, 0.050, 0.065, 0.041, 0.083, 0.237], atol=1e-3)
     strengths = np.geomspace(0.5, 5.0, 15)
     # Without caps, the kept sample's share of candidate i is Beta(q_i s, (1 - q_i) s) at a uniformly chosen s.
@@ -67,9 +68,14 @@ def test_cap_and_quantize_hand_case():
 
 def test_objective_and_ranking():
     names = ["bpb/code", "bpb/general", "bpb/math", "loss/code"]
-    assert Objective("bpb").resolve(names) == pytest.approx({"bpb/code": 1 / 3, "bpb/general": 1 / 3, "bpb/math": 1 / 3})
-    assert Objective("general:0.5,code:0.25,math:0.25").resolve(names) == {"bpb/general": 0.5, "bpb/code": 0.25,
-                                                                           "bpb/math": 0.25}
+    assert Objective("bpb").resolve(names) == pytest.approx(
+        {"bpb/code": 1 / 3, "bpb/general": 1 / 3, "bpb/math": 1 / 3}
+    )
+    assert Objective("general:0.5,code:0.25,math:0.25").resolve(names) == {
+        "bpb/general": 0.5,
+        "bpb/code": 0.25,
+        "bpb/math": 0.25,
+    }
     with pytest.raises(ValueError, match="'physics' matches no metric"):
         Objective("physics").resolve(names)
     preds = {"a": np.array([1.0, 2.0, 3.0]), "b": np.array([3.0, 2.0, 1.0])}
@@ -86,8 +92,9 @@ def test_search_finds_known_optimum():
         v = np.array([r[n] for n in names])
         return {"dist": float(((v - target) ** 2).sum())}
 
-    settings = SearchSettings(iterations=3, per_iteration=32, pool=20_000, top_k=32, seed=0,
-                              predictor=PredictorSettings(kind="lightgbm"))
+    settings = SearchSettings(
+        iterations=3, per_iteration=32, pool=20_000, top_k=32, seed=0, predictor=PredictorSettings(kind="lightgbm")
+    )
     res = run_search(score_fn, names, PRIOR, "dist", settings, progress=False)
     best = np.array([res.best_ratios[n] for n in names])
     assert best.sum() == pytest.approx(1.0, abs=1e-9)
@@ -103,15 +110,45 @@ def test_search_finds_known_optimum():
 
 def test_cli_search(tiny_corpus, tmp_path, capsys):
     corpus = shutil.copytree(tiny_corpus, tmp_path / "corpus")
-    comps = write_synthetic_components(tmp_path / "components", ["general", "code", "math"],
-                                       tiny_qwen3_config(vocab_size=384), tokenizer_dir=corpus / "tokenizer",
-                                       db=str(corpus / "manifest.duckdb"), noise=0.05)
+    comps = write_synthetic_components(
+        tmp_path / "components",
+        ["general", "code", "math"],
+        tiny_qwen3_config(vocab_size=384),
+        tokenizer_dir=corpus / "tokenizer",
+        db=str(corpus / "manifest.duckdb"),
+        noise=0.05,
+    )
     with pytest.raises(ValueError, match="no train tokens for candidates"):
         search_prior(corpus, ("general", "code", "math"), "manifest")
     out = tmp_path / "search"
-    args = ["search", "--components", str(comps), "--db", str(corpus), "--prior", "uniform", "--iterations", "2",
-            "--per-iteration", "6", "--pool", "300", "--top-k", "8", "--tokens-per-domain", "200", "--seq-len", "32",
-            "--predictor", "ridge", "--name", "t", "--out", str(out), "--json"]
+    args = [
+        "search",
+        "--components",
+        str(comps),
+        "--db",
+        str(corpus),
+        "--prior",
+        "uniform",
+        "--iterations",
+        "2",
+        "--per-iteration",
+        "6",
+        "--pool",
+        "300",
+        "--top-k",
+        "8",
+        "--tokens-per-domain",
+        "200",
+        "--seq-len",
+        "32",
+        "--predictor",
+        "ridge",
+        "--name",
+        "t",
+        "--out",
+        str(out),
+        "--json",
+    ]
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_evaluated"] == 6 + 3 + 1
@@ -140,9 +177,25 @@ def test_final_choice_average_best_auto():
         return {"dist": float(min(((v - o) ** 2).sum() for o in optima))}
 
     prior = [100, 100, 100, 100]
-    runs = {final: run_search(score_fn, names, prior, "dist", SearchSettings(
-        iterations=2, per_iteration=16, pool=2_000, top_k=64, seed=3, final=final,
-        predictor=PredictorSettings(kind="ridge")), progress=False) for final in ("average", "best", "auto")}
+    runs = {
+        final: run_search(
+            score_fn,
+            names,
+            prior,
+            "dist",
+            SearchSettings(
+                iterations=2,
+                per_iteration=16,
+                pool=2_000,
+                top_k=64,
+                seed=3,
+                final=final,
+                predictor=PredictorSettings(kind="ridge"),
+            ),
+            progress=False,
+        )
+        for final in ("average", "best", "auto")
+    }
     avg, best, auto = runs["average"], runs["best"], runs["auto"]
     measured = min(e["objective"] for e in avg.evaluated)
     assert avg.average is None and avg.provenance()["final_choice"] == "average"

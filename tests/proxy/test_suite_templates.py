@@ -1,4 +1,5 @@
 """SuiteRunner's reuse of compiled lm-eval prompt templates (issue 14, Performance): same output, one compile."""
+
 from __future__ import annotations
 
 

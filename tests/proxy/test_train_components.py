@@ -1,4 +1,5 @@
 """End to end on the tiny corpus: proxy base -> proxy components -> loadable, mergeable checkpoints."""
+
 from __future__ import annotations
 
 import json
@@ -32,6 +33,7 @@ def run(*argv: str) -> list[dict]:
     """Run the proxy CLI in-process with --json; return the parsed outcome rows."""
     import contextlib
     import io
+
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
         rc = main([*argv, *SMALL, "--json"])
@@ -44,8 +46,21 @@ def trained(tiny_corpus, tmp_path_factory) -> tuple[Path, Path]:
     """A base (8 steps) and components for every candidate (4 steps, checkpoints at 2 and 4 steps)."""
     runs = tmp_path_factory.mktemp("runs")
     run("base", "--db", str(tiny_corpus), "--config", "tiny", "--tokens", str(8 * 4 * 64), "--out", str(runs / "base"))
-    run("components", "--base", str(runs / "base"), "--db", str(tiny_corpus), "--tokens", str(4 * 4 * 64),
-        "--checkpoints", f"{2 * 4 * 64},{4 * 4 * 64}", "--save-every", "2", "--out", str(runs / "components"))
+    run(
+        "components",
+        "--base",
+        str(runs / "base"),
+        "--db",
+        str(tiny_corpus),
+        "--tokens",
+        str(4 * 4 * 64),
+        "--checkpoints",
+        f"{2 * 4 * 64},{4 * 4 * 64}",
+        "--save-every",
+        "2",
+        "--out",
+        str(runs / "components"),
+    )
     return runs / "base", runs / "components"
 
 
@@ -75,8 +90,9 @@ def test_components_share_base_architecture_and_tensor_names(trained, tiny_corpu
             assert weights.keys() == base_weights.keys()
             assert all(weights[k].shape == base_weights[k].shape for k in weights)
             cfg = json.loads((folder / "config.json").read_text())
-            assert {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")} == \
-                {k: base_cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")}
+            assert {k: cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")} == {
+                k: base_cfg[k] for k in ("hidden_size", "num_hidden_layers", "vocab_size")
+            }
         demix = json.loads((comps / cand / "demix.json").read_text())
         assert demix["kind"] == "component" and demix["base"] == str(base.resolve()) and demix["candidate"] == cand
         finals[cand] = load_file(str(comps / cand / "model.safetensors"))
@@ -100,8 +116,12 @@ def test_one_hot_searched_mixture_resolves_to_its_components_stream(trained, tin
     for cand in ("code_high", "general", "math_high"):
         trained_on = Plan.load(comps / cand / "plan.json")  # what the component's sampler streamed
         stream = {s.source: s.share for s in trained_on.sources}
-        alpha = Mixture("one-hot", "candidate", {c: float(c == cand) for c in ("code_high", "general", "math_high")},
-                        provenance={"method": "demix-search", **provenance})
+        alpha = Mixture(
+            "one-hot",
+            "candidate",
+            {c: float(c == cand) for c in ("code_high", "general", "math_high")},
+            provenance={"method": "demix-search", **provenance},
+        )
         resolved = {s.source: s.share for s in resolve_mixture(alpha, tiny_corpus, 10**9).sources}
         assert resolved.keys() == stream.keys()
         assert all(abs(resolved[s] - stream[s]) < 1e-9 for s in stream)
@@ -123,23 +143,77 @@ def test_checkpoints_load_with_transformers(trained):
 def test_rerun_skips_finished_components(trained, tiny_corpus):
     base, comps = trained
     before = (comps / "general" / "model.safetensors").stat().st_mtime_ns
-    rows = run("components", "--base", str(base), "--db", str(tiny_corpus), "--tokens", str(4 * 4 * 64),
-               "--checkpoints", f"{2 * 4 * 64},{4 * 4 * 64}", "--out", str(comps))
+    rows = run(
+        "components",
+        "--base",
+        str(base),
+        "--db",
+        str(tiny_corpus),
+        "--tokens",
+        str(4 * 4 * 64),
+        "--checkpoints",
+        f"{2 * 4 * 64},{4 * 4 * 64}",
+        "--out",
+        str(comps),
+    )
     assert [r["status"] for r in rows] == ["skipped"] * 3
     assert (comps / "general" / "model.safetensors").stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="general_share"):
-        main(["--debug", "components", "--base", str(base), "--db", str(tiny_corpus), "--tokens", str(4 * 4 * 64),
-              "--general-share", "0.25", "--out", str(comps), *SMALL])
+        main(
+            [
+                "--debug",
+                "components",
+                "--base",
+                str(base),
+                "--db",
+                str(tiny_corpus),
+                "--tokens",
+                str(4 * 4 * 64),
+                "--general-share",
+                "0.25",
+                "--out",
+                str(comps),
+                *SMALL,
+            ]
+        )
     with pytest.raises(ValueError, match="other settings.*lr"):
-        main(["--debug", "components", "--base", str(base), "--db", str(tiny_corpus), "--tokens", str(4 * 4 * 64),
-              "--lr", "0.5", "--out", str(comps), *SMALL])
+        main(
+            [
+                "--debug",
+                "components",
+                "--base",
+                str(base),
+                "--db",
+                str(tiny_corpus),
+                "--tokens",
+                str(4 * 4 * 64),
+                "--lr",
+                "0.5",
+                "--out",
+                str(comps),
+                *SMALL,
+            ]
+        )
 
 
 def test_killed_train_resumes_bit_identical_with_sampler(tiny_corpus, tmp_path, monkeypatch):
     mix = tmp_path / "mix.json"
-    mix.write_text(json.dumps({"name": "m", "level": "domain", "ratios": {"general": 0.6, "math": 0.4}, "provenance": {}}))
-    args = ["train", "--mixture", str(mix), "--db", str(tiny_corpus), "--config", "tiny", "--tokens", str(8 * 4 * 64),
-            "--save-every", "3"]
+    mix.write_text(
+        json.dumps({"name": "m", "level": "domain", "ratios": {"general": 0.6, "math": 0.4}, "provenance": {}})
+    )
+    args = [
+        "train",
+        "--mixture",
+        str(mix),
+        "--db",
+        str(tiny_corpus),
+        "--config",
+        "tiny",
+        "--tokens",
+        str(8 * 4 * 64),
+        "--save-every",
+        "3",
+    ]
     run(*args, "--out", str(tmp_path / "ref"))
     real, calls = training_loop._batches, {"n": 0}
 
@@ -155,7 +229,10 @@ def test_killed_train_resumes_bit_identical_with_sampler(tiny_corpus, tmp_path, 
     monkeypatch.setattr(training_loop, "_batches", real)
     rows = run(*args, "--out", str(tmp_path / "run"))
     assert rows[0]["status"] == "resumed@3"
-    a, b = load_file(str(tmp_path / "ref" / "model.safetensors")), load_file(str(tmp_path / "run" / "model.safetensors"))
+    a, b = (
+        load_file(str(tmp_path / "ref" / "model.safetensors")),
+        load_file(str(tmp_path / "run" / "model.safetensors")),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -163,9 +240,28 @@ def test_torchrun_two_cpu_ranks_ddp_and_fsdp(tiny_corpus, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     folders = {}
     for mode in ("ddp", "fsdp"):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "proxy",
-               "base", "--db", str(tiny_corpus), "--config", "tiny", "--tokens", str(4 * 4 * 64 * 2), "--out",
-               str(tmp_path / mode), *SMALL, "--json", *(["--fsdp"] if mode == "fsdp" else [])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc-per-node",
+            "2",
+            "-m",
+            "proxy",
+            "base",
+            "--db",
+            str(tiny_corpus),
+            "--config",
+            "tiny",
+            "--tokens",
+            str(4 * 4 * 64 * 2),
+            "--out",
+            str(tmp_path / mode),
+            *SMALL,
+            "--json",
+            *(["--fsdp"] if mode == "fsdp" else []),
+        ]
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
         assert done.returncode == 0, done.stderr[-2000:]
         rows = json.loads(done.stdout)

@@ -1,4 +1,5 @@
 """The training loop on synthetic data: learning, exact resume after a kill, DDP on 2 CPU processes."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,8 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 
 from proxy.model import build_model, model_config
-from proxy.training.lr_schedule import Schedule
 from proxy.training.loop import STATE_DIR, TrainConfig, train_loop
+from proxy.training.lr_schedule import Schedule
 
 VOCAB, SEQ = 64, 16
 
@@ -29,16 +30,22 @@ def one_thread():
 class SyntheticStream:
     """A deterministic, resumable stream of (SEQ,) LongTensors; optionally dies after `fail_after` rows."""
 
-    def __init__(self, seed: int = 0, rank: int = 0, world_size: int = 1, fail_after: int | None = None,
-                 repeat: bool = False) -> None:
+    def __init__(
+        self, seed: int = 0, rank: int = 0, world_size: int = 1, fail_after: int | None = None, repeat: bool = False
+    ) -> None:
         self.seed, self.rank, self.world, self.fail_after, self.repeat = seed, rank, world_size, fail_after, repeat
         self.position = 0
 
         self.origin = 0  # global index this rank's share starts from (moved by an elastic resume)
 
     def state_dict(self) -> dict:
-        return {"position": self.position, "seed": self.seed, "rank": self.rank, "world_size": self.world,
-                "origin": self.origin}
+        return {
+            "position": self.position,
+            "seed": self.seed,
+            "rank": self.rank,
+            "world_size": self.world,
+            "origin": self.origin,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("world_size", self.world) != self.world:  # elastic, as mixer.Sampler does it
@@ -90,8 +97,9 @@ def test_steps_lower_loss_on_repeated_batch(tmp_path):
 
 
 def test_kill_then_resume_equals_uninterrupted(tmp_path):
-    cfg = TrainConfig(tokens=12 * 4 * SEQ, seq_len=SEQ, batch_size=4, grad_accum=2, lr=2e-3, save_every=5,
-                      checkpoints=(6 * 4 * SEQ,))
+    cfg = TrainConfig(
+        tokens=12 * 4 * SEQ, seq_len=SEQ, batch_size=4, grad_accum=2, lr=2e-3, save_every=5, checkpoints=(6 * 4 * SEQ,)
+    )
     ref = tiny_model()
     train_loop(ref, SyntheticStream(), cfg, tmp_path / "ref", progress=False)
 
@@ -101,13 +109,22 @@ def test_kill_then_resume_equals_uninterrupted(tmp_path):
     assert (tmp_path / "run" / STATE_DIR / "trainer.json").exists()
     exported: list[int] = []
     resumed = tiny_model(seed=123)  # different init: everything must come from the state
-    res = train_loop(resumed, SyntheticStream(), cfg, tmp_path / "run", progress=False,
-                     export=lambda m, budget: exported.append(budget))
+    res = train_loop(
+        resumed,
+        SyntheticStream(),
+        cfg,
+        tmp_path / "run",
+        progress=False,
+        export=lambda m, budget: exported.append(budget),
+    )
     assert res.resumed_from_step == 5 and res.steps == 12
     assert exported == [6 * 4 * SEQ]  # the 6-step budget comes after the step-5 state: exported once
     a, b = weights(ref), weights(resumed)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    steps = [int(line.split('"step": ')[1].split(",")[0]) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    steps = [
+        int(line.split('"step": ')[1].split(",")[0])
+        for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()
+    ]
     assert steps == list(range(1, 13))
 
 
@@ -128,8 +145,9 @@ def _free_port() -> int:
 
 def _join_cpu_group(rank: int, world: int, port: int) -> None:
     """The torchrun environment for a spawned CPU rank (train_loop then initialises gloo), one thread."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
 
 
@@ -139,7 +157,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     model = tiny_model()
     res = train_loop(model, SyntheticStream(rank=rank, world_size=world), cfg, Path(out) / "run", progress=False)
     assert res.steps == 6
-    save_file({k: v.contiguous() for k, v in model.model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in model.model.state_dict().items()}, str(Path(out) / f"rank{rank}.safetensors")
+    )
     torch.distributed.destroy_process_group()
 
 
@@ -156,8 +176,13 @@ def _killed_ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     _join_cpu_group(rank, world, port)
     cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=4 // world, lr=2e-3, save_every=3)
     try:  # both ranks die in step 5, after the step-3 state
-        train_loop(tiny_model(), SyntheticStream(rank=rank, world_size=world, fail_after=4 * 4 // world + 1), cfg,
-                   Path(out) / "run", progress=False)
+        train_loop(
+            tiny_model(),
+            SyntheticStream(rank=rank, world_size=world, fail_after=4 * 4 // world + 1),
+            cfg,
+            Path(out) / "run",
+            progress=False,
+        )
     except RuntimeError as err:
         assert "simulated kill" in str(err)
     finally:
@@ -184,18 +209,35 @@ def test_elastic_resume_on_another_world_size_keeps_the_global_batch(tmp_path, m
 
 def _fsdp_worker(rank: int, world: int, port: int, out: str, fail_after: int | None) -> None:
     _join_cpu_group(rank, world, port)
-    cfg = TrainConfig(tokens=8 * 4 * SEQ, seq_len=SEQ, batch_size=2, grad_accum=2, lr=2e-3, save_every=3,
-                      checkpoints=(6 * 4 * SEQ,), fsdp=True)
+    cfg = TrainConfig(
+        tokens=8 * 4 * SEQ,
+        seq_len=SEQ,
+        batch_size=2,
+        grad_accum=2,
+        lr=2e-3,
+        save_every=3,
+        checkpoints=(6 * 4 * SEQ,),
+        fsdp=True,
+    )
     model = tiny_model(seed=0 if fail_after else 9)  # the resumed run's init must not matter
     try:
-        res = train_loop(model, SyntheticStream(rank=rank, world_size=world, fail_after=fail_after), cfg,
-                         Path(out) / "run", progress=False,
-                         export=lambda m, budget: save_file({k: v.contiguous() for k, v in m.state_dict().items()
-                                                             if k != "lm_head.weight"}, str(Path(out) / "budget.safetensors")))
+        res = train_loop(
+            model,
+            SyntheticStream(rank=rank, world_size=world, fail_after=fail_after),
+            cfg,
+            Path(out) / "run",
+            progress=False,
+            export=lambda m, budget: save_file(
+                {k: v.contiguous() for k, v in m.state_dict().items() if k != "lm_head.weight"},
+                str(Path(out) / "budget.safetensors"),
+            ),
+        )
         assert res.steps == 8 and res.resumed_from_step == 3
         if rank == 0:
-            save_file({k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
-                      str(Path(out) / "final.safetensors"))
+            save_file(
+                {k: v.contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"},
+                str(Path(out) / "final.safetensors"),
+            )
     except RuntimeError as err:
         assert "simulated kill" in str(err)
     finally:

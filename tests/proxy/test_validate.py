@@ -1,4 +1,5 @@
 """Rank consistency on known rankings: identical, reversed, a hand-computed case; file formats and CLI."""
+
 from __future__ import annotations
 
 import json
@@ -15,7 +16,9 @@ def table(values: dict[str, list[float]]) -> dict[str, dict[str, float]]:
     return {n: {m: v[i] for m, v in values.items()} for i, n in enumerate(names)}
 
 
-REF = table({"bpb/general": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7], "bpb/code": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]})
+REF = table(
+    {"bpb/general": [1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7], "bpb/code": [0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2]}
+)
 
 
 def test_identical_and_reversed():
@@ -23,7 +26,9 @@ def test_identical_and_reversed():
     assert same.spearman == pytest.approx(1.0) and same.macro_spearman == pytest.approx(1.0)
     assert same.spearman_top25 == pytest.approx(1.0) and same.maintain == pytest.approx(1.0)
     assert same.lower_is_better and same.objective_metrics == ("bpb/code", "bpb/general")
-    rev = table({"bpb/general": [1.7, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0], "bpb/code": [1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5]})
+    rev = table(
+        {"bpb/general": [1.7, 1.6, 1.5, 1.4, 1.3, 1.2, 1.1, 1.0], "bpb/code": [1.2, 1.1, 1.0, 0.9, 0.8, 0.7, 0.6, 0.5]}
+    )
     out = rank_consistency(REF, rev)
     assert out.spearman == pytest.approx(-1.0) and out.per_metric["bpb/code"] == pytest.approx(-1.0)
     assert out.spearman_top25 == pytest.approx(-1.0)
@@ -31,14 +36,18 @@ def test_identical_and_reversed():
 
 def test_metric_direction_is_explicit_per_family():
     from proxy.validate import metric_direction
+
     assert metric_direction("acc/supplementary_math") == "higher"  # not "ppl" by substring
     assert metric_direction("bpb_candidate/code_high") == "lower" and metric_direction("loss/x") == "lower"
     assert metric_direction("exact_match/gsm8k") == "higher" and metric_direction("humaneval_bpb") is None
     ref = table({"acc/supplementary_math": [0.1, 0.2, 0.3, 0.4], "acc/x": [0.4, 0.3, 0.2, 0.1]})
     assert not rank_consistency(ref, ref).lower_is_better
     with pytest.raises(ValueError, match="mix directions"):
-        rank_consistency(table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}), table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}),
-                         metrics=["acc/x", "bpb/x"])
+        rank_consistency(
+            table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}),
+            table({"acc/x": [1, 2, 3], "bpb/x": [1, 2, 3]}),
+            metrics=["acc/x", "bpb/x"],
+        )
     odd = table({"mystery/x": [1.0, 2.0, 3.0]})
     with pytest.raises(ValueError, match="'mystery/x': direction unknown"):
         rank_consistency(odd, odd)
@@ -64,15 +73,44 @@ def test_formats_and_cli(tmp_path, capsys):
     pl.DataFrame(rows).write_parquet(tmp_path / "ref.parquet")
     pl.DataFrame(rows).write_csv(tmp_path / "ref.csv")
     (tmp_path / "proxy.json").write_text(json.dumps({n: v for n, v in REF.items()}))
-    assert read_scores(tmp_path / "ref.parquet") == read_scores(tmp_path / "ref.csv") == read_scores(tmp_path / "proxy.json")
+    assert (
+        read_scores(tmp_path / "ref.parquet")
+        == read_scores(tmp_path / "ref.csv")
+        == read_scores(tmp_path / "proxy.json")
+    )
     out = tmp_path / "val"
-    assert main(["validate", "--references", str(tmp_path / "ref.parquet"), "--proxies", str(tmp_path / "proxy.json"),
-                 "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "validate",
+                "--references",
+                str(tmp_path / "ref.parquet"),
+                "--proxies",
+                str(tmp_path / "proxy.json"),
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["spearman"] == pytest.approx(1.0) and report["n_mixtures"] == 8
     assert (out / "rank_scatter.png").stat().st_size > 1000 and (out / "rank_consistency.json").exists()
-    assert main(["validate", "--references", str(tmp_path / "ref.csv"), "--proxies", str(tmp_path / "ref.csv"),
-                 "--metrics", "bpb/nope"]) == 1
+    assert (
+        main(
+            [
+                "validate",
+                "--references",
+                str(tmp_path / "ref.csv"),
+                "--proxies",
+                str(tmp_path / "ref.csv"),
+                "--metrics",
+                "bpb/nope",
+            ]
+        )
+        == 1
+    )
     assert "bpb/nope" in capsys.readouterr().err
 
 
