@@ -13,7 +13,7 @@ DEMO_BASE_TOKENS ?= 1M
 DEMO_COMPONENT_TOKENS ?= 400K
 DEMO_TARGET ?= 20M
 
-.PHONY: install demo demo-suite test bench clean
+.PHONY: install demo demo-suite lint test bench clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -46,7 +46,12 @@ demo-suite: demo
 	$(BIN)/proxy search --components $(DEMO_RUNS)/components --db $(DB) --suite offline --objective suite --limit 50 \
 		--iterations 2 --per-iteration 8 --pool 5000 --top-k 16 --seed 0 --out $(DEMO_RUNS)/search-suite
 
-test: install
+# ruff (pinned in the dev extra; configuration in pyproject.toml): `ruff format .` fixes what lint reports
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+test: install lint
 	$(PY) -m pytest tests
 
 clean:
