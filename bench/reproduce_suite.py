@@ -6,7 +6,7 @@ no corpus (the GPU path carries the inputs folder to another machine):
 
     inputs/suite/
       suite.yaml          the suite (proxy/suites/<name>.yaml as exported)
-      tasks/              the generated lm-eval task YAMLs and their JSONL (proxy.benchmarks.build_offline_tasks)
+      tasks/              the generated lm-eval task YAMLs and their JSONL (proxy.offline_tasks.build_offline_tasks)
       tokenizer/          the corpus's tokenizer (lm-eval tokenizes the requests itself)
       suite.json          {"suite", "tasks", "rows", "math_in_training"}; written last: the export is complete
 

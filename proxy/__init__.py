@@ -12,7 +12,7 @@ Where each step lives (docs/method.md walks through them, docs/design.md shows t
   disk) and `proxy.proxies` (`ProxyFactory`: merged proxies in memory, no disk I/O per proxy).
 - **Evaluation** (step 4): `proxy.evaluate` (`ValidationSet`, `evaluate_model`: held-out bits per
   byte per domain, source and candidate); benchmark suites through lm-eval in `proxy.suite` and
-  `proxy.benchmarks`.
+  `proxy.benchmarks` (the runner), `proxy.offline_tasks` (the offline suite's task data).
 - **Search** (steps 5-6): `proxy.mixture_sampling` (the Dirichlet pool), `proxy.predictor`,
   `proxy.search` (`run_search`, for any score function), `proxy.search_proxies` (the search over
   merged proxies and its outputs), `proxy.plots`.

@@ -4,7 +4,7 @@ A suite is a small YAML file (``proxy/suites/<name>.yaml`` ships ``demix_paper``
 
     name: offline
     combine: mean_percentile        # or mean
-    build: offline                  # task files generated at run time (proxy/benchmarks.py); omit for lm-eval's own
+    build: offline                  # task files generated at run time (proxy/offline_tasks.py); omit for lm-eval's own
     domains:
       general:
         - {task: offline_general_cloze, metric: bpb, direction: lower, also: [acc_norm, acc]}
@@ -97,7 +97,7 @@ class Suite:
     combine: Literal["mean", "mean_percentile"] = "mean_percentile"
     """How domain scores combine: their mean, or the mean over domains of each proxy's percentile (docs/method.md)."""
     build: Literal["offline"] | None = None
-    """``offline``: the task files are generated at run time (proxy.benchmarks); null: lm-eval's built-in tasks."""
+    """``offline``: the task files are generated at run time (proxy.offline_tasks); null: lm-eval's built-in tasks."""
     description: str = ""
     """What the suite measures and what it needs (the Hub, a GPU)."""
     file: str = field(default="", metadata=rules(internal=True))

@@ -89,7 +89,8 @@ def test_unknown_task_refused_before_any_model(tmp_path):
 
 
 def test_missing_data_file_named(tmp_path):
-    from proxy.benchmarks import build_offline_tasks, prepare_suite
+    from proxy.benchmarks import prepare_suite
+    from proxy.offline_tasks import build_offline_tasks
 
     cache = build_offline_tasks(tmp_path / "cache", None)
     (cache / "offline_math_mc.jsonl").unlink()
@@ -148,7 +149,7 @@ def test_domain_score_is_mean_of_its_tasks():
 def test_math_questions_seen_in_training_are_dropped():
     import pyarrow as pa
 
-    from proxy.benchmarks import drop_seen_in_training, math_rows
+    from proxy.offline_tasks import drop_seen_in_training, math_rows
 
     rows = math_rows(5, seed=3)
     assert rows == math_rows(5, seed=3) and rows != math_rows(5, seed=4)
