@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import math
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from corpus import DemixError, UsageError, format_tokens, parse_tokens, run_cli
+from corpus import DemixError, UsageError, format_tokens, run_cli
+from mixer.cli_release import cmd_release
+from mixer.cli_support import (
+    arg_fraction,
+    arg_int_at_least,
+    arg_positive_number,
+    arg_positive_tokens,
+    arg_token_list,
+    arg_tokens,
+    console_for_stdout,
+    user_paths,
+)
 
 EXAMPLES = """examples:
   mixer resolve --recipe corpus/recipes/demix_corpora.yaml --target 22T --out plan.json
@@ -24,66 +32,6 @@ EXAMPLES = """examples:
   mixer release --plan plan.json --out release/ --push ORG/NAME --commit-files 200 --dry-run   # print the commit plan
   mixer release --plan plan22T.json --out recipe/ --recipe-only --recipe corpus/recipes/demix_corpora.yaml
 """
-
-
-def _tokens(value: str) -> int:
-    try:
-        return parse_tokens(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _positive_tokens(value: str) -> int:
-    n = _tokens(value)
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r}: expected a token amount > 0, e.g. 50M or 22T")
-    return n
-
-
-def _token_list(value: str) -> tuple[int, ...]:
-    return tuple(_positive_tokens(part) for part in value.split(","))
-
-
-def _int_at_least(lo: int) -> Callable[[str], int]:
-    def parse(value: str) -> int:
-        try:
-            n = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= {lo}") from None
-        if n < lo:
-            raise argparse.ArgumentTypeError(f"{value!r}: expected an integer >= {lo}")
-        return n
-
-    parse.__name__ = f"integer >= {lo}"
-    return parse
-
-
-def _number(value: str, ok: Callable[[float], bool], what: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        x = math.nan
-    if not (math.isfinite(x) and ok(x)):
-        raise argparse.ArgumentTypeError(f"{value!r}: expected {what}")
-    return x
-
-
-def _fraction(value: str) -> float:
-    return _number(value, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1]")
-
-
-def _positive_number(value: str) -> float:
-    return _number(value, lambda x: x > 0.0, "a finite number > 0")
-
-
-@contextlib.contextmanager
-def _user_paths() -> Iterator[None]:
-    """A path the user named that is missing, a folder or unreadable is their input, not a bug: one line."""
-    try:
-        yield
-    except OSError as e:
-        where = e.filename if e.filename is not None else "input"
-        raise DemixError(f"{where}: {e.strerror or e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,15 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--recipe", help="recipe YAML (its own stage shares; no corpus needed)")
     src.add_argument("--mixture", help="mixture JSON (candidate, domain or source level); needs --db")
     r.add_argument("--db", help="built corpus folder or its manifest.duckdb")
-    r.add_argument("--target", type=_positive_tokens, required=True, help="tokens (> 0), e.g. 22T, 22383B, 50M")
+    r.add_argument("--target", type=arg_positive_tokens, required=True, help="tokens (> 0), e.g. 22T, 22383B, 50M")
     r.add_argument("--stage", help="resolve one stage of the recipe")
-    r.add_argument("--seq-len", type=_int_at_least(1), default=2048, help="tokens per sequence (default 2048)")
-    r.add_argument("--seed", type=_int_at_least(0), default=0, help="sampler seed (default 0)")
-    r.add_argument("--max-epochs", type=_positive_number, help="fail if any source would repeat more often")
+    r.add_argument("--seq-len", type=arg_int_at_least(1), default=2048, help="tokens per sequence (default 2048)")
+    r.add_argument("--seed", type=arg_int_at_least(0), default=0, help="sampler seed (default 0)")
+    r.add_argument("--max-epochs", type=arg_positive_number, help="fail if any source would repeat more often")
     g = r.add_mutually_exclusive_group()
     g.add_argument(
         "--general-share",
-        type=_fraction,
+        type=arg_fraction,
         metavar="G",
         help="override the components' general share recorded in the mixture's provenance (in [0, 1])",
     )
@@ -133,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--plan", required=True)
-    s.add_argument("--n", type=_int_at_least(0), default=3, help="sequences to print")
-    s.add_argument("--start", type=_int_at_least(0), default=0, help="skip this many sequences first")
-    s.add_argument("--seq-len", type=_int_at_least(1), help="tokens per sequence (default: the plan's)")
-    s.add_argument("--seed", type=_int_at_least(0), help="sampler seed (default: the plan's)")
+    s.add_argument("--n", type=arg_int_at_least(0), default=3, help="sequences to print")
+    s.add_argument("--start", type=arg_int_at_least(0), default=0, help="skip this many sequences first")
+    s.add_argument("--seq-len", type=arg_int_at_least(1), help="tokens per sequence (default: the plan's)")
+    s.add_argument("--seed", type=arg_int_at_least(0), help="sampler seed (default: the plan's)")
     s.add_argument("--decode", action="store_true", help="decode with the corpus tokenizer")
     s.add_argument("--verify", action="store_true", help="check shard sha256 against the plan")
     s.add_argument("--json", action="store_true")
@@ -152,20 +100,20 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--out", required=True, help="folder or fsspec URL (file://, memory://, s3://, ...)")
     rel.add_argument(
         "--mixture-max-tokens",
-        type=_tokens,
+        type=arg_tokens,
         default=None,
         help="cap on the mixture config's stream tokens (default 100M; 'all' is --mixture-max-tokens 0)",
     )
     rel.add_argument(
         "--samples",
-        type=_token_list,
+        type=arg_token_list,
         default=(),
         metavar="N[,N...]",
         help="add sample-<N> configs, exact prefixes of the stream (e.g. 10B,100B; no thousands commas)",
     )
     rel.add_argument(
         "--file-tokens",
-        type=_positive_tokens,
+        type=arg_positive_tokens,
         default=None,
         help="stream tokens per Parquet file (default 64M, about 0.5 GB)",
     )
@@ -188,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rel.add_argument(
         "--commit-files",
-        type=_int_at_least(1),
+        type=arg_int_at_least(1),
         default=None,
         help="files per commit when pushing (default 100; the Hub allows 128 commits per hour)",
     )
@@ -202,10 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("--json", action="store_true")
     rel.set_defaults(func=cmd_release)
     return p
-
-
-def _console() -> Console:
-    return Console() if sys.stdout.isatty() else Console(width=200)
 
 
 def _fmt_b(n: int) -> str:
@@ -302,7 +246,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
-        _console().print(plan_table(plan))
+        console_for_stdout().print(plan_table(plan))
         if args.out:
             print(f"wrote {args.out}")
     return 0
@@ -341,112 +285,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_release(args: argparse.Namespace) -> int:
-    """Write the release folder (or plan it with --dry-run); with --push upload it, or print the commit plan."""
-    from mixer.release import DEFAULT_MIXTURE_MAX_TOKENS, write_release
-    from mixer.release_layout import FILE_TOKENS
-    from mixer.release_push import COMMIT_FILES, HUB_COMMITS_PER_HOUR, plan_push, push_release
-
-    if args.recipe_only and (args.samples or args.mixture_max_tokens is not None or args.file_tokens):
-        raise UsageError("--recipe-only writes no data: --samples, --mixture-max-tokens and --file-tokens do not apply")
-    cap = DEFAULT_MIXTURE_MAX_TOKENS if args.mixture_max_tokens is None else (args.mixture_max_tokens or None)
-    files = write_release(
-        args.plan,
-        args.out,
-        mixture_max_tokens=cap,
-        samples=args.samples,
-        file_tokens=args.file_tokens or FILE_TOKENS,
-        overwrite=args.overwrite,
-        recipe=args.recipe,
-        recipe_only=args.recipe_only,
-        dry_run=args.dry_run,
-        progress=not (args.json or args.dry_run),
-    )
-    total = sum(f.n_bytes for f in files)
-    result: dict[str, Any] = {
-        "out": args.out,
-        "dry_run": args.dry_run,
-        "recipe_only": args.recipe_only,
-        "files": [{"path": f.path, "bytes": f.n_bytes} for f in files],
-        "bytes": total,
-        "push": None,
-        "pushed": None,
-    }
-    push = None
-    if args.push:
-        per_commit = args.commit_files or COMMIT_FILES
-        if args.dry_run:
-            push = plan_push(files, args.push, revision=args.revision, max_files=per_commit)
-        else:
-            done = push_release(
-                args.out,
-                args.push,
-                private=args.private,
-                revision=args.revision,
-                max_files=per_commit,
-                progress=None if args.json else print,
-            )
-            push, result["pushed"] = done.plan, done.url
-        result["push"] = push.to_dict()
-    if args.json:
-        print(json.dumps(result))
-        return 0
-    console = _console()
-    console.print(_files_table(args, files))
-    if push is not None:
-        console.print(_commits_table(push))
-        print(
-            f"{len(push.commits):,} commit(s) of at most {args.commit_files or COMMIT_FILES} files: "
-            f"{push.n_files:,} files, {push.n_bytes:,} bytes"
-            + (" (estimated)" if args.dry_run else "")
-            + f"; at {HUB_COMMITS_PER_HOUR} commits per hour, at least {push.min_hours} hour(s) of waiting"
-        )
-        if push.remote_checked:
-            print(f"{len(push.skipped):,} file(s) already on {args.push} at the same size and hash: skipped")
-        else:
-            print(f"dry run: {args.push} was not contacted; a real push skips the files it already holds")
-    if result["pushed"]:
-        print(f"pushed to {result['pushed']}")
-    return 0
-
-
-def _files_table(args: argparse.Namespace, files) -> Table:
-    """The release's files, or per folder when there are many (a 22T release has tens of thousands)."""
-    what = " (dry run: nothing written; sizes are upper estimates)" if args.dry_run else ""
-    t = Table(title=f"{args.out}{what}" + (f" -> {args.push}" if args.push else ""))
-    rows: dict[str, list[int]] = {}
-    for f in files:
-        key = f.path if len(files) <= 40 else (f.path.rsplit("/", 1)[0] + "/" if "/" in f.path else f.path)
-        rows.setdefault(key, [0, 0])
-        rows[key][0] += 1
-        rows[key][1] += f.n_bytes
-    t.add_column("file" if len(files) <= 40 else "folder")
-    t.add_column("files", justify="right")
-    t.add_column("bytes", justify="right")
-    for key, (n, b) in rows.items():
-        t.add_row(key, f"{n:,}", f"{b:,}")
-    t.add_row("total", f"{len(files):,}", f"{sum(f.n_bytes for f in files):,}", style="bold")
-    return t
-
-
-def _commits_table(push) -> Table:
-    """The commit plan: the first 15 and last 5 commits when there are more than 20."""
-    t = Table(title=f"commit plan for {push.repo_id}" + (f"@{push.revision}" if push.revision else ""))
-    for col in ("commit", "files", "bytes", "first file", "last file"):
-        t.add_column(col, justify="right" if col in ("commit", "files", "bytes") else "left")
-    n = len(push.commits)
-    shown = list(range(n)) if n <= 20 else [*range(15), None, *range(n - 5, n)]
-    for i in shown:
-        if i is None:
-            t.add_row("...", "", "", "", "")
-            continue
-        c = push.commits[i]
-        t.add_row(f"{i + 1}/{n}", f"{len(c.files):,}", f"{c.n_bytes:,}", c.files[0].path, c.files[-1].path)
-    return t
-
-
 def _run(args: argparse.Namespace) -> int:
-    with _user_paths():
+    with user_paths():
         return int(args.func(args))
 
 
