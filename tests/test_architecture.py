@@ -52,12 +52,12 @@ def test_import_rules(package):
 
 
 def test_modules_stay_small():
-    """The conventions (docs/design.md): a module that passes ~400 lines is two ideas (allow some slack)."""
+    """The conventions (docs/design.md): a module that passes ~400 lines is two ideas."""
     too_long = {
         str(p.relative_to(ROOT)): n
         for pkg in OURS
         for p in (ROOT / pkg).rglob("*.py")
-        if (n := len(p.read_text().splitlines())) > 600
+        if (n := len(p.read_text().splitlines())) > 400
     }
     assert not too_long, too_long
 
