@@ -2,7 +2,7 @@
 
   stage     tasks  runs
   prepare   N      read → normalize → domain filters → content hash + MinHash bands → prepared parts
-  dedup     N      bucket shards: exact + near duplicate edges; the last task clusters → drop list, tokenizer
+  dedup     N      bucket shards: exact + near duplicate forests; the last task merges them → drop list, tokenizer
   shard     N      prepared parts minus duplicates → decontaminate → [language id] → tokenize → shards
   register  1      shards, sources, step stats and meta into <out>/manifest.duckdb (pipelines.register)
 
