@@ -7,7 +7,7 @@ from typing import Any
 
 from corpus import Recipe
 from corpus.tokens import format_tokens
-from manifests import open_manifest, read_corpus_meta
+from manifests import get_meta, open_manifest
 from pipelines.step_order import step_row_key
 
 
@@ -20,7 +20,7 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
                    sum(s.n_bytes)
             FROM shards s JOIN sources src USING (source) GROUP BY ALL ORDER BY s.source, s.split""").fetchall()
         steps = con.execute("SELECT source, step, docs_in, docs_out, reason, count FROM step_stats").fetchall()
-        meta = read_corpus_meta(con)
+        meta = get_meta(con)  # the stored strings, as the summary has always shown them
     sources: dict[str, dict[str, Any]] = {}
     for src, dom, tier, cand, split, n_shards, n_docs, n_tok, n_bytes in per_split:
         row = sources.setdefault(
@@ -69,7 +69,7 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
         "limit": cfg.limit,
         "config_hash": recipe.config_hash(),
         "tokenizer": {
-            k: getattr(meta, k) for k in ("tokenizer_name", "tokenizer_hash", "vocab_size", "eos_token", "eos_id")
+            k: meta.get(k) for k in ("tokenizer_name", "tokenizer_hash", "vocab_size", "eos_token", "eos_id")
         },
         "sources": sources,
         "domains": domains,
