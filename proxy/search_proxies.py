@@ -114,15 +114,51 @@ def write_outputs(
     return paths
 
 
-def _cached_scores(path: Path, names: tuple[str, ...]) -> dict[tuple[float, ...], dict[str, float]]:
-    """Scores of proxies a previous search wrote to evaluated.parquet, keyed by their ratios (12 digits)."""
-    if not path.is_file():
-        return {}
-    out = {}
-    for row in pq.read_table(path).to_pylist():
-        if all(f"ratio/{n}" in row for n in names):
-            out[tuple(round(float(row[f"ratio/{n}"]), 12) for n in names)] = row
-    return out
+JOURNAL = "scores.partial.jsonl"
+"""Every proxy's scores, appended as the search goes (one JSON line each: ``{"ratios": {...}, "metrics":
+{...}}``), so an interrupted search resumes without scoring them again; removed once the outputs are written."""
+
+
+def _ratio_key(ratios: dict[str, float], names: tuple[str, ...]) -> tuple[float, ...]:
+    return tuple(round(float(ratios[n]), 12) for n in names)
+
+
+def _cached_scores(out: Path, names: tuple[str, ...]) -> dict[tuple[float, ...], dict[str, float]]:
+    """Scores of proxies an earlier search of `out` made, keyed by their ratios (12 digits): the rows of its
+    evaluated.parquet, and the journal of a search that was interrupted (a torn last line is ignored)."""
+    found = {}
+    if (out / "evaluated.parquet").is_file():
+        for row in pq.read_table(out / "evaluated.parquet").to_pylist():
+            if all(f"ratio/{n}" in row for n in names):
+                found[_ratio_key({n: row[f"ratio/{n}"] for n in names}, names)] = row
+    if (out / JOURNAL).is_file():
+        for line in (out / JOURNAL).read_text().splitlines():
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # the line being written when the search was killed
+                continue
+            if set(names) <= entry["ratios"].keys():
+                found.setdefault(_ratio_key(entry["ratios"], names), entry["metrics"])
+    return found
+
+
+class _Journal:
+    """Appends each new score to <out>/scores.partial.jsonl, flushed to disk before the search goes on."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / JOURNAL
+        self.file = self.path.open("a", encoding="utf-8")
+
+    def add(self, ratios: dict[str, float], metrics: dict[str, float]) -> None:
+        self.file.write(json.dumps({"ratios": {k: float(v) for k, v in ratios.items()}, "metrics": metrics}) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def close(self, remove: bool) -> None:
+        self.file.close()
+        if remove:
+            self.path.unlink(missing_ok=True)
 
 
 def _expected_metrics(vset: ValidationSet, suite: Suite | None) -> list[str]:
@@ -209,7 +245,7 @@ def search_with_proxies(
     mixtures rows under `out`.
 
     A finished search in `out` with the same settings is kept (result None); one with other settings is an error
-    unless `overwrite`. Proxies already scored in `out`/evaluated.parquet are not evaluated again. Raises
+    unless `overwrite`. Proxies already scored in `out` (its evaluated.parquet, or the journal of an interrupted search) are not evaluated again. Raises
     UsageError for a bad combination of inputs, ProxyError / CheckpointError / SuiteError naming a bad input.
     """
     if limit is not None and limit < 1:
@@ -259,23 +295,29 @@ def search_with_proxies(
             limit=limit,
         )
     expected = _expected_metrics(vset, loaded)
-    cached = _cached_scores(Path(out) / "evaluated.parquet", comps.names)
+    cached = _cached_scores(Path(out), comps.names)
     reused = 0
+    journal = _Journal(Path(out))
 
     def score_fn(ratios: dict[str, float]) -> dict[str, float]:
         nonlocal reused
-        row = cached.get(tuple(round(float(ratios[n]), 12) for n in comps.names))
+        row = cached.get(_ratio_key(ratios, comps.names))
         if row is not None and all(row.get(m) is not None for m in expected):  # scored by an earlier run
             reused += 1
             return {m: float(row[m]) for m in expected}
         metrics = flat_metrics(evaluate_model(factory.proxy(ratios), vset, batch_size=batch_size))
         if runner is not None:
             metrics.update(runner.score())
+        journal.add(ratios, metrics)
         return metrics
 
     Objective.resolve(chosen, expected)
     t0 = time.perf_counter()
-    result = run_search(score_fn, comps.names, prior_tokens, chosen, settings, progress=progress)
+    try:
+        result = run_search(score_fn, comps.names, prior_tokens, chosen, settings, progress=progress)
+    except BaseException:
+        journal.close(remove=False)  # an interrupted search resumes from it
+        raise
     result.extra_provenance["components"] = [str(p) for p in comps.paths]
     if loaded is not None:
         result.extra_provenance.update(
@@ -284,4 +326,5 @@ def search_with_proxies(
     # the components' general share: `mixer resolve` materialises g * general + (1 - g) * alpha from it
     result.extra_provenance.update(comps.general_provenance())
     paths = write_outputs(result, out, name, db if register else None)
+    journal.close(remove=True)  # evaluated.parquet now holds every score
     return ProxySearch(name, paths, result, reused, runner.seconds if runner else 0.0, time.perf_counter() - t0)
