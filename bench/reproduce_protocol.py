@@ -30,19 +30,12 @@ import pyarrow.parquet as pq
 
 from mixer import Mixture
 from mixer.materialise import DEFAULT_GENERAL, materialise
-from proxy import ProxyError, equal_split, sample_mixtures
+from proxy import PRESETS, ProxyError, equal_split, sample_mixtures
 
 # Model shapes (Qwen3 family, tied embeddings): `micro` is the CPU proxy model, `pico` the RegMix-style
 # baseline (smaller, from scratch), `tiny` is proxy.model's preset and the GPU run's model.
 SHAPES = {
-    "tiny": dict(
-        hidden_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=32,
-        intermediate_size=384,
-    ),
+    "tiny": PRESETS["tiny"],
     "micro": dict(
         hidden_size=64,
         num_hidden_layers=2,
