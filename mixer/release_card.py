@@ -19,6 +19,12 @@ from mixer.release_layout import ReleaseLayout
 from mixer.sampler import Sampler
 
 
+def _mixture_table(m: dict) -> list[str]:
+    """The card's "## Mixture" section: the mixture's ratios, one row per key."""
+    return ["## Mixture", "", "| key | ratio |", "|---|---|",
+            *[f"| {k} | {v:.6f} |" for k, v in sorted((m.get("ratios") or {}).items())]]  # fmt: skip
+
+
 def _size_category(n: int) -> str:
     for bound, name in (
         (1_000, "n<1K"),
@@ -79,11 +85,7 @@ def render_card(
         f"- tokenizer: `{plan.tokenizer_path}` (copied to `tokenizer/`), EOS id {plan.eos_id}",
         f"- mixture level: `{m.get('level')}`; licenses: {', '.join(licenses)}",
         "",
-        "## Mixture",
-        "",
-        "| key | ratio |",
-        "|---|---|",
-        *[f"| {k} | {v:.6f} |" for k, v in sorted((m.get("ratios") or {}).items())],
+        *_mixture_table(m),
         "",
         "## Sources",
         "",
@@ -240,11 +242,7 @@ def render_recipe_card(plan: Plan, recipe: Recipe | None, table_rows: dict[str, 
         f"- mixture level: `{m.get('level')}`; licenses: {', '.join(licenses)}",
         "- manifest tables: " + ", ".join(f"`{t}` ({n:,} rows)" for t, n in table_rows.items()),
         "",
-        "## Mixture",
-        "",
-        "| key | ratio |",
-        "|---|---|",
-        *[f"| {k} | {v:.6f} |" for k, v in sorted((m.get("ratios") or {}).items())],
+        *_mixture_table(m),
         "",
         "## Sources",
         "",
