@@ -61,14 +61,14 @@ class ShardMeta:
     """The recipe's config hash at build time (`Recipe.config_hash`)."""
 
     def to_metadata(self) -> dict[str, str]:
-        """The footer, in field order: ``{"demix.source": ..., "demix.split": ..., ...}``."""
+        """The footer, in `FOOTER_ORDER`: ``{"demix.tokenizer": ..., ..., "demix.source": ..., ...}``."""
         out = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "candidate":
+        for name in FOOTER_ORDER:
+            value = getattr(self, name)
+            if name == "candidate":
                 value = value or ""  # every shard says whether it has a candidate, '' for none
             if value is not None:
-                out[FOOTER_PREFIX + f.name] = str(value)
+                out[FOOTER_PREFIX + name] = str(value)
         return out
 
     @classmethod
@@ -94,7 +94,11 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-SHARD_METADATA_KEYS = tuple(FOOTER_PREFIX + f.name for f in dataclasses.fields(ShardMeta))
+FOOTER_ORDER = ("tokenizer", "config_hash", "tokenizer_hash", "source", "split", "domain", "tier", "candidate")
+"""The order footer keys are written in: the build-wide keys, then the shard's own, as every build so far
+wrote them, so a shard's bytes (and its sha256 in the manifest) do not depend on this module's field order."""
+assert sorted(FOOTER_ORDER) == sorted(f.name for f in dataclasses.fields(ShardMeta)), "FOOTER_ORDER names every field"
+SHARD_METADATA_KEYS = tuple(FOOTER_PREFIX + name for name in FOOTER_ORDER)
 """Every footer key a shard writer may set (`ShardMeta.to_metadata`), read back by `rebuild`."""
 
 

@@ -45,7 +45,11 @@ def test_footer_round_trips_through_a_written_shard(tmp_path, meta):
 
 
 def test_every_footer_key_is_a_field_and_none_is_left_out():
-    assert tuple(FULL.to_metadata()) == SHARD_METADATA_KEYS  # field order, every key written
+    assert tuple(FULL.to_metadata()) == SHARD_METADATA_KEYS  # footer order, every key written
+    # the order every build before ShardMeta wrote (build-wide keys, then the shard's): same bytes, same sha256
+    assert [k.removeprefix("demix.") for k in FULL.to_metadata()] == [
+        "tokenizer", "config_hash", "tokenizer_hash", "source", "split", "domain", "tier", "candidate",
+    ]  # fmt: skip
     sparse = ShardMeta(source="s").to_metadata()
     assert sparse == {"demix.source": "s", "demix.split": "train", "demix.candidate": ""}
 
