@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 
+from corpus.atomic import atomic_write
 from corpus.recipe import DedupConfig
 from pipelines.dedup_buckets import FOREST_SCHEMA, bucket_shard, unique_ids
 from pipelines.dedup_cluster import DROP_SCHEMA, DedupError, cluster, drop_counts, read_drop_list
@@ -123,11 +124,8 @@ class PreparedWriter(CountingStep):
             },
             schema=PREPARED_SCHEMA,
         )
-        path = f"{root}/{rank:05d}_{part:05d}.parquet"
-        tmp = f"{root}/.tmp-{rank:05d}_{part:05d}.parquet"
-        with fs.open(tmp, "wb") as f:
+        with atomic_write(f"{root}/{rank:05d}_{part:05d}.parquet", "wb", fs=fs) as f:
             pq.write_table(table, f, compression="zstd")
-        fs.mv(tmp, path)
         if self.plan:
             write_runs(self.plan, rank, part, table)
 

@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from corpus.atomic import atomic_write
 from corpus.errors import DemixError
 from pipelines.dedup_buckets import FOREST_SCHEMA
 from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part
@@ -232,11 +233,7 @@ def cluster(
     members, listed = work.sort("members", _MEMBER, "root"), work.sort("listed", _LISTED, "node")
     _members(plan, prepared, labels, members, listed)
     _survivors(members, listed, exact)
-    fs, path = fsspec.core.url_to_fs(output)
-    folder, name = path.rsplit("/", 1)
-    fs.makedirs(folder, exist_ok=True)
-    tmp = f"{folder}/.tmp-{name}"
-    with fs.open(tmp, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
+    with atomic_write(output, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
         for t in listed.groups():
             where = [node_part(n) for n in t.column("node").to_pylist()]  # node order is (part, pos) order
             w.write_table(
@@ -250,8 +247,8 @@ def cluster(
                 )
             )
             work.rows += t.num_rows
-    fs.mv(tmp, path)
-    fs.rm(work.folder, recursive=True)
+    fs, folder = fsspec.core.url_to_fs(work.folder)
+    fs.rm(folder, recursive=True)
     return work
 
 

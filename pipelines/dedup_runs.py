@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
+from corpus.atomic import atomic_write
 from corpus.recipe import TIERS
 
 BAND = np.dtype([("key", "<u8"), ("node", "<u8"), ("chash", "<u8")])
@@ -167,18 +168,14 @@ def write_runs(plan: DedupPlan, rank: int, part: int, table: pa.Table) -> None:
 
 
 def write_bytes(fs, path: str, data: bytes) -> None:
-    folder, name = path.rsplit("/", 1)
-    fs.makedirs(folder, exist_ok=True)
-    tmp = f"{folder}/.tmp-{name}"
-    with fs.open(tmp, "wb") as f:
+    with atomic_write(path, "wb", fs=fs) as f:
         f.write(data)
-    fs.mv(tmp, path)
 
 
 def remove_runs(plan: DedupPlan, rank: int) -> None:
     """Remove a prepare task's runs (a rerun of the task rewrites them from the start)."""
     fs, root = fsspec.core.url_to_fs(plan.folder)
-    for stale in fs.glob(f"{root}/runs/*/*/{rank:05d}_*.bin") + fs.glob(f"{root}/runs/*/*/.tmp-{rank:05d}_*"):
+    for stale in fs.glob(f"{root}/runs/*/*/{rank:05d}_*.bin") + fs.glob(f"{root}/runs/*/*/.tmp-*-{rank:05d}_*"):
         fs.rm(stale)
 
 
