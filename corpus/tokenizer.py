@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,11 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus.config_check import ConfigChecker, rules
 from corpus.errors import DemixError
+from corpus.urls import is_url
 
 DEFAULT_EOS = "<|endoftext|>"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
 
 
 class TokenizerError(DemixError):
@@ -106,11 +105,6 @@ def tokenizer_hash(path: str | os.PathLike) -> str:
 def bytes_hash(tokenizer_json: bytes) -> str:
     """`tokenizer_hash` of tokenizer.json bytes already in memory."""
     return hashlib.sha256(tokenizer_json).hexdigest()[:16]
-
-
-def is_url(location: str) -> bool:
-    """True for a URL with a scheme other than file:// (hf://, s3://, memory://, ...)."""
-    return bool(_URL.match(location)) and not location.startswith("file://")
 
 
 def fetch_tokenizer(location: str, hub: bool = False, revision: str | None = None) -> tuple[bytes, dict[str, Any]]:

@@ -262,7 +262,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     tok = None
     if args.decode:
         from corpus.tokenizer import load_tokenizer
-        from mixer.stream import join_url
+        from corpus.urls import join_url
 
         if not sampler.plan.tokenizer_path:
             raise DemixError(f"{args.plan}: tokenizer_path: the plan names no tokenizer folder to decode with")

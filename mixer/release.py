@@ -41,6 +41,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from corpus.errors import DemixError
+from corpus.urls import join_url
 from mixer.plan import Plan
 from mixer.release_card import render_card
 from mixer.release_layout import BYTES_PER_TOKEN, FILE_TOKENS, ConfigLayout, ReleaseFile, plan_layout
@@ -48,7 +49,6 @@ from mixer.release_push import push_release  # noqa: F401  (the package face: mi
 from mixer.release_recipe import PlanRecipe, find_recipe, write_recipe_release
 from mixer.release_write import write_mixture_file, write_sample_file, write_source_file
 from mixer.sampler import Sampler
-from mixer.stream import join_url
 
 MARKER = ".demix-release.json"
 MARKER_VERSION = 1

@@ -21,6 +21,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from corpus.errors import DemixError
+from corpus.urls import join_url
 from manifests import file_sha256
 
 MAX_BLOCKS = 2  # per source: the block being read and the next one, prefetched
@@ -28,11 +29,6 @@ MAX_BLOCKS = 2  # per source: the block being read and the next one, prefetched
 
 class StreamError(DemixError, RuntimeError):
     """A shard that disagrees with the plan (missing, changed, checksum mismatch); names the shard."""
-
-
-def join_url(root: str, rel: str) -> str:
-    """``root``/``rel`` for local paths and fsspec URLs alike (``rel`` alone when root is empty)."""
-    return f"{root.rstrip('/')}/{rel}" if root else rel
 
 
 class SourceStream:
