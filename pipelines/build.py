@@ -22,8 +22,8 @@ from datatrove.executor.base import PipelineExecutor
 from corpus import Recipe
 from pipelines.build_config import EXECUTORS, BuildConfig, BuildError, local_out
 from pipelines.build_stages import STAGES, BuildStage, make_pipelines
+from pipelines.build_tokenizer import TOKENIZER_DIR
 from pipelines.executors import Progress, SlurmDryRun, make_executor, run_stage
-from pipelines.shards import TOKENIZER_DIR
 from pipelines.summary import summarize
 
 __all__ = ["BuildConfig", "BuildError", "build", "build_key", "local_out", "make_pipelines"]

@@ -18,12 +18,13 @@ from pathlib import Path
 
 from corpus import Recipe, RecipeError
 from pipelines.build_config import BuildConfig, selected_sources
+from pipelines.build_tokenizer import TOKENIZER_DIR, prepare_tokenizer
 from pipelines.decontaminate import Decontaminate
 from pipelines.dedup import DedupPlan, DedupSignature, DuplicateFinder, PreparedReader, PreparedWriter
 from pipelines.filters import DomainFilter, LanguageId, Normalize
 from pipelines.readers import SourceFormat, SourceReader, list_units
 from pipelines.register import RegisterManifest
-from pipelines.shards import TOKENIZER_DIR, ShardInfo, ShardWriter, Tokenize, prepare_tokenizer
+from pipelines.shards import ShardInfo, ShardWriter, Tokenize
 
 STAGES = ("prepare", "dedup", "shard", "register")
 

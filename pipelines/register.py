@@ -19,7 +19,7 @@ from corpus.tokenizer import load_tokenizer, tokenizer_hash
 from manifests import open_manifest, register_shards, register_sources, register_step_stats, set_meta
 from manifests.manifest import ShardRecord
 from pipelines.build_config import BuildConfig, selected_sources
-from pipelines.shards import TOKENIZER_DIR
+from pipelines.build_tokenizer import TOKENIZER_DIR
 from pipelines.stats import read_step_counts, step_stats_rows
 from pipelines.step_order import step_row_key
 

@@ -1,4 +1,4 @@
-"""Tokenizer preparation, batched tokenization and the Parquet token-shard writer.
+"""Batched tokenization and the Parquet token-shard writer (the tokenizer itself: pipelines.build_tokenizer).
 
 Tokenization uses tokenizers' `encode_batch_fast` (no offsets; falls back to `encode_batch`) on
 small chunks spread over a few threads (`Tokenize`). The writer splits documents into train/validation by a stable hash of the id and
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import array
 import hashlib
-import heapq
 import json
 import os
 from collections import deque
@@ -18,31 +17,22 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import fsspec
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 
-from corpus import Recipe, RecipeError
 from corpus.atomic import TMP_PREFIX, atomic_write
 from corpus.tokenizer import (
-    TokenizerError,
-    fetch_tokenizer,
     load_tokenizer,
-    parse_tokenizer,
     tokenizer_hash,
-    train_bpe,
-    write_tokenizer_folder,
 )
 from manifests import ShardMeta, read_shard_record, shard_path, shard_table, write_shard_atomic
-from pipelines.dedup import kept_records
+from pipelines.build_tokenizer import TOKENIZER_DIR
 from pipelines.stats import CountingStep
 
-TOKENIZER_DIR = "tokenizer"
 BATCH_DOCS, BATCH_CHARS = 256, 1 << 17  # one encode call: small, so threads stay balanced (per-call cost is µs)
 _UINT32 = next(c for c in "IL" if array.array(c).itemsize == 4)  # array typecode of a 4-byte unsigned int
 
@@ -51,98 +41,6 @@ def is_validation(doc_id: str, fraction: float) -> bool:
     """Stable split: the first 8 bytes of blake2b(id) as a fraction of 2**64 fall below `fraction`."""
     h = int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "big")
     return h < fraction * 2**64
-
-
-def _sample_key(doc_id: str, seed: int) -> bytes:
-    salt = b"" if seed == 0 else seed.to_bytes(8, "big", signed=True)  # seed 0: the keys of earlier builds
-    return hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8, person=b"bpe-samp", salt=salt).digest()
-
-
-def training_sample(
-    prepared_folder: str, drop_file: str | None, n_docs: int, max_bytes: int = 100_000_000, seed: int = 0
-) -> list[str]:
-    """A seeded sample of at most `n_docs` kept documents and `max_bytes` UTF-8 bytes, split evenly over sources.
-
-    Each source keeps the `n_docs // sources` documents whose seeded hash of the unique id is smallest, so
-    the sample does not depend on how documents fell into tasks or parts. Memory is bounded by the sample:
-    the id column of every prepared part is scanned through one heap per source, and texts are read only
-    from the parts that hold a chosen document. Sources then take documents in turn, in hash order, until
-    the byte budget is spent.
-    """
-    per_source = max(1, n_docs // max(1, len(_prepared_sources(prepared_folder))))
-    heaps: dict[str, list[tuple[bytes, str, str, int]]] = {}
-    for path, pos, uid, source in kept_records(prepared_folder, drop_file):
-        heap = heaps.setdefault(source, [])
-        # a max-heap of the per_source smallest keys (negated bytes do not sort, so keys are inverted)
-        item = (bytes(255 - b for b in _sample_key(uid, seed)), uid, path, pos)
-        if len(heap) < per_source:
-            heapq.heappush(heap, item)
-        elif item > heap[0]:
-            heapq.heapreplace(heap, item)
-    chosen = [r for rows in heaps.values() for r in rows]
-    fs, _ = fsspec.core.url_to_fs(prepared_folder)
-    texts: dict[str, str] = {}
-    for path in sorted({r[2] for r in chosen}):
-        column = pq.read_table(fs.open(path, "rb"), columns=["text"]).column("text")
-        texts.update((uid, column[pos].as_py()) for _, uid, p, pos in chosen if p == path)
-    queues = [sorted(rows, reverse=True) for _, rows in sorted(heaps.items())]  # smallest key first
-    taken, budget = [], max_bytes
-    for rank in range(per_source):  # round robin: a byte budget that binds cuts every source alike
-        for rows in queues:
-            if rank < len(rows):
-                budget -= len(texts[rows[rank][1]].encode("utf-8"))
-                if budget < 0:
-                    return [texts[i] for i in sorted(taken)]
-                taken.append(rows[rank][1])
-    return [texts[i] for i in sorted(taken)]  # id order, as the sample always was: the trainer sees one order
-
-
-def _prepared_sources(prepared_folder: str) -> set[str]:
-    """The sources of a prepared folder (its parts' dictionary-encoded source column alone)."""
-    fs, root = fsspec.core.url_to_fs(prepared_folder)
-    return {
-        s
-        for path in sorted(fs.glob(f"{root}/[0-9]*.parquet"))
-        for s in pq.read_table(fs.open(path, "rb"), columns=["source"]).column("source").unique().to_pylist()
-    }
-
-
-def prepare_tokenizer(
-    recipe: Recipe, out: str, prepared_folder: str | None = None, drop_file: str | None = None
-) -> Path:
-    """Make <out>/tokenizer (reused when present): fetch recipe.tokenizer.path / .hub, or train a BPE.
-
-    A pretrained tokenizer.json is kept byte for byte, so <out>/tokenizer's hash is the published one.
-    Raises RecipeError when it cannot be fetched or lacks the EOS token.
-    """
-    spec = recipe.tokenizer
-    folder = Path(out) / TOKENIZER_DIR
-    if (folder / "tokenizer.json").exists():
-        return folder
-    key = "tokenizer.hub" if spec.hub else "tokenizer.path"
-    if spec.path or spec.hub:
-        try:
-            data, _ = fetch_tokenizer(spec.hub or spec.path, hub=bool(spec.hub), revision=spec.revision)
-            tok = parse_tokenizer(data, spec.hub or spec.path)
-        except TokenizerError as e:
-            raise RecipeError(f"{recipe.path}: {key}: {e}") from None
-    else:
-        if prepared_folder is None:
-            raise ValueError("training a tokenizer needs the prepared documents")
-        texts = training_sample(
-            prepared_folder, drop_file, spec.train_sample_docs, spec.train_sample_bytes, spec.train_seed
-        )
-        tok = train_bpe(texts, vocab_size=spec.train_vocab_size, eos_token=spec.eos_token)
-        data = tok.to_str(pretty=True).encode("utf-8")
-    if tok.token_to_id(spec.eos_token) is None:
-        raise RecipeError(
-            f"{recipe.path}: tokenizer.eos_token: {spec.eos_token!r} is not in the vocabulary of "
-            f"{spec.hub or spec.path}"
-        )
-    tmp = folder.with_name(f".{TOKENIZER_DIR}.tmp")
-    write_tokenizer_folder(tmp, data, eos_token=spec.eos_token, name=spec.display_name)
-    os.replace(tmp, folder)
-    return folder
 
 
 def encode_texts(tok, texts: list[str]) -> list[list[int]]:

@@ -16,10 +16,10 @@ from huggingface_hub import constants as hf_constants
 from corpus import RecipeError, parse_recipe
 from corpus.recipe import DedupConfig
 from corpus.tokenizer import save_tokenizer, tokenizer_hash, train_bpe
-from pipelines import shards
+from pipelines import build_tokenizer
+from pipelines.build_tokenizer import prepare_tokenizer, training_sample
 from pipelines.dedup import DedupSignature, PreparedWriter
 from pipelines.readers import ListReader
-from pipelines.shards import prepare_tokenizer, training_sample
 
 SOURCE = {"name": "a", "domain": "general", "tier": "high", "location": "builtin:math", "format": "builtin"}
 TEXTS = [f"Le café numéro {i} sert {i * 7} tasses, naïve Zürich {i % 13}.\n" for i in range(300)]
@@ -146,8 +146,8 @@ def _prepared(folder: Path, n_per_source: int, tasks: int = 2, sources=("web", "
 def test_bpe_trains_on_a_bounded_seeded_sample(tmp_path, monkeypatch):
     by_source = _prepared(tmp_path / "prepared", 200)
     seen: list[list[str]] = []
-    real = shards.train_bpe
-    monkeypatch.setattr(shards, "train_bpe", lambda texts, **kw: seen.append(list(texts)) or real(texts, **kw))
+    real = build_tokenizer.train_bpe
+    monkeypatch.setattr(build_tokenizer, "train_bpe", lambda texts, **kw: seen.append(list(texts)) or real(texts, **kw))
     base = {"train": {"vocab_size": 300, "sample_docs": 60, "seed": 1}}
     r = _recipe(base, tmp_path)
     prepare_tokenizer(r, str(tmp_path / "out"), str(tmp_path / "prepared"))
