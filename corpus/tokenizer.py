@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from corpus.config_check import ConfigChecker, rules
@@ -84,22 +85,31 @@ def write_tokenizer_folder(
     return folder
 
 
+def _tokenizer_json(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path of tokenizer.json at `path` (the file, or a folder holding it; a path or URL)."""
+    fs, p = fsspec.core.url_to_fs(str(path))
+    if fs.isdir(p):
+        p = f"{p.rstrip('/')}/{TOKENIZER_FILE}"
+    if not fs.isfile(p):
+        raise FileNotFoundError(f"{p if not is_url(str(path)) else str(path)}: no tokenizer.json")
+    return fs, p
+
+
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
-    """Load a tokenizer from a tokenizer.json file or a folder holding one; raises FileNotFoundError."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / TOKENIZER_FILE
-    if not p.exists():
-        raise FileNotFoundError(f"{p}: no tokenizer.json")
-    return Tokenizer.from_file(str(p))
+    """Load a tokenizer from a tokenizer.json file or a folder holding one (a path or any fsspec URL).
+
+    Raises FileNotFoundError when there is none.
+    """
+    fs, p = _tokenizer_json(path)
+    if isinstance(fs, LocalFileSystem):
+        return Tokenizer.from_file(p)
+    return Tokenizer.from_str(fs.cat_file(p).decode("utf-8"))
 
 
 def tokenizer_hash(path: str | os.PathLike) -> str:
-    """sha256 (16 hex chars) of tokenizer.json's bytes: names the exact vocabulary and merges."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / TOKENIZER_FILE
-    return bytes_hash(p.read_bytes())
+    """sha256 (16 hex chars) of tokenizer.json's bytes (a file or folder, path or URL): names the exact vocabulary."""
+    fs, p = _tokenizer_json(path)
+    return bytes_hash(fs.cat_file(p))
 
 
 def bytes_hash(tokenizer_json: bytes) -> str:

@@ -14,7 +14,8 @@ from rich.table import Table
 
 from corpus import format_tokens
 from corpus.errors import run_cli
-from manifests.manifest import manifest_path, open_manifest
+from corpus.urls import is_url
+from manifests.manifest import manifest_path, manifest_url, open_manifest
 from manifests.query import ALLOWED_HELP, run_query
 from manifests.reference import reference_rows, reference_totals
 from manifests.verify import CARRIED_TABLES, rebuild, verify
@@ -27,6 +28,11 @@ EPILOG = """examples:
   manifests rebuild --db out/demo/manifest.duckdb         # re-scan shards; meta, sources, stats, mixtures, plans kept
   manifests reference                                     # the published DeMix Corpora sizes
 """
+
+
+def _where(db: str) -> str:
+    """The manifest file that `db` (a corpus folder, its .duckdb file, or a URL of either) names."""
+    return manifest_url(db)[0] if is_url(db) else str(manifest_path(db))
 
 
 def _rows(con, sql: str, args: list | None = None) -> tuple[list[str], list[tuple]]:
@@ -84,7 +90,7 @@ def cmd_summary(args: argparse.Namespace, console: Console) -> int:
             json.dumps({k: [dict(zip(c, r)) for r in rows] for k, (c, rows) in result.items()}, default=str, indent=1)
         )
         return 0
-    console.print(f"[bold]manifest[/bold] {manifest_path(args.db)}")
+    console.print(f"[bold]manifest[/bold] {_where(args.db)}")
     if not result["tokens by source"][1]:
         console.print("no train shards registered (an empty corpus)")
     for name, (cols, rows) in result.items():
@@ -143,7 +149,7 @@ def cmd_rebuild(args: argparse.Namespace, console: Console) -> int:
         print(
             json.dumps(
                 {
-                    "manifest": str(manifest_path(args.db)),
+                    "manifest": _where(args.db),
                     "shards": report.shards,
                     "carried": report.carried,
                     "set_aside": report.set_aside and str(report.set_aside),

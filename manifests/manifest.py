@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import Recipe
+from corpus.urls import is_url
 from manifests.errors import ManifestError
 from manifests.schema import TABLES, create_schema
 from manifests.shardfile import ShardMeta
@@ -35,12 +38,24 @@ def corpus_root(db: str | os.PathLike) -> Path:
     return manifest_path(db).resolve().parent
 
 
+def manifest_url(db: str) -> tuple[str, str]:
+    """(the manifest's URL, the corpus root URL) of a URL naming a corpus folder or its .duckdb file."""
+    db = db.rstrip("/")
+    if db.endswith(".duckdb"):
+        return db, db.rsplit("/", 1)[0]
+    return f"{db}/{MANIFEST_NAME}", db
+
+
 def open_manifest(db: str | os.PathLike, read_only: bool = False) -> duckdb.DuckDBPyConnection:
     """Open the manifest; read-only connections never create or change anything.
 
+    ``db`` is a corpus folder or its .duckdb file, a local path or (read-only) any fsspec URL, whose
+    manifest is then read from a private local copy made for this connection (a build made it locally too).
     For our own SQL: user SQL goes through `manifests.query.run_query`, which refuses all but reads.
     Raises ManifestError naming the file when a read-only open finds no file, or the file is no manifest.
     """
+    if is_url(str(db)):
+        return _open_remote(str(db), read_only)
     path = manifest_path(db)
     if read_only and not path.is_file():
         raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
@@ -57,7 +72,39 @@ def open_manifest(db: str | os.PathLike, read_only: bool = False) -> duckdb.Duck
     return con
 
 
-def require_manifest(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+_REMOTE_COPIES: list[tempfile.TemporaryDirectory] = []  # local copies of remote manifests, removed at exit
+
+
+def remote_copy(db: str) -> Path:
+    """A fresh private local copy of the manifest at URL `db` (removed at exit); ManifestError when there is none."""
+    url, _ = manifest_url(db)
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.isfile(path):
+        raise ManifestError(f"{url}: no manifest here (build a corpus first, or `manifests rebuild`)")
+    if not _REMOTE_COPIES:
+        _REMOTE_COPIES.append(tempfile.TemporaryDirectory(prefix="demix-manifest-"))
+    local = Path(_REMOTE_COPIES[0].name) / f"{uuid.uuid4().hex}-{MANIFEST_NAME}"
+    fs.get_file(path, str(local))
+    return local
+
+
+def _open_remote(db: str, read_only: bool) -> duckdb.DuckDBPyConnection:
+    url, _ = manifest_url(db)
+    if not read_only:
+        raise ManifestError(
+            f"{url}: a manifest at a URL opens read-only (DuckDB writes local files): change a local copy "
+            "and upload it, or rebuild into a local folder"
+        )
+    local = remote_copy(db)
+    try:
+        con = duckdb.connect(str(local), read_only=True)
+    except duckdb.Error as e:
+        raise ManifestError(f"{url}: cannot open the manifest: {str(e).splitlines()[0]}") from None
+    require_manifest(con, url)
+    return con
+
+
+def require_manifest(con: duckdb.DuckDBPyConnection, path: str | Path) -> None:
     """Close ``con`` and raise ManifestError naming ``path`` unless it holds every manifest table."""
     if missing := check_tables(con):
         con.close()
@@ -146,34 +193,53 @@ def file_sha256(path: str | os.PathLike, fs: fsspec.AbstractFileSystem | None = 
     return h.hexdigest()
 
 
-def read_shard_record(path: str | os.PathLike, root: str | os.PathLike, sha256: str | None = None) -> ShardRecord:
-    """Build a shard row from a Parquet file's footer metadata and bytes.
+def read_shard_record(
+    path: str | os.PathLike,
+    root: str | os.PathLike,
+    sha256: str | None = None,
+    fs: fsspec.AbstractFileSystem | None = None,
+) -> ShardRecord:
+    """Build a shard row from a Parquet file's footer metadata and bytes; ``path`` relative to ``root``.
 
-    Raises ManifestError naming the file if it is not a DeMix token shard.
+    Local files by default; with ``fs`` (e.g. a remote build's filesystem) ``path`` and ``root`` are its
+    paths or URLs. Raises ManifestError naming the file if it is not a DeMix token shard.
     """
-    path = Path(path)
+    if fs is None:
+        fs = fsspec.filesystem("file")
+        path, root = Path(path).resolve().as_posix(), Path(root).resolve().as_posix()
+    path, root = fs._strip_protocol(str(path)), fs._strip_protocol(str(root)).rstrip("/")
+    if not path.startswith(f"{root}/"):
+        raise ManifestError(f"{path}: not below the corpus folder {root}")
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(fs.open(path, "rb"))
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a bad footer
         raise ManifestError(f"{path}: not a readable Parquet file ({e})") from None
     meta = ShardMeta.from_metadata(pf.schema_arrow.metadata, where=str(path))
     n_tokens = 0
     if "n_tokens" in pf.schema_arrow.names:
-        col = pq.read_table(path, columns=["n_tokens"]).column("n_tokens")
+        col = pf.read(columns=["n_tokens"]).column("n_tokens")
         n_tokens = int(pa.compute.sum(col).as_py() or 0)
-    stat = path.stat()
     return ShardRecord(
-        path=Path(os.path.relpath(path.resolve(), Path(root).resolve())).as_posix(),
+        path=path[len(root) + 1 :],
         source=meta.source,
         split=meta.split,
         n_docs=pf.metadata.num_rows,
         n_tokens=n_tokens,
-        n_bytes=stat.st_size,
-        sha256=sha256 or file_sha256(path),
+        n_bytes=fs.size(path),
+        sha256=sha256 or file_sha256(path, fs),
         tokenizer=meta.tokenizer,
         config_hash=meta.config_hash,
-        created_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC).replace(tzinfo=None),
+        created_at=_modified(fs, path),
     )
+
+
+def _modified(fs: fsspec.AbstractFileSystem, path: str) -> datetime:
+    """A file's modification time as naive UTC (now, for a filesystem that keeps none)."""
+    try:
+        when = fs.modified(path)
+    except (NotImplementedError, KeyError, AttributeError):
+        when = datetime.now(UTC)
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo else when
 
 
 def register_shards(con: duckdb.DuckDBPyConnection, records: Sequence[ShardRecord]) -> int:

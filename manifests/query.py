@@ -20,7 +20,8 @@ import re
 
 import duckdb
 
-from manifests.manifest import ManifestError, corpus_root, manifest_path, require_manifest
+from corpus.urls import is_url
+from manifests.manifest import ManifestError, corpus_root, manifest_path, remote_copy, require_manifest
 from manifests.schema import SHARD_FOLDERS
 
 ST = duckdb.StatementType
@@ -109,10 +110,13 @@ def open_query_connection(db: str | os.PathLike) -> duckdb.DuckDBPyConnection:
 
     Raises ManifestError naming the file when there is no readable manifest.
     """
-    path = manifest_path(db)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
-    root = corpus_root(db)
+    if is_url(str(db)):  # a remote corpus: query a local copy; its shard files stay out of reach
+        path, shard_dirs = remote_copy(str(db)), []
+    else:
+        path = manifest_path(db)
+        if not path.is_file():
+            raise ManifestError(f"{path}: no manifest here (build a corpus first, or `manifests rebuild`)")
+        shard_dirs = [f"{corpus_root(db) / d}{os.sep}" for d in SHARD_FOLDERS]
     config = {
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
@@ -130,7 +134,7 @@ def open_query_connection(db: str | os.PathLike) -> duckdb.DuckDBPyConnection:
         # DuckDB takes allowed_directories only while external access is still on, and only after
         # the database started; no user SQL has run yet, and the lock below freezes all three.
         # The trailing separator keeps `<corpus>/shards2` out of `<corpus>/shards`.
-        con.execute("SET allowed_directories = ?", [[f"{root / d}{os.sep}" for d in SHARD_FOLDERS]])
+        con.execute("SET allowed_directories = ?", [shard_dirs])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except BaseException:
@@ -153,6 +157,8 @@ def run_query(db: str | os.PathLike, sql: str) -> tuple[list[str], list[tuple]]:
                 rel = con.execute(st)
             return [d[0] for d in rel.description], rel.fetchall()
         except duckdb.PermissionException as e:
+            if is_url(str(db)):
+                raise QueryRefused(f"query refused: {_one_line(e)} (a remote corpus's files cannot be read)") from None
             where = " and ".join(f"{corpus_root(db) / d}/" for d in SHARD_FOLDERS)
             raise QueryRefused(f"query refused: {_one_line(e)} (files can be read only under {where})") from None
         except duckdb.Error as e:

@@ -13,7 +13,6 @@ import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -127,6 +126,9 @@ def write_shard_atomic(table: pa.Table, path: str, fs: fsspec.AbstractFileSystem
 
 
 def shard_path(root: str | os.PathLike, source: str, split: str, task: int, seq: int) -> str:
-    """`<root>/shards/<source>/<task:05d>_<seq:05d>.parquet` (train) or `<root>/validation/<source>/...`."""
+    """`<root>/shards/<source>/<task:05d>_<seq:05d>.parquet` (train) or `<root>/validation/<source>/...`.
+
+    `root` is a local path or a URL (joined as a string: a Path would turn memory:// into memory:/).
+    """
     folder = "shards" if split == "train" else "validation"
-    return str(Path(root) / folder / source / f"{task:05d}_{seq:05d}.parquet")
+    return f"{str(root).rstrip('/')}/{folder}/{source}/{task:05d}_{seq:05d}.parquet"

@@ -9,14 +9,17 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import fsspec
 import pyarrow.parquet as pq
 
+from corpus.urls import is_url
 from manifests.manifest import (
     ManifestError,
     check_tables,
     corpus_root,
     file_sha256,
     manifest_path,
+    manifest_url,
     open_manifest,
     read_shard_record,
     register_shards,
@@ -42,17 +45,34 @@ class VerifyReport:
 def scan_shard_files(root: str | os.PathLike) -> list[Path]:
     """Every completed shard under <root>/shards and <root>/validation (temporary files excluded)."""
     root = Path(root)
-    out: list[Path] = []
+    return [root / rel for rel in _shard_files(fsspec.filesystem("file"), root.resolve().as_posix())]
+
+
+def _shard_files(fs: fsspec.AbstractFileSystem, root: str) -> list[str]:
+    """Paths relative to `root` of every completed shard below its shard folders, sorted."""
+    out: list[str] = []
     for folder in SHARD_FOLDERS:
-        base = root / folder
-        if base.exists():
-            out.extend(p for p in base.rglob("*.parquet") if not p.name.startswith(".tmp-"))
+        base = f"{root}/{folder}"
+        fs.invalidate_cache(base)
+        if fs.isdir(base):
+            out.extend(
+                p[len(root) + 1 :]
+                for p in fs.find(base)
+                if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(".tmp-")
+            )
     return sorted(out)
 
 
 def verify(db: str | os.PathLike, checksums: bool = True, progress: Callable | None = None) -> VerifyReport:
-    """Compare every registered shard's rows, tokens, bytes and sha256 with its file; list strays."""
-    root = corpus_root(db)
+    """Compare every registered shard's rows, tokens, bytes and sha256 with its file; list strays.
+
+    ``db`` is a corpus folder or its manifest, a local path or any fsspec URL (a remote build's).
+    """
+    if is_url(str(db)):
+        fs, root = fsspec.core.url_to_fs(manifest_url(str(db))[1])
+    else:
+        fs, root = fsspec.filesystem("file"), corpus_root(db).as_posix()
+    root = root.rstrip("/")
     with open_manifest(db, read_only=True) as con:
         rows = con.execute("SELECT path, n_docs, n_tokens, n_bytes, sha256 FROM shards ORDER BY path").fetchall()
     report = VerifyReport()
@@ -60,32 +80,29 @@ def verify(db: str | os.PathLike, checksums: bool = True, progress: Callable | N
     for path, n_docs, n_tokens, n_bytes, sha in progress(rows) if progress else rows:
         registered.add(path)
         report.checked += 1
-        f = root / path
-        if not f.exists():
+        f = f"{root}/{path}"
+        if not fs.isfile(f):
             report.missing.append(path)
             continue
-        if f.stat().st_size != n_bytes:
-            report.changed.append((path, f"bytes {f.stat().st_size} != manifest {n_bytes}"))
+        if fs.size(f) != n_bytes:
+            report.changed.append((path, f"bytes {fs.size(f)} != manifest {n_bytes}"))
             continue
         try:
-            pf = pq.ParquetFile(f)
+            pf = pq.ParquetFile(fs.open(f, "rb"))
         except Exception as e:  # noqa: BLE001 - any unreadable footer is a changed file
             report.changed.append((path, f"unreadable Parquet: {e}"))
             continue
         if pf.metadata.num_rows != n_docs:
             report.changed.append((path, f"rows {pf.metadata.num_rows} != manifest {n_docs}"))
             continue
-        if checksums and file_sha256(f) != sha:
+        if checksums and file_sha256(f, fs) != sha:
             report.changed.append((path, "sha256 differs"))
             continue
         if checksums:
-            tokens = sum(pq.read_table(f, columns=["n_tokens"]).column("n_tokens").to_pylist())
+            tokens = sum(pf.read(columns=["n_tokens"]).column("n_tokens").to_pylist())
             if tokens != n_tokens:
                 report.changed.append((path, f"tokens {tokens} != manifest {n_tokens}"))
-    for f in scan_shard_files(root):
-        rel = f.relative_to(root).as_posix()
-        if rel not in registered:
-            report.unregistered.append(rel)
+    report.unregistered.extend(rel for rel in _shard_files(fs, root) if rel not in registered)
     return report
 
 
@@ -151,6 +168,11 @@ def rebuild(db: str | os.PathLike, progress: Callable | None = None, from_shards
     ``from_shards_only``: then it is renamed aside, never deleted. Raises ManifestError naming a
     file that is not a token shard, or a corpus folder without shards.
     """
+    if is_url(str(db)):
+        raise ManifestError(
+            f"{db}: a manifest is rebuilt in a local corpus folder (DuckDB writes local files); "
+            "copy the corpus, rebuild, and upload manifest.duckdb"
+        )
     path = manifest_path(db)
     root = path.resolve().parent
     files = scan_shard_files(root)

@@ -10,23 +10,21 @@ the register stage runs every time.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import time
-from pathlib import Path
 from typing import Any
 
+import fsspec
 from datatrove.executor.base import PipelineExecutor
 
-from corpus import Recipe
-from pipelines.build_config import EXECUTORS, BuildConfig, BuildError, local_out
+from corpus import Recipe, write_json_atomic
+from pipelines.build_config import EXECUTORS, BuildConfig, BuildError, located, out_location, work_location
 from pipelines.build_stages import STAGES, BuildStage, make_pipelines
-from pipelines.build_tokenizer import TOKENIZER_DIR
+from pipelines.build_tokenizer import TOKENIZER_DIR, prepare_tokenizer, pretrained_tokenizer, tokenizer_ready
 from pipelines.executors import Progress, SlurmDryRun, make_executor, run_stage
 from pipelines.summary import summarize
 
-__all__ = ["BuildConfig", "BuildError", "build", "build_key", "local_out", "make_pipelines"]
+__all__ = ["BuildConfig", "BuildError", "build", "build_key", "make_pipelines", "out_location"]
 
 
 def build_key(recipe: Recipe, cfg: BuildConfig) -> dict[str, Any]:
@@ -41,32 +39,37 @@ def build_key(recipe: Recipe, cfg: BuildConfig) -> dict[str, Any]:
 
 
 def _check_out(recipe: Recipe, cfg: BuildConfig) -> None:
-    out = Path(cfg.out)
-    key_file = out / "build.json"
+    """Refuse an --out that holds another build; with --overwrite, clear what a build writes; write build.json."""
+    fs, root = fsspec.core.url_to_fs(cfg.out)
+    key_file = f"{root}/build.json"
     key = build_key(recipe, cfg)
     try:
-        if out.exists() and not out.is_dir():
-            raise BuildError(f"--out: {str(out)!r}: exists and is not a folder")
-        if key_file.exists() and not cfg.overwrite:
+        if fs.exists(root) and not fs.isdir(root):
+            raise BuildError(f"--out: {cfg.out!r}: exists and is not a folder")
+        if fs.exists(key_file) and not cfg.overwrite:
             try:
-                old = json.loads(key_file.read_text())
+                old = json.loads(fs.cat_file(key_file))
             except (ValueError, UnicodeDecodeError) as e:
                 raise BuildError(
-                    f"{key_file}: not a build key written by build-corpus ({e}); pass --overwrite or use a new --out"
+                    f"{cfg.out}/build.json: not a build key written by build-corpus ({e}); "
+                    f"pass --overwrite or use a new --out"
                 ) from None
             if old != key:
                 diff = ", ".join(f"{k}: {old.get(k)!r} -> {v!r}" for k, v in key.items() if old.get(k) != v)
                 raise BuildError(
-                    f"{out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out"
+                    f"{cfg.out}: holds a build with other settings ({diff}); pass --overwrite or use a new --out"
                 )
         if cfg.overwrite:
-            for name in ("logs", "work", "shards", "validation", TOKENIZER_DIR, "manifest.duckdb", "build.json"):
-                p = out / name
-                shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(json.dumps(key, indent=1))
+            work_fs, work = fsspec.core.url_to_fs(work_location(cfg))
+            if work_fs.exists(work):
+                work_fs.rm(work, recursive=True)
+            for name in ("logs", "shards", "validation", TOKENIZER_DIR, "manifest.duckdb", "build.json"):
+                if fs.exists(f"{root}/{name}"):
+                    fs.rm(f"{root}/{name}", recursive=True)
+        fs.makedirs(root, exist_ok=True)
+        write_json_atomic(key_file, key, fs=fs, indent=1)
     except OSError as e:  # an unwritable or odd --out is the user's input, not a bug
-        raise BuildError(f"--out: {str(out)!r}: {e.strerror or e} ({e.filename or out})") from None
+        raise BuildError(f"--out: {cfg.out!r}: {e.strerror or e} ({e.filename or cfg.out})") from None
 
 
 def build(recipe: Recipe, cfg: BuildConfig, progress: Progress | None = None) -> dict[str, Any]:
@@ -77,10 +80,15 @@ def build(recipe: Recipe, cfg: BuildConfig, progress: Progress | None = None) ->
     t0 = time.time()
     if cfg.executor not in EXECUTORS:
         raise BuildError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
-    if local_out(cfg.out) != cfg.out:
-        cfg = dataclasses.replace(cfg, out=local_out(cfg.out))
+    cfg = located(cfg)
     stages, _ = make_pipelines(recipe, cfg)  # validates everything before touching cfg.out
+    # a pretrained tokenizer is fetched and checked before any work (a bad Hub id, no network or a missing EOS
+    # stops here) and written before any task runs, so tasks on compute nodes never need the network
+    reuse = tokenizer_ready(cfg.out) and not cfg.overwrite
+    pretrained = None if reuse else pretrained_tokenizer(recipe)
     _check_out(recipe, cfg)
+    if pretrained is not None:
+        prepare_tokenizer(recipe, cfg.out, pretrained=pretrained)
     if cfg.executor == "ray":
         import ray
 
@@ -103,13 +111,13 @@ def build(recipe: Recipe, cfg: BuildConfig, progress: Progress | None = None) ->
 
 def _submitted(cfg: BuildConfig, stages: list[BuildStage], executors: dict[str, PipelineExecutor]) -> dict[str, Any]:
     """What a Slurm build left: the job id that ends the chain, each stage's sbatch script, the dry run's jobs."""
-    logs = Path(cfg.out).resolve() / "logs"
+    logs = f"{cfg.out}/logs"
     submitted = [job for ex in executors.values() if isinstance(ex, SlurmDryRun) for job in ex.submitted]
     return {
         "executor": "slurm",
         "dry_run": cfg.slurm_dry_run,
-        "out": str(Path(cfg.out).resolve()),
+        "out": cfg.out,
         "job_id": executors[stages[-1].name].job_id,
-        "scripts": {s: str(logs / s / "launch_script.slurm") for s in STAGES},
+        "scripts": {s: f"{logs}/{s}/launch_script.slurm" for s in STAGES},
         "submitted": submitted if cfg.slurm_dry_run else None,
     }

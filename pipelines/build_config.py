@@ -1,9 +1,13 @@
-"""What a build run depends on besides the recipe: `BuildConfig`, the executor kinds, the --out check."""
+"""What a build run depends on besides the recipe: `BuildConfig`, the executor kinds, where --out and --work are."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass
+
+import fsspec
 
 from corpus import Recipe, RecipeError
 from corpus.errors import DemixError
@@ -20,6 +24,9 @@ class BuildConfig:
     """Everything a build run depends on besides the recipe."""
 
     out: str
+    """The output folder: a local path or any installed fsspec URL (see `out_location`)."""
+    work: str | None = None
+    """The work folder for prepared parts and dedup files (default <out>/work); every task must reach it."""
     executor: str = "local"
     tasks: int = 4
     workers: int = 2
@@ -43,25 +50,46 @@ def selected_sources(recipe: Recipe, names: tuple[str, ...] | None) -> list[str]
     return [n for n in known if not names or n in names]
 
 
-def local_out(out: str) -> str:
-    """``out`` as a local folder path (a ``file://`` URL becomes its path); raises BuildError for other URLs.
+def out_location(out: str) -> str:
+    """``out`` as the build writes it: an absolute local path (a ``file://`` URL becomes its path), or an
+    fsspec URL whose protocol is installed (``s3://bucket/corpus``, ``gs://...``, ``memory://...``).
 
-    The shards, logs, tokenizer and the DuckDB manifest are written with local file operations, so
-    ``s3://bucket/corpus`` would become a local folder named ``s3:``: refuse it instead.
+    Raises BuildError before any work for an empty value, a relative file:// URL, an unknown protocol,
+    a protocol whose package is missing, and ``hf://`` (the Hub takes one commit per file: build
+    elsewhere and upload the finished folder).
     """
-    text = str(out)
-    if not text.strip():
-        raise BuildError("--out: '': expected a folder path")
+    text = str(out).strip()
+    if not text:
+        raise BuildError("--out: '': expected a folder path or URL")
     scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", text)
     if scheme is None:
-        return text
-    if scheme.group(1).lower() == "file":
+        return os.path.abspath(text)
+    protocol = scheme.group(1).lower()
+    if protocol == "file":
         path = text[len("file://") :]
         if not path.startswith("/"):
             raise BuildError(f"--out: {text!r}: a file:// URL needs an absolute path (file:///data/corpus)")
-        return path
-    raise BuildError(
-        f"--out: {text!r}: remote outputs are not supported (the build writes shards, logs and "
-        f"manifest.duckdb with local file operations); build into a local or mounted folder and "
-        f"copy it, e.g. `aws s3 sync out/corpus {text}`"
-    )
+        return os.path.abspath(path)
+    if protocol in ("hf", "hf-datasets"):
+        raise BuildError(
+            f"--out: {text!r}: the Hub stores every file write as a commit, and a build writes thousands; "
+            f"build into a local folder or an object store, then upload it (`hf upload-large-folder`)"
+        )
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except ValueError:
+        raise BuildError(f"--out: {text!r}: fsspec knows no protocol {protocol!r}") from None
+    except ImportError as e:  # s3:// without s3fs, gs:// without gcsfs, ...
+        raise BuildError(f"--out: {text!r}: {e}") from None
+    return text.rstrip("/")
+
+
+def located(cfg: BuildConfig) -> BuildConfig:
+    """`cfg` with out and work as `out_location` writes them (absolute paths or checked URLs)."""
+    out, work = out_location(cfg.out), out_location(cfg.work) if cfg.work else None
+    return cfg if (out, work) == (cfg.out, cfg.work) else dataclasses.replace(cfg, out=out, work=work)
+
+
+def work_location(cfg: BuildConfig) -> str:
+    """The build's work folder (prepared parts, dedup runs, drop list): cfg.work, or <out>/work."""
+    return out_location(cfg.work) if cfg.work else f"{cfg.out}/work"

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpus import RecipeError, UsageError, load_recipe, run_cli  # noqa: E402
 from pipelines.build import build  # noqa: E402
-from pipelines.build_config import BuildConfig, BuildError, local_out  # noqa: E402
+from pipelines.build_config import BuildConfig, BuildError, out_location  # noqa: E402
 from pipelines.summary import render  # noqa: E402
 
 EXAMPLES = """examples:
@@ -29,8 +29,11 @@ EXAMPLES = """examples:
   build-corpus --recipe demo --out out/code --sources python_stdlib,python_tests --json
   build-corpus --recipe my.yaml --out /shared/corpus --executor slurm --partition cpu --tasks 512
   build-corpus --recipe my.yaml --out /shared/corpus --executor ray --ray-address auto --tasks 64
+  build-corpus --recipe my.yaml --out s3://bucket/corpus --work /scratch/demix-work --tasks 64
 
---out is a local (or mounted) folder, or a file:///abs/path URL; build there and copy to s3:// or hf://.
+--out is a local folder or any fsspec URL whose package is installed (s3:// needs s3fs, gs:// gcsfs): shards,
+validation, tokenizer, logs and manifest.duckdb (made locally, copied at the end of the build) land there.
+--work holds the prepared documents and dedup files (default OUT/work); every task must reach it.
 A rerun of the same command resumes: finished tasks are skipped, shards are rewritten identically.
 """
 
@@ -64,7 +67,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="output corpus folder (shards, manifest.duckdb, tokenizer, logs); local or file:///abs/path",
+        help="output corpus folder (shards, manifest.duckdb, tokenizer, logs): a local path or an fsspec URL",
+    )
+    p.add_argument(
+        "--work",
+        default=None,
+        help="work folder for prepared parts and dedup files, reachable by every task (default: OUT/work)",
     )
     p.add_argument("--executor", choices=("local", "slurm", "ray"), default="local")
     p.add_argument("--tasks", type=_at_least_one, default=None, help="datatrove tasks per stage (default: 2 x workers)")
@@ -92,11 +100,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _command(args: argparse.Namespace) -> int:
     try:
-        out = local_out(args.out)  # refuse s3://... before anything else: it would become a folder named `s3:`
+        out = out_location(args.out)  # an unknown protocol or a missing s3fs is refused before anything else
+        work = out_location(args.work) if args.work else None
         recipe = load_recipe(args.recipe)
         workers = args.workers or (0 if args.executor == "slurm" else os.cpu_count() or 1)  # slurm: no array throttle
         cfg = BuildConfig(
             out=out,
+            work=work,
             executor=args.executor,
             tasks=args.tasks or 2 * (workers or os.cpu_count() or 1),
             workers=workers,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from corpus import Recipe, RecipeError
-from pipelines.build_config import BuildConfig, selected_sources
+from pipelines.build_config import BuildConfig, located, selected_sources, work_location
 from pipelines.build_tokenizer import TOKENIZER_DIR, prepare_tokenizer
 from pipelines.decontaminate import Decontaminate
 from pipelines.dedup import DedupPlan, DedupSignature, DuplicateFinder, PreparedReader, PreparedWriter
@@ -49,8 +49,8 @@ class BuildStage:
 
 def make_pipelines(recipe: Recipe, cfg: BuildConfig) -> tuple[list[BuildStage], dict[str, int]]:
     """The build table (stages in run order) and {source: missing locations}; validates before any work."""
-    out = str(Path(cfg.out).resolve())
-    work = f"{out}/work"
+    cfg = located(cfg)
+    out, work = cfg.out, work_location(cfg)
     names = selected_sources(recipe, cfg.sources)
     chosen = [s for s in recipe.sources if s.name in names]
     units, missing = list_units(recipe, names, cfg.limit)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import heapq
 import os
+import tempfile
 from pathlib import Path
 
 import fsspec
 import pyarrow.parquet as pq
+from fsspec.implementations.local import LocalFileSystem
 
 from corpus import Recipe, RecipeError
 from corpus.tokenizer import TokenizerError, fetch_tokenizer, parse_tokenizer, train_bpe, write_tokenizer_folder
@@ -72,39 +74,72 @@ def _prepared_sources(prepared_folder: str) -> set[str]:
     }
 
 
+def pretrained_tokenizer(recipe: Recipe) -> bytes | None:
+    """tokenizer.json's bytes of the recipe's pretrained tokenizer (tokenizer.path / .hub), fetched and checked:
+    it parses and holds the EOS token. None when the recipe trains a BPE. Raises RecipeError naming the field."""
+    spec = recipe.tokenizer
+    if not (spec.path or spec.hub):
+        return None
+    try:
+        data, _ = fetch_tokenizer(spec.hub or spec.path, hub=bool(spec.hub), revision=spec.revision)
+        tok = parse_tokenizer(data, spec.hub or spec.path)
+    except TokenizerError as e:
+        raise RecipeError(f"{recipe.path}: {'tokenizer.hub' if spec.hub else 'tokenizer.path'}: {e}") from None
+    _check_eos(recipe, tok)
+    return data
+
+
+def _check_eos(recipe: Recipe, tok) -> None:
+    if tok.token_to_id(recipe.tokenizer.eos_token) is None:
+        raise RecipeError(
+            f"{recipe.path}: tokenizer.eos_token: {recipe.tokenizer.eos_token!r} is not in the vocabulary of "
+            f"{recipe.tokenizer.hub or recipe.tokenizer.path}"
+        )
+
+
+def tokenizer_ready(out: str) -> bool:
+    """True when <out>/tokenizer holds a tokenizer.json (written last: the folder is whole)."""
+    fs, root = fsspec.core.url_to_fs(f"{out.rstrip('/')}/{TOKENIZER_DIR}/tokenizer.json")
+    return fs.isfile(root)
+
+
 def prepare_tokenizer(
-    recipe: Recipe, out: str, prepared_folder: str | None = None, drop_file: str | None = None
-) -> Path:
-    """Make <out>/tokenizer (reused when present): fetch recipe.tokenizer.path / .hub, or train a BPE.
+    recipe: Recipe,
+    out: str,
+    prepared_folder: str | None = None,
+    drop_file: str | None = None,
+    pretrained: bytes | None = None,
+) -> str:
+    """Make <out>/tokenizer (reused when present; `out` a path or URL): the pretrained tokenizer (`pretrained`,
+    the bytes `pretrained_tokenizer` fetched, or fetched here), or a BPE trained on the prepared documents.
+    Returns the folder.
 
     A pretrained tokenizer.json is kept byte for byte, so <out>/tokenizer's hash is the published one.
     Raises RecipeError when it cannot be fetched or lacks the EOS token.
     """
     spec = recipe.tokenizer
-    folder = Path(out) / TOKENIZER_DIR
-    if (folder / "tokenizer.json").exists():
+    folder = f"{out.rstrip('/')}/{TOKENIZER_DIR}"
+    fs, root = fsspec.core.url_to_fs(folder)
+    if tokenizer_ready(out):
         return folder
-    key = "tokenizer.hub" if spec.hub else "tokenizer.path"
-    if spec.path or spec.hub:
-        try:
-            data, _ = fetch_tokenizer(spec.hub or spec.path, hub=bool(spec.hub), revision=spec.revision)
-            tok = parse_tokenizer(data, spec.hub or spec.path)
-        except TokenizerError as e:
-            raise RecipeError(f"{recipe.path}: {key}: {e}") from None
-    else:
+    data = pretrained or pretrained_tokenizer(recipe)
+    if data is None:
         if prepared_folder is None:
             raise ValueError("training a tokenizer needs the prepared documents")
         texts = training_sample(
             prepared_folder, drop_file, spec.train_sample_docs, spec.train_sample_bytes, spec.train_seed
         )
         tok = train_bpe(texts, vocab_size=spec.train_vocab_size, eos_token=spec.eos_token)
+        _check_eos(recipe, tok)
         data = tok.to_str(pretty=True).encode("utf-8")
-    if tok.token_to_id(spec.eos_token) is None:
-        raise RecipeError(
-            f"{recipe.path}: tokenizer.eos_token: {spec.eos_token!r} is not in the vocabulary of "
-            f"{spec.hub or spec.path}"
-        )
-    tmp = folder.with_name(f".{TOKENIZER_DIR}.tmp")
-    write_tokenizer_folder(tmp, data, eos_token=spec.eos_token, name=spec.display_name)
-    os.replace(tmp, folder)
+    if isinstance(fs, LocalFileSystem):  # made beside, then renamed into place: never half a folder
+        tmp = Path(root).with_name(f".{TOKENIZER_DIR}.tmp")
+        write_tokenizer_folder(tmp, data, eos_token=spec.eos_token, name=spec.display_name)
+        os.replace(tmp, root)
+        return folder
+    with tempfile.TemporaryDirectory(prefix="demix-tokenizer-") as tmp:
+        write_tokenizer_folder(tmp, data, eos_token=spec.eos_token, name=spec.display_name)
+        # tokenizer.json goes last: the check above takes its presence for a whole folder
+        for name in sorted(os.listdir(tmp), key=lambda n: n == "tokenizer.json"):
+            fs.put_file(os.path.join(tmp, name), f"{root}/{name}")
     return folder

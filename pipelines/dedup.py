@@ -26,7 +26,6 @@ three executor stages (prepare, dedup, shard).
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -205,16 +204,17 @@ class DuplicateFinder(CountingStep):
         never runs two attempts of one task at once).
         """
         fs, root = fsspec.core.url_to_fs(self.plan.folder)
+        fs.invalidate_cache(f"{root}/shards")  # an object store's listing cache would hide a shard just written
         if len(fs.glob(f"{root}/shards/[0-9]*.parquet")) < self.plan.shards:
             return False
         claim = f"{root}/cluster.claim"
         try:
-            fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)  # atomic: one task wins
+            # exclusive create ("x"): O_EXCL on a local or NFS folder, a conditional put where the object
+            # store's fsspec backend has one (s3fs, gcsfs): one task wins
+            with fs.open(claim, "xb") as f:
+                f.write(str(rank).encode())
         except FileExistsError:
-            with open(claim) as f:
-                return f.read().strip() == str(rank)
-        with os.fdopen(fd, "w") as f:
-            f.write(str(rank))
+            return fs.cat_file(claim).decode().strip() == str(rank)
         return True
 
 

@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import dill
+import fsspec
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor.base import PipelineExecutor
 from datatrove.executor.ray import RayPipelineExecutor
 from datatrove.executor.slurm import SlurmPipelineExecutor
 from dill import CONTENTS_FMODE
 
+from corpus.urls import is_url, staged_file
 from pipelines.build_config import EXECUTORS, BuildConfig, BuildError
 from pipelines.build_stages import BuildStage
 
@@ -93,7 +95,7 @@ class SlurmDryRun(SlurmPipelineExecutor):
 
 def make_executor(stage: BuildStage, cfg: BuildConfig, depends: PipelineExecutor | None = None) -> PipelineExecutor:
     """A datatrove executor of kind cfg.executor for `stage`, logging to <out>/logs/<stage>, after `depends`."""
-    logging_dir = str(Path(cfg.out).resolve() / "logs" / stage.name)
+    logging_dir = f"{cfg.out}/logs/{stage.name}"  # a path or URL: datatrove's DataFolder takes either
     workers = max(1, min(stage.workers, stage.tasks))
     common = {
         "tasks": stage.tasks,
@@ -122,39 +124,48 @@ def make_executor(stage: BuildStage, cfg: BuildConfig, depends: PipelineExecutor
 
 
 @contextmanager
-def quiet_output(log_path: Path, enabled: bool) -> Iterator[None]:
-    """Send fd 1/2 (datatrove's per-task loguru output, also in worker processes) to a log file."""
+def quiet_output(log_url: str, enabled: bool) -> Iterator[None]:
+    """Send fd 1/2 (datatrove's per-task loguru output, also in worker processes) to a log file.
+
+    A remote log (out is a URL) is written locally and appended to its URL when the block ends, error or not.
+    """
     if not enabled:
         yield
         return
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    sys.stdout.flush(), sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush(), sys.stderr.flush()
-            os.dup2(saved[0], 1), os.dup2(saved[1], 2)
-            os.close(saved[0]), os.close(saved[1])
+    with staged_file(log_url, upload="always") as log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        sys.stdout.flush(), sys.stderr.flush()
+        saved = os.dup(1), os.dup(2)
+        with open(log_path, "ab") as log:
+            os.dup2(log.fileno(), 1), os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stdout.flush(), sys.stderr.flush()
+                os.dup2(saved[0], 1), os.dup2(saved[1], 2)
+                os.close(saved[0]), os.close(saved[1])
 
 
-def _completions(logging_dir: Path) -> int:
-    d = logging_dir / "completions"
-    return len(os.listdir(d)) if d.is_dir() else 0
+def _completions(logging_dir: str) -> int:
+    """Completion markers in a stage's logging folder (a path or URL; listed afresh, not from a cache)."""
+    fs, root = fsspec.core.url_to_fs(f"{logging_dir}/completions")
+    fs.invalidate_cache(root)
+    try:
+        return len(fs.ls(root, detail=False))
+    except FileNotFoundError:
+        return 0
 
 
 def run_stage(stage: BuildStage, executor: PipelineExecutor, cfg: BuildConfig, progress: Progress | None) -> float:
     """Run (Slurm: submit) one stage's executor; returns seconds. Raises BuildError when tasks stay unfinished."""
-    logging_dir = Path(cfg.out).resolve() / "logs" / stage.name
-    build_log = Path(cfg.out) / "logs" / "build.log"
+    logging_dir = f"{cfg.out}/logs/{stage.name}"
+    build_log = f"{cfg.out}/logs/build.log"
     submit_only = isinstance(executor, SlurmPipelineExecutor)  # the tasks run later, on the cluster
     t0 = time.time()
     stop = threading.Event()
 
     def poll() -> None:
-        while not stop.wait(0.3):
+        while not stop.wait(2.0 if is_url(cfg.out) else 0.3):  # a listing of an object store costs a request
             progress(stage.name, _completions(logging_dir), stage.tasks)
 
     thread = threading.Thread(target=poll, daemon=True) if progress and not submit_only else None
@@ -165,7 +176,7 @@ def run_stage(stage: BuildStage, executor: PipelineExecutor, cfg: BuildConfig, p
             executor.run()
     except Exception as e:  # noqa: BLE001 - datatrove re-raises a task's error as is
         raise BuildError(
-            f"stage {stage.name} failed: {type(e).__name__}: {e} (see {build_log} and {logging_dir / 'logs'})"
+            f"stage {stage.name} failed: {type(e).__name__}: {e} (see {build_log} and {logging_dir + '/logs'})"
         ) from e
     finally:
         stop.set()
@@ -179,6 +190,6 @@ def run_stage(stage: BuildStage, executor: PipelineExecutor, cfg: BuildConfig, p
     if done < stage.tasks:
         raise BuildError(
             f"stage {stage.name}: only {done}/{stage.tasks} tasks completed "
-            f"(see {logging_dir / 'logs'}); rerun to resume"
+            f"(see {logging_dir + '/logs'}); rerun to resume"
         )
     return time.time() - t0

@@ -260,7 +260,7 @@ class ShardWriter(CountingStep):
         )
         path = shard_path(self.out, src, split, rank, seq)
         write_shard_atomic(table, path, fs=fs)
-        rec = read_shard_record(path, self.out)
+        rec = read_shard_record(path, self.out, fs=fs)
         self.count_in(src, len(docs))
         self.count_out(src, len(docs))
         self.stat_update(f"{src}|split|{split}", value=len(docs))

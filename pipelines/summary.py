@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from corpus import Recipe
 from corpus.tokens import format_tokens
+from corpus.urls import staged_file
 from manifests import get_meta, open_manifest
+from manifests.manifest import MANIFEST_NAME
+from pipelines.build_config import located
 from pipelines.step_order import step_row_key
 
 
 def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> dict[str, Any]:
     """A JSON-serialisable summary read back from the manifest (so it also describes resumed runs)."""
-    out = Path(cfg.out).resolve()
-    with open_manifest(out, read_only=True) as con:
+    cfg = located(cfg)
+    with staged_file(f"{cfg.out}/{MANIFEST_NAME}", upload="never") as db, open_manifest(db, read_only=True) as con:
         per_split = con.execute("""
             SELECT s.source, src.domain, src.tier, src.candidate, s.split, count(*), sum(s.n_docs), sum(s.n_tokens),
                    sum(s.n_bytes)
@@ -62,7 +64,7 @@ def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> 
     )
     return {
         "recipe": recipe.name,
-        "out": str(out),
+        "out": cfg.out,
         "executor": cfg.executor,
         "tasks": cfg.tasks,
         "workers": cfg.workers,

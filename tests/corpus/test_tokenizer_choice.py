@@ -84,7 +84,7 @@ def test_missing_tokenizer_json_or_eos_outside_the_vocabulary_is_refused_naming_
 
 def test_prepared_tokenizer_keeps_the_published_bytes(tok_folder, tmp_path):
     r = _recipe({"path": str(tok_folder)}, tmp_path)
-    folder = prepare_tokenizer(r, str(tmp_path / "out"))
+    folder = Path(prepare_tokenizer(r, str(tmp_path / "out")))  # a str: a path or URL
     assert (folder / "tokenizer.json").read_bytes() == (tok_folder / "tokenizer.json").read_bytes()
     assert tokenizer_hash(folder) == r.tokenizer.file_hash
     assert json.loads((folder / "tokenizer_config.json").read_text())["eos_token"] == "</doc>"

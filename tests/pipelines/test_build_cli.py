@@ -10,7 +10,7 @@ import pytest
 from pipeline_inputs import make_inputs, write_recipe
 
 from corpus import RecipeError
-from pipelines.build_config import BuildError, local_out
+from pipelines.build_config import BuildError, out_location
 from pipelines.build_corpus import RecipeRefused, main
 
 
@@ -65,8 +65,8 @@ def test_bad_flag_exits_2_before_out_exists(tmp_path, capsys, flag, value):
     assert not out.exists()
 
 
-@pytest.mark.parametrize("url", ["s3://bucket/corpus", "hf://datasets/me/corpus", "memory://corpus", "file://rel"])
-def test_remote_out_is_refused_at_parse_time(tmp_path, capsys, monkeypatch, url):
+@pytest.mark.parametrize("url", ["nosuch://bucket/corpus", "hf://datasets/me/corpus", "file://rel"])
+def test_unusable_url_out_is_refused_at_parse_time(tmp_path, capsys, monkeypatch, url):
     recipe = write_recipe(tmp_path, make_inputs(tmp_path))
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")
@@ -76,12 +76,28 @@ def test_remote_out_is_refused_at_parse_time(tmp_path, capsys, monkeypatch, url)
     assert list((tmp_path / "cwd").iterdir()) == []  # no local folder named `s3:`
 
 
-def test_local_out_reads_file_urls_and_refuses_remote_ones():
-    assert local_out("out/demo") == "out/demo" and local_out("file:///data/corpus") == "/data/corpus"
-    with pytest.raises(BuildError, match="remote outputs are not supported"):
-        local_out("s3://bucket/corpus")
+def test_out_location_takes_paths_and_installed_protocols(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert out_location("out/demo") == str(tmp_path / "out" / "demo")
+    assert out_location("file:///data/corpus") == "/data/corpus"
+    assert out_location("memory://bucket/corpus/") == "memory://bucket/corpus"
+    with pytest.raises(BuildError, match="fsspec knows no protocol 'nosuch'"):
+        out_location("nosuch://bucket/corpus")
+    with pytest.raises(BuildError, match="one commit per file|as a commit"):
+        out_location("hf://datasets/me/corpus")
     with pytest.raises(BuildError, match="expected a folder path"):
-        local_out("")
+        out_location("")
+
+
+def test_a_protocol_whose_package_is_missing_is_named(monkeypatch):
+    import fsspec
+
+    def missing(protocol):
+        raise ImportError("Install s3fs to access S3")
+
+    monkeypatch.setattr(fsspec, "get_filesystem_class", missing)
+    with pytest.raises(BuildError, match="--out: 's3://bucket/corpus': Install s3fs"):
+        out_location("s3://bucket/corpus")
 
 
 def test_unusable_out_and_missing_recipe_are_one_line(tmp_path, capsys):
