@@ -18,7 +18,7 @@ import fsspec
 from datatrove.executor.base import PipelineExecutor
 
 from corpus import Recipe, write_json_atomic
-from pipelines.build_config import EXECUTORS, BuildConfig, BuildError, located, out_location, work_location
+from pipelines.build_config import EXECUTORS, BuildConfig, BuildError, check_reach, located, out_location, work_location
 from pipelines.build_stages import STAGES, BuildStage, make_pipelines
 from pipelines.build_tokenizer import TOKENIZER_DIR, prepare_tokenizer, pretrained_tokenizer, tokenizer_ready
 from pipelines.executors import Progress, SlurmDryRun, make_executor, run_stage
@@ -81,6 +81,7 @@ def build(recipe: Recipe, cfg: BuildConfig, progress: Progress | None = None) ->
     if cfg.executor not in EXECUTORS:
         raise BuildError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
     cfg = located(cfg)
+    check_reach(cfg)
     stages, _ = make_pipelines(recipe, cfg)  # validates everything before touching cfg.out
     # a pretrained tokenizer is fetched and checked before any work (a bad Hub id, no network or a missing EOS
     # stops here) and written before any task runs, so tasks on compute nodes never need the network

@@ -90,6 +90,16 @@ def located(cfg: BuildConfig) -> BuildConfig:
     return cfg if (out, work) == (cfg.out, cfg.work) else dataclasses.replace(cfg, out=out, work=work)
 
 
+def check_reach(cfg: BuildConfig) -> None:
+    """Refuse a memory:// out or work folder that worker processes would not share (each has its own memory)."""
+    for flag, where in (("--out", cfg.out), ("--work", cfg.work or "")):
+        if where.startswith("memory://") and (cfg.executor != "local" or min(cfg.workers, cfg.tasks) > 1):
+            raise BuildError(
+                f"{flag}: {where!r}: memory:// lives in this process, and {cfg.executor} tasks run in other "
+                f"processes; use --executor local --workers 1, or a filesystem every task reaches"
+            )
+
+
 def work_location(cfg: BuildConfig) -> str:
     """The build's work folder (prepared parts, dedup runs, drop list): cfg.work, or <out>/work."""
     return out_location(cfg.work) if cfg.work else f"{cfg.out}/work"

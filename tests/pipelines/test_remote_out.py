@@ -133,3 +133,12 @@ def test_build_corpus_cli_takes_a_url(local_build, memory_out, capsys):
     assert main([*args, "--json"]) == 0
     assert _files(memory_out) == local_build["files"]
     assert f'"out": "{memory_out}"' in capsys.readouterr().out
+
+
+def test_memory_out_with_worker_processes_is_refused(local_build, memory_out):
+    from pipelines.build_config import BuildError
+
+    with pytest.raises(BuildError, match="memory:// lives in this process"):
+        run_build(local_build["recipe"], memory_out, workers=2)
+    fs, root = fsspec.core.url_to_fs(memory_out)
+    assert not fs.exists(root)
