@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from corpus import Recipe
-from corpus.urls import is_url
+from corpus.urls import is_url, join_url
 from manifests.errors import ManifestError
 from manifests.schema import TABLES, create_schema
 from manifests.shardfile import ShardMeta
@@ -36,6 +36,11 @@ def manifest_path(db: str | os.PathLike) -> Path:
 def corpus_root(db: str | os.PathLike) -> Path:
     """The folder that shard paths in the manifest are relative to."""
     return manifest_path(db).resolve().parent
+
+
+def corpus_location(db: str | os.PathLike) -> str:
+    """`corpus_root` as a string, or the corpus root URL of a manifest at a URL (shard paths are relative to it)."""
+    return manifest_url(str(db))[1] if is_url(str(db)) else str(corpus_root(db))
 
 
 def manifest_url(db: str) -> tuple[str, str]:
@@ -307,8 +312,8 @@ def register_plan(con: duckdb.DuckDBPyConnection, plan_id: str, rows: Iterable[d
 def list_shards(
     db: str | os.PathLike, split: str = "train", sources: Sequence[str] | None = None
 ) -> list[dict[str, Any]]:
-    """Shard rows (absolute path included as `abs_path`) for a split, optionally for some sources."""
-    root = corpus_root(db)
+    """Shard rows (absolute path or URL included as `abs_path`) for a split, optionally for some sources."""
+    root = corpus_location(db)
     with open_manifest(db, read_only=True) as con:
         sql = "SELECT * FROM shards WHERE split = ?"
         args: list[Any] = [split]
@@ -319,7 +324,7 @@ def list_shards(
         names = [d[0] for d in rel.description]
         out = [dict(zip(names, row)) for row in rel.fetchall()]
     for row in out:
-        row["abs_path"] = str(root / row["path"])
+        row["abs_path"] = join_url(root, row["path"])
     return out
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from rich.table import Table
 
 from corpus import DemixError, UsageError, format_tokens, run_cli
+from corpus.urls import is_url
 from mixer.cli_release import cmd_release
 from mixer.cli_support import (
     arg_fraction,
@@ -241,7 +242,9 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             if not same:
                 raise DemixError(f"{args.out}: holds a different plan; pass --overwrite to replace it")
         plan.save(args.out)
-    if args.db:
+    if args.db and is_url(str(args.db)):  # a manifest at a URL is read here, never written
+        print(f"plan not recorded in {args.db}: a manifest at a URL is read-only", file=sys.stderr)
+    elif args.db:
         record_plan(plan, args.db)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))

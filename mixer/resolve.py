@@ -14,7 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from corpus import Recipe, format_tokens, load_recipe
-from manifests import corpus_root, list_shards, list_sources, open_manifest, read_corpus_meta, register_plan
+from manifests import corpus_location, list_shards, list_sources, open_manifest, read_corpus_meta, register_plan
 from mixer.materialise import ResolveError, materialise
 from mixer.mixture import Mixture
 from mixer.plan import Plan, PlanSource
@@ -147,7 +147,7 @@ def resolve_mixture(
         target_tokens=target_tokens,
         seed=seed,
         seq_len=seq_len,
-        corpus_root=str(corpus_root(db)),
+        corpus_root=corpus_location(db),
         eos_id=eos_id,
         mixture=done.mixture.to_dict(),
         sources=sources,

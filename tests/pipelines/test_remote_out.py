@@ -4,6 +4,7 @@ same shards, tokenizer and manifest as a local build, verifies, and resumes afte
 from __future__ import annotations
 
 import hashlib
+import itertools
 import uuid
 from pathlib import Path
 
@@ -142,3 +143,24 @@ def test_memory_out_with_worker_processes_is_refused(local_build, memory_out):
         run_build(local_build["recipe"], memory_out, workers=2)
     fs, root = fsspec.core.url_to_fs(memory_out)
     assert not fs.exists(root)
+
+
+def test_a_plan_over_a_remote_corpus_streams_the_local_sequences(local_build, memory_out, tmp_path, capsys):
+    """mixer resolve --db <url> plans over the URL (corpus_root is the URL) and the sampler reads the shards there."""
+    from mixer.cli import main as mixer_main
+    from mixer.plan import Plan
+    from mixer.sampler import Sampler
+
+    run_build(local_build["recipe"], memory_out)
+    mixture = tmp_path / "mix.json"
+    mixture.write_text('{"name": "m", "level": "domain", "ratios": {"general": 0.5, "code": 0.3, "math": 0.2}}')
+    plans = {}
+    for name, db in (("local", str(local_build["out"])), ("remote", memory_out)):
+        out = tmp_path / f"{name}.json"
+        args = ["resolve", "--mixture", str(mixture), "--db", db, "--target", "20K", "--seq-len", "64"]
+        assert mixer_main([*args, "--out", str(out)]) == 0
+        plans[name] = Plan.load(out)
+    assert "plan not recorded in memory://" in capsys.readouterr().err
+    assert plans["remote"].corpus_root == memory_out and plans["local"].corpus_root == str(local_build["out"])
+    seqs = {k: [s.tolist() for s in itertools.islice(Sampler(p, prefetch=0), 40)] for k, p in plans.items()}
+    assert seqs["remote"] == seqs["local"] and len(seqs["local"]) == 40
