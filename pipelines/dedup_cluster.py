@@ -233,23 +233,34 @@ def cluster(
     members, listed = work.sort("members", _MEMBER, "root"), work.sort("listed", _LISTED, "node")
     _members(plan, prepared, labels, members, listed)
     _survivors(members, listed, exact)
-    with atomic_write(output, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
-        for t in listed.groups():
-            where = [node_part(n) for n in t.column("node").to_pylist()]  # node order is (part, pos) order
-            w.write_table(
-                pa.table(
-                    {
-                        "part": [p for p, _ in where],
-                        "pos": [i for _, i in where],
-                        **{c: t.column(c) for c in ("source", "id", "reason")},
-                    },
-                    schema=DROP_SCHEMA,
-                )
-            )
-            work.rows += t.num_rows
+    work.rows += write_drop_list(output, _drop_rows(listed))
     fs, folder = fsspec.core.url_to_fs(work.folder)
     fs.rm(folder, recursive=True)
     return work
+
+
+def _drop_rows(listed: SortedRuns) -> Iterator[pa.Table]:
+    """The listed records as DROP_SCHEMA tables, in node order: node order is (part, pos) order."""
+    for t in listed.groups():
+        where = [node_part(n) for n in t.column("node").to_pylist()]
+        yield pa.table(
+            {
+                "part": [p for p, _ in where],
+                "pos": [i for _, i in where],
+                **{c: t.column(c) for c in ("source", "id", "reason")},
+            },
+            schema=DROP_SCHEMA,
+        )
+
+
+def write_drop_list(output: str, tables: Iterator[pa.Table]) -> int:
+    """Stream DROP_SCHEMA tables, sorted by (part, pos), to the drop file `output`; the rows written."""
+    rows = 0
+    with atomic_write(output, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
+        for t in tables:
+            w.write_table(t)
+            rows += t.num_rows
+    return rows
 
 
 def read_drop_list(drop_file: str) -> dict[tuple[str, int], tuple[str, str | None]]:
