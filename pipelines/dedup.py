@@ -26,6 +26,7 @@ three executor stages (prepare, dedup, shard).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Callable, Iterator
 
@@ -37,7 +38,7 @@ from datatrove.data import Document, DocumentsPipeline
 from corpus.atomic import atomic_write
 from corpus.recipe import DedupConfig
 from pipelines.dedup_buckets import FOREST_SCHEMA, bucket_shard, unique_ids
-from pipelines.dedup_cluster import DROP_SCHEMA, DedupError, cluster, drop_counts, read_drop_list
+from pipelines.dedup_cluster import DROP_SCHEMA, DedupError, DropList, cluster, drop_counts, read_drop_list
 from pipelines.dedup_runs import DedupPlan, remove_runs, write_runs
 from pipelines.dedup_signature import DedupSignature, MinHasher, content_hash, jaccard
 from pipelines.stats import CountingStep
@@ -49,6 +50,7 @@ __all__ = [
     "DedupError",
     "DedupPlan",
     "DedupSignature",
+    "DropList",
     "DuplicateFinder",
     "MinHasher",
     "PreparedReader",
@@ -221,20 +223,27 @@ class DuplicateFinder(CountingStep):
 def kept_records(
     prepared_folder: str, drop_file: str | None, columns: tuple[str, ...] = ("source",)
 ) -> Iterator[tuple]:
-    """(part path, pos, unique id, *columns) of every prepared record the drop list keeps, in file order."""
+    """(part path, pos, unique id, *columns) of every prepared record the drop list keeps, in file order.
+
+    The drop list is read part by part (`DropList`): one part's decisions are held at a time.
+    """
     fs, root = fsspec.core.url_to_fs(prepared_folder)
-    decisions = read_drop_list(drop_file) if drop_file else {}
-    for path in sorted(fs.glob(f"{root}/[0-9]*.parquet")):
-        part = path.rsplit("/", 1)[-1]
-        t = pq.read_table(fs.open(path, "rb"), columns=["id", *columns])
-        for i, (did, *values) in enumerate(zip(*(t.column(c).to_pylist() for c in ("id", *columns)))):
-            uid, reason = decisions.get((part, i), (did, None))
-            if reason is None:
-                yield (path, i, uid, *values)
+    with DropList(drop_file) if drop_file else contextlib.nullcontext() as drops:
+        for path in sorted(fs.glob(f"{root}/[0-9]*.parquet")):
+            decisions = drops.part(path.rsplit("/", 1)[-1]) if drops else {}
+            t = pq.read_table(fs.open(path, "rb"), columns=["id", *columns])
+            for i, (did, *values) in enumerate(zip(*(t.column(c).to_pylist() for c in ("id", *columns)))):
+                uid, reason = decisions.get(i, (did, None))
+                if reason is None:
+                    yield (path, i, uid, *values)
 
 
 class PreparedReader(CountingStep):
-    """Read this task's prepared documents under their unique ids, dropping those the drop list names."""
+    """Read this task's prepared documents under their unique ids, dropping those the drop list names.
+
+    Only the drop-list rows of the part being read are held (`DropList`), so a task's memory is set by
+    its part size, not by the corpus's duplicates.
+    """
 
     name = "dedup"
     type = "📖 - READER"
@@ -247,17 +256,17 @@ class PreparedReader(CountingStep):
         if data:
             yield from data
         fs, root = fsspec.core.url_to_fs(self.prepared_folder)
-        decisions = read_drop_list(self.drop_file)
-        for path in sorted(fs.glob(f"{root}/{rank:05d}_*.parquet")):
-            part = path.rsplit("/", 1)[-1]
-            t = pq.read_table(fs.open(path, "rb"), columns=["source", "id", "text"])
-            for i, (src, did, text) in enumerate(zip(*(t.column(c).to_pylist() for c in ("source", "id", "text")))):
-                self.count_in(src)
-                uid, reason = decisions.get((part, i), (did, None))
-                if reason is not None:
-                    self.count_drop(src, reason)
-                    continue
-                if uid != did:
-                    self.stat_update(f"{src}|renamed_repeated_id")  # a log counter, not a step_stats reason
-                self.count_out(src)
-                yield Document(text=text, id=uid, metadata={"source": src})
+        with DropList(self.drop_file) as drops:
+            for path in sorted(fs.glob(f"{root}/{rank:05d}_*.parquet")):
+                decisions = drops.part(path.rsplit("/", 1)[-1])
+                t = pq.read_table(fs.open(path, "rb"), columns=["source", "id", "text"])
+                for i, (src, did, text) in enumerate(zip(*(t.column(c).to_pylist() for c in ("source", "id", "text")))):
+                    self.count_in(src)
+                    uid, reason = decisions.get(i, (did, None))
+                    if reason is not None:
+                        self.count_drop(src, reason)
+                        continue
+                    if uid != did:
+                        self.stat_update(f"{src}|renamed_repeated_id")  # a log counter, not a step_stats reason
+                    self.count_out(src)
+                    yield Document(text=text, id=uid, metadata={"source": src})

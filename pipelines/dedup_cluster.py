@@ -15,7 +15,8 @@ so the task's memory does not grow with the corpus:
    exact duplicate (with `dedup.exact`), any other is a near duplicate. Members with equal hashes
    are the exact copies (the bucket tasks join them through the exact runs), so this equals near
    dedup over the exact survivors only;
-4. the drop list, sorted by (part, pos), streamed to a temporary file and renamed.
+4. the drop list, sorted by (part, pos), streamed to a temporary file and renamed, in row groups of
+   at most DROP_GROUP_ROWS rows whose `part` statistics let `DropList` read one part's rows alone.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 import fsspec
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from corpus.atomic import atomic_write
@@ -42,6 +44,7 @@ from pipelines.dedup_runs import DedupPlan, SortedRuns, node_part
 DROP_SCHEMA = pa.schema(
     [("part", pa.string()), ("pos", pa.int64()), ("source", pa.string()), ("id", pa.string()), ("reason", pa.string())]
 )
+DROP_GROUP_ROWS = 1 << 16  # rows per drop-list row group: a reader of one part reads < 2 groups of other parts
 # an edge seen from one of its ends: node and its neighbour other (a parent when other < node)
 _ADJACENT = pa.schema([("node", pa.uint64()), ("other", pa.uint64())])
 _LABEL = pa.schema([("node", pa.uint64()), ("root", pa.uint64()), ("uid", pa.string())])
@@ -233,35 +236,109 @@ def cluster(
     members, listed = work.sort("members", _MEMBER, "root"), work.sort("listed", _LISTED, "node")
     _members(plan, prepared, labels, members, listed)
     _survivors(members, listed, exact)
-    with atomic_write(output, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
-        for t in listed.groups():
-            where = [node_part(n) for n in t.column("node").to_pylist()]  # node order is (part, pos) order
-            w.write_table(
-                pa.table(
-                    {
-                        "part": [p for p, _ in where],
-                        "pos": [i for _, i in where],
-                        **{c: t.column(c) for c in ("source", "id", "reason")},
-                    },
-                    schema=DROP_SCHEMA,
-                )
-            )
-            work.rows += t.num_rows
+    work.rows += write_drop_list(output, _drop_rows(listed))
     fs, folder = fsspec.core.url_to_fs(work.folder)
     fs.rm(folder, recursive=True)
     return work
 
 
-def read_drop_list(drop_file: str) -> dict[tuple[str, int], tuple[str, str | None]]:
-    """{(part, pos): (unique id, drop reason or None for a record kept under a new id)} of a drop file."""
-    fs, path = fsspec.core.url_to_fs(drop_file)
-    t = pq.read_table(fs.open(path, "rb"))
-    if t.schema.names != DROP_SCHEMA.names:
+def _drop_rows(listed: SortedRuns) -> Iterator[pa.Table]:
+    """The listed records as DROP_SCHEMA tables, in node order: node order is (part, pos) order."""
+    for t in listed.groups():
+        where = [node_part(n) for n in t.column("node").to_pylist()]
+        yield pa.table(
+            {
+                "part": [p for p, _ in where],
+                "pos": [i for _, i in where],
+                **{c: t.column(c) for c in ("source", "id", "reason")},
+            },
+            schema=DROP_SCHEMA,
+        )
+
+
+def write_drop_list(output: str, tables: Iterator[pa.Table], group_rows: int = DROP_GROUP_ROWS) -> int:
+    """Stream DROP_SCHEMA tables, sorted by (part, pos), to the drop file `output`; the rows written.
+
+    Each row group holds at most `group_rows` rows of a few consecutive parts, and its min/max
+    statistics of `part` (written by default) say which: `DropList` reads a part's row groups only.
+    """
+    rows = 0
+    with atomic_write(output, "wb") as f, pq.ParquetWriter(f, DROP_SCHEMA) as w:
+        for t in tables:
+            w.write_table(t, row_group_size=group_rows)
+            rows += t.num_rows
+    return rows
+
+
+def _check_drop_schema(drop_file: str, names: list[str]) -> None:
+    if names != DROP_SCHEMA.names:
         raise DedupError(
-            f"{drop_file}: columns {t.schema.names}, expected {DROP_SCHEMA.names} (written by an "
+            f"{drop_file}: columns {names}, expected {DROP_SCHEMA.names} (written by an "
             "older version); rebuild with --overwrite"
         )
+
+
+def read_drop_list(drop_file: str) -> dict[tuple[str, int], tuple[str, str | None]]:
+    """{(part, pos): (unique id, drop reason or None for a record kept under a new id)} of a whole drop file.
+
+    The whole list is in memory: for tests and small corpora; a task that reads some parts uses `DropList`.
+    """
+    fs, path = fsspec.core.url_to_fs(drop_file)
+    t = pq.read_table(fs.open(path, "rb"))
+    _check_drop_schema(drop_file, t.schema.names)
     return {(p, i): (d, r) for p, i, d, r in zip(*(t.column(c).to_pylist() for c in ("part", "pos", "id", "reason")))}
+
+
+class DropList:
+    """A drop file read part by part, so a task holds the decisions of the part it reads, not the whole list.
+
+    `part(name)` reads, one at a time, only the row groups whose `part` statistics [min, max] hold `name`:
+    in a file `write_drop_list` wrote, the groups that hold rows of that part (the first and last may
+    hold other parts' rows too). Memory: that part's decisions and one row group. A file without
+    statistics or out of order is still read right, only less selectively.
+    `rows_read`: the drop-list rows materialised so far (each row group read counts whole).
+    """
+
+    def __init__(self, drop_file: str):
+        fs, path = fsspec.core.url_to_fs(drop_file)
+        self.file = fs.open(path, "rb")
+        self.parquet = pq.ParquetFile(self.file)
+        _check_drop_schema(drop_file, self.parquet.schema_arrow.names)
+        meta, column = self.parquet.metadata, DROP_SCHEMA.names.index("part")
+        self.spans = [_span(meta.row_group(g).column(column).statistics) for g in range(meta.num_row_groups)]
+        self.rows_read = 0
+
+    def groups_of(self, part: str) -> list[int]:
+        """The row groups that may hold rows of `part` (a group without statistics may hold any)."""
+        return [g for g, span in enumerate(self.spans) if span is None or span[0] <= part <= span[1]]
+
+    def part(self, part: str) -> dict[int, tuple[str, str | None]]:
+        """{pos: (unique id, drop reason or None for a record kept under a new id)} of one prepared part."""
+        out: dict[int, tuple[str, str | None]] = {}
+        for g in self.groups_of(part):
+            t = self.parquet.read_row_group(g, columns=["part", "pos", "id", "reason"], use_threads=False)
+            self.rows_read += t.num_rows
+            t = t.filter(pc.equal(t.column("part"), part))
+            out.update(
+                zip(t.column("pos").to_pylist(), zip(t.column("id").to_pylist(), t.column("reason").to_pylist()))
+            )
+        return out
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> DropList:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _span(stats) -> tuple[str, str] | None:
+    """(min, max) part of a row group, or None where its statistics do not say."""
+    if stats is None or not stats.has_min_max:
+        return None
+    return stats.min, stats.max
 
 
 def drop_counts(drop_file: str) -> dict[str, Any]:
