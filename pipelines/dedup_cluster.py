@@ -238,7 +238,8 @@ def cluster(
     _survivors(members, listed, exact)
     work.rows += write_drop_list(output, _drop_rows(listed))
     fs, folder = fsspec.core.url_to_fs(work.folder)
-    fs.rm(folder, recursive=True)
+    if fs.exists(folder):  # on an object store a folder exists only while it holds a file
+        fs.rm(folder, recursive=True)
     return work
 
 

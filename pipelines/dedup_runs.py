@@ -293,7 +293,8 @@ class SortedRuns:
                 ]
             for table in self._merge(self.runs):
                 yield from self._pieces(table)
-        self.fs.rm(self.root, recursive=True)
+        if self.fs.exists(self.root):  # an object store has no empty folders: with no run written, nothing is there
+            self.fs.rm(self.root, recursive=True)
 
     def _sorted(self, tables: list[pa.Table]) -> pa.Table:
         table = pa.concat_tables(tables) if tables else self.schema.empty_table()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import fsspec
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 from pipeline_inputs import make_inputs, run_build, write_recipe
 
 from manifests import ManifestError, open_manifest
@@ -164,3 +165,29 @@ def test_a_plan_over_a_remote_corpus_streams_the_local_sequences(local_build, me
     assert plans["remote"].corpus_root == memory_out and plans["local"].corpus_root == str(local_build["out"])
     seqs = {k: [s.tolist() for s in itertools.islice(Sampler(p, prefetch=0), 40)] for k, p in plans.items()}
     assert seqs["remote"] == seqs["local"] and len(seqs["local"]) == 40
+
+
+class ObjectStoreFS(MemoryFileSystem):
+    """memory:// with an object store's folders: none of its own, a prefix exists only while it holds a file."""
+
+    protocol = ("objstore",)
+
+    def mkdir(self, path, create_parents=True, **kwargs):
+        pass
+
+    def makedirs(self, path, exist_ok=False):
+        pass
+
+
+def test_an_object_store_out_without_empty_folders(local_build):
+    """No step may count on a folder it made existing later (the cluster's sort folders, when nothing spilled)."""
+    fsspec.register_implementation("objstore", ObjectStoreFS, clobber=True)
+    url = f"objstore://demix-test-{uuid.uuid4().hex}/corpus"
+    try:
+        run_build(local_build["recipe"], url)
+        assert _files(url) == local_build["files"]
+        assert verify(url).ok
+    finally:
+        fs, root = fsspec.core.url_to_fs(url)
+        if fs.exists(root):
+            fs.rm(root.rsplit("/", 1)[0], recursive=True)
