@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from corpus.tokenizer import (
     train_bpe,
     write_tokenizer_folder,
 )
-from manifests import ShardMeta, read_shard_record, shard_path, shard_table, write_shard_atomic
+from manifests import ShardMeta, ShardRecord, shard_path, shard_table, write_shard_atomic
 from pipelines.dedup import kept_records
 from pipelines.stats import CountingStep
 
@@ -327,7 +328,9 @@ class ShardWriter(CountingStep):
         records: list[dict[str, Any]] = []
         for doc in data:
             src = doc.metadata["source"]
-            split = "validation" if is_validation(doc.id, self.validation_fraction) else "train"
+            # no split asked for: every document is train, and the per-document hash is skipped
+            valid = self.validation_fraction > 0 and is_validation(doc.id, self.validation_fraction)
+            split = "validation" if valid else "train"
             key = (src, split)
             doc.metadata["tokens"] = np.asarray(doc.metadata["tokens"], dtype=np.uint32)  # 4 bytes a token
             buffers.setdefault(key, []).append(doc)
@@ -357,12 +360,25 @@ class ShardWriter(CountingStep):
                 "candidate": info.candidate,
             }
         )
-        table = shard_table(
-            [d.id for d in docs], [d.text for d in docs], token_lists([d.metadata["tokens"] for d in docs]), meta
-        )
+        tokens = token_lists([d.metadata["tokens"] for d in docs])
+        table = shard_table([d.id for d in docs], [d.text for d in docs], tokens, meta)
         path = shard_path(self.out, src, split, rank, seq)
-        write_shard_atomic(table, path, fs=fs)
-        rec = read_shard_record(path, self.out)
+        # the record comes from what was just written (sha256 hashed on the way out), not from reading the
+        # shard back: the same row `read_shard_record` gives (tests/pipelines/test_tokenize.py)
+        sha256 = write_shard_atomic(table, path, fs=fs)
+        stat = Path(path).stat()
+        rec = ShardRecord(
+            path=Path(os.path.relpath(Path(path).resolve(), Path(self.out).resolve())).as_posix(),
+            source=src,
+            split=split,
+            n_docs=table.num_rows,
+            n_tokens=int(tokens.offsets[-1].as_py()),
+            n_bytes=stat.st_size,
+            sha256=sha256,
+            tokenizer=meta.tokenizer,
+            config_hash=meta.config_hash,
+            created_at=datetime.fromtimestamp(stat.st_mtime, tz=UTC).replace(tzinfo=None),
+        )
         self.count_in(src, len(docs))
         self.count_out(src, len(docs))
         self.stat_update(f"{src}|split|{split}", value=len(docs))
