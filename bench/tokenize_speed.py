@@ -2,8 +2,8 @@
 
 All variants see the same documents (Python stdlib files, package descriptions, generated math), the
 same tokenizer and the same cores, in one process (datatrove LocalPipelineExecutor, 1 task):
-  ours       datatrove pipeline [ListReader, pipelines.shards.Tokenize, ShardWriter] -> Parquet shards
-  datatrove  datatrove pipeline [ListReader, DocumentTokenizer(shuffle off)]        -> .ds token files
+  ours       datatrove pipeline [bench_reader, pipelines.shards.Tokenize, ShardWriter] -> Parquet shards
+  datatrove  datatrove pipeline [bench_reader, DocumentTokenizer(shuffle off)]        -> .ds token files
   raw        tokenizers `encode_batch_fast` in datatrove's batch shape (10,000 documents a call, the
              shape where it measured fastest here), default parallelism, ids materialised
   raw_slow   the same with `encode_batch` (offsets computed), the call datatrove makes
@@ -20,7 +20,11 @@ chosen at process start, for every variant alike, and printed in the header; to 
 
   LD_PRELOAD=.venv/lib/python3.11/site-packages/ray/core/libjemalloc.so python bench/tokenize_speed.py
 
+`--profile` adds one run of ours split by section (encoder threads, the pipeline thread's reader, tokenize
+hand-off, stats, writer parts); docs/scale.md ("Tokenize") has the measured table.
+
   python bench/tokenize_speed.py --quick
+  python bench/tokenize_speed.py --mb 4 --repeat 5 --profile
   python bench/tokenize_speed.py --mb 40 --tokenizer out/demo/tokenizer --json
 """
 
@@ -75,8 +79,8 @@ def bench_documents(max_bytes: int) -> list[str]:
 
 
 class _Texts:
-    """The bench's texts behind one reference: datatrove's executor.json writes str(self), not 24 MB of text,
-    and its per-rank deepcopy of the pipeline shares them (they are never modified)."""
+    """The texts behind one reference: datatrove's executor.json writes its repr, not 24 MB of text, and the
+    per-rank deepcopy of the pipeline shares them (never modified)."""
 
     def __init__(self, texts: list[str]):
         self.texts = texts
@@ -89,9 +93,6 @@ class _Texts:
 
     def __deepcopy__(self, memo: dict) -> _Texts:
         return self
-
-    def __str__(self) -> str:
-        return f"<{len(self.texts)} bench texts>"
 
 
 def bench_reader(texts: list[str]):
@@ -225,8 +226,8 @@ def profile_ours(texts: list[str], tok_dir: str, work: str) -> dict[str, float]:
             if memo[key] is None:
                 callers = stats[key][4]
                 top = max(callers, key=lambda c: callers[c][3], default=None)
-                memo[key] = section(top, depth + 1) if top is not None and depth < 50 else "other (main thread)"
-        return memo[key]
+                memo[key] = section(top, depth + 1) if top is not None and depth < 50 else None
+        return memo[key] or "other (main thread)"  # None: a caller cycle still being resolved
 
     out = {"encoder threads (encode_batch_fast + ids to uint32)": encoder[0]}
     for key, (_, _, tottime, _, _) in stats.items():
