@@ -2,8 +2,8 @@
 
 All variants see the same documents (Python stdlib files, package descriptions, generated math), the
 same tokenizer and the same cores, in one process (datatrove LocalPipelineExecutor, 1 task):
-  ours       datatrove pipeline [ListReader, pipelines.shards.Tokenize, ShardWriter] -> Parquet shards
-  datatrove  datatrove pipeline [ListReader, DocumentTokenizer(shuffle off)]        -> .ds token files
+  ours       datatrove pipeline [bench_reader, pipelines.shards.Tokenize, ShardWriter] -> Parquet shards
+  datatrove  datatrove pipeline [bench_reader, DocumentTokenizer(shuffle off)]        -> .ds token files
   raw        tokenizers `encode_batch_fast` in datatrove's batch shape (10,000 documents a call, the
              shape where it measured fastest here), default parallelism, ids materialised
   raw_slow   the same with `encode_batch` (offsets computed), the call datatrove makes
@@ -20,7 +20,11 @@ chosen at process start, for every variant alike, and printed in the header; to 
 
   LD_PRELOAD=.venv/lib/python3.11/site-packages/ray/core/libjemalloc.so python bench/tokenize_speed.py
 
+`--profile` adds one run of ours split by section (encoder threads, the pipeline thread's reader, tokenize
+hand-off, stats, writer parts); docs/scale.md ("Tokenize") has the measured table.
+
   python bench/tokenize_speed.py --quick
+  python bench/tokenize_speed.py --mb 4 --repeat 5 --profile
   python bench/tokenize_speed.py --mb 40 --tokenizer out/demo/tokenizer --json
 """
 
@@ -74,6 +78,32 @@ def bench_documents(max_bytes: int) -> list[str]:
     return texts
 
 
+class _Texts:
+    """The texts behind one reference: datatrove's executor.json writes its repr, not 24 MB of text, and the
+    per-rank deepcopy of the pipeline shares them (never modified)."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> str:
+        return self.texts[i]
+
+    def __deepcopy__(self, memo: dict) -> _Texts:
+        return self
+
+
+def bench_reader(texts: list[str]):
+    """A ListReader over `texts` for every variant alike, minus the harness cost of saving the texts as JSON."""
+    from pipelines.readers import ListReader
+
+    reader = ListReader([], "bench")
+    reader.texts = _Texts(texts)
+    return reader
+
+
 def _pipeline_time(pipeline: list, logging_dir: str) -> float:
     from datatrove.executor import LocalPipelineExecutor
 
@@ -91,7 +121,6 @@ def run_ours(texts: list[str], tok_dir: str, work: str) -> tuple[float, int]:
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from pipelines.readers import ListReader
     from pipelines.shards import ShardInfo, ShardWriter, Tokenize
 
     out = Path(work) / "ours"
@@ -99,7 +128,7 @@ def run_ours(texts: list[str], tok_dir: str, work: str) -> tuple[float, int]:
     (out / "tokenizer").mkdir(parents=True)
     shutil.copy(Path(tok_dir) / "tokenizer.json", out / "tokenizer" / "tokenizer.json")
     pipe = [
-        ListReader(texts, "bench"),
+        bench_reader(texts),
         Tokenize(str(out / "tokenizer")),
         ShardWriter(
             str(out),
@@ -120,8 +149,6 @@ def run_datatrove(texts: list[str], tok_dir: str, work: str) -> tuple[float, int
     """Seconds and tokens (EOS excluded) for datatrove's DocumentTokenizer."""
     from datatrove.pipeline.tokens import DocumentTokenizer
 
-    from pipelines.readers import ListReader
-
     out = Path(work) / "datatrove"
     shutil.rmtree(out, ignore_errors=True)
     step = DocumentTokenizer(
@@ -131,11 +158,83 @@ def run_datatrove(texts: list[str], tok_dir: str, work: str) -> tuple[float, int
         shuffle_documents=False,
         save_final_metadata=False,
     )
-    secs = _pipeline_time([ListReader(texts, "bench"), step], str(out / "logs"))
+    secs = _pipeline_time([bench_reader(texts), step], str(out / "logs"))
     stats = json.loads((out / "logs" / "stats" / "00000.json").read_text())
     total = next(s["stats"]["tokens"] for s in stats if "tokens" in s["stats"])
     total = total["total"] if isinstance(total, dict) else total
     return secs, int(total) - len(texts)  # datatrove appends one EOS per document
+
+
+# main-thread sections of `--profile`, first match on "<file>:<function>" wins; a function that matches none
+# (a builtin, a helper) counts where the caller it spent most time under counts
+SECTIONS = (
+    ("writer: Parquet write, zstd, sha256", ("write_shard_atomic", "_Sha256Sink", "pyarrow/parquet")),
+    ("writer: Arrow table (token_lists, shard_table)", ("token_lists", "shard_table")),
+    ("writer: per document (split hash, buffers)", ("ShardWriter.run", "is_validation", ":run@writer")),
+    ("writer: record", ("_flush",)),
+    ("tokenize: main thread (batches, hand-off)", ("batches", "_emit", "_wait", ":run@tokenize")),
+    ("step stats (datatrove Stats)", ("stat_update", "pipelines/stats.py", "datatrove/utils/stats.py")),
+    ("reader: Documents (bench ListReader)", ("pipelines/readers.py",)),
+    ("datatrove executor, logging", ("datatrove/", "loguru/", "json/", "copy.py", "logging")),
+)
+
+
+def profile_ours(texts: list[str], tok_dir: str, work: str) -> dict[str, float]:
+    """CPU-seconds of one run of ours by section: the encoder's threads (thread CPU inside `encode_flat`), the
+    main thread split by `SECTIONS` (cProfile on thread CPU time), and the rest of the process."""
+    import cProfile
+    import pstats
+    import threading
+
+    import pipelines.shards as shards
+
+    encode, lock, encoder = shards.encode_flat, threading.Lock(), [0.0]
+
+    def timed_encode(tok, batch):
+        t = time.thread_time()
+        try:
+            return encode(tok, batch)
+        finally:
+            with lock:
+                encoder[0] += time.thread_time() - t
+
+    shards.encode_flat = timed_encode  # Tokenize looks the module global up at each submit
+    prof = cProfile.Profile(timer=time.thread_time)  # CPU of the profiled (main) thread, not wall
+    c0, m0 = _cpu_seconds(), time.thread_time()
+    try:
+        prof.enable()
+        run_ours(texts, tok_dir, work)
+        prof.disable()
+    finally:
+        shards.encode_flat = encode
+    total, main = _cpu_seconds() - c0, time.thread_time() - m0
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (calls, ncalls, tottime, cumtime, callers)}
+
+    def label(key) -> str:
+        file, _, name = key
+        step = {"run": f":run@{file.rsplit('/', 1)[-1]}"}.get(name, "")
+        if file.endswith("pipelines/shards.py") and name == "run":  # two run()s: which class from the callers
+            step = ":run@writer" if any(c[2] == "_run_for_rank" for c in stats[key][4]) else ":run@tokenize"
+        return f"{file}:{name}{step}"
+
+    memo: dict = {}
+
+    def section(key, depth: int = 0) -> str:
+        if key not in memo:
+            text = label(key)
+            memo[key] = next((name for name, keys in SECTIONS if any(k in text for k in keys)), None)
+            if memo[key] is None:
+                callers = stats[key][4]
+                top = max(callers, key=lambda c: callers[c][3], default=None)
+                memo[key] = section(top, depth + 1) if top is not None and depth < 50 else None
+        return memo[key] or "other (main thread)"  # None: a caller cycle still being resolved
+
+    out = {"encoder threads (encode_batch_fast + ids to uint32)": encoder[0]}
+    for key, (_, _, tottime, _, _) in stats.items():
+        out[section(key)] = out.get(section(key), 0.0) + tottime
+    out["other threads and processes"] = total - main - encoder[0]
+    out["total (process CPU, profiler included)"] = total
+    return out
 
 
 RAW_BATCH = 10_000  # datatrove DocumentTokenizer's batch_size default
@@ -166,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tokenizer", default=None, help="tokenizer folder or tokenizer.json (default: train an 8k BPE)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument("--profile", action="store_true", help="also print ours' CPU-seconds by section (one extra run)")
     args = p.parse_args(argv)
     mb, repeat = (4.0, 1) if args.quick else (args.mb, args.repeat)
     texts = bench_documents(int(mb * 1e6))
@@ -179,9 +279,12 @@ def main(argv: list[str] | None = None) -> int:
             tok_dir = str(Path(work) / "tok")
             save_tokenizer(train_bpe(texts[::7], 8192), tok_dir)
         runs = run_variants(texts, tok_dir, work, repeat)
+        profile = profile_ours(texts, tok_dir, work) if args.profile else None
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result = summarise(runs, texts, repeat)
+    if profile:
+        result["profile_cpu_seconds"] = {k: round(v, 3) for k, v in profile.items()}
     if args.json:
         print(json.dumps(result, indent=1))
     else:
@@ -291,6 +394,12 @@ def print_table(result: dict) -> None:
     print(
         f"  encode_batch_fast / encode_batch per CPU-second {show('cpu_fast_vs_slow')}  wall {show('wall_fast_vs_slow')}"
     )
+    if "profile_cpu_seconds" in result:
+        prof = result["profile_cpu_seconds"]
+        total = prof["total (process CPU, profiler included)"]
+        print("ours, one profiled run, CPU-seconds by section (cProfile inflates the Python sections):")
+        for k, v in sorted(prof.items(), key=lambda kv: -kv[1]):
+            print(f"  {k:<52} {v:7.3f}  {100 * v / total:5.1f}%")
 
 
 def allocator() -> str:

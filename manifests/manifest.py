@@ -234,11 +234,11 @@ def read_shard_record(
         sha256=sha256 or file_sha256(path, fs),
         tokenizer=meta.tokenizer,
         config_hash=meta.config_hash,
-        created_at=_modified(fs, path),
+        created_at=file_modified(fs, path),
     )
 
 
-def _modified(fs: fsspec.AbstractFileSystem, path: str) -> datetime:
+def file_modified(fs: fsspec.AbstractFileSystem, path: str) -> datetime:
     """A file's modification time as naive UTC (now, for a filesystem that keeps none)."""
     try:
         when = fs.modified(path)

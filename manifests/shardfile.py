@@ -10,6 +10,8 @@ spells a `demix.*` footer key:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import io
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,10 +121,37 @@ def rows_per_group(table: pa.Table) -> int:
     return max(1, ROW_GROUP_BYTES // per_row)
 
 
-def write_shard_atomic(table: pa.Table, path: str, fs: fsspec.AbstractFileSystem | None = None) -> None:
-    """Write `table` to `path` under a temporary name, then rename: a crash never leaves a half shard."""
+class _Sha256Sink(io.RawIOBase):
+    """A write-only file that hashes every byte on its way to `f` (Parquet writes front to back, never seeks)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.f, self.sha256, self.n_bytes = f, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        n = memoryview(b).nbytes
+        self.sha256.update(b)
+        self.f.write(b)
+        self.n_bytes += n
+        return n
+
+    def tell(self) -> int:
+        return self.n_bytes
+
+
+def write_shard_atomic(table: pa.Table, path: str, fs: fsspec.AbstractFileSystem | None = None) -> str:
+    """Write `table` to `path` under a temporary name, then rename: a crash never leaves a half shard.
+
+    Returns the hex sha256 of the bytes written, hashed on the way out, so a writer's record needs no second
+    read of the file (`file_sha256` of the shard gives the same value).
+    """
     with atomic_write(path, "wb", fs=fs or fsspec.filesystem("file")) as f:
-        pq.write_table(table, f, compression="zstd", row_group_size=rows_per_group(table))
+        sink = _Sha256Sink(f)
+        pq.write_table(table, sink, compression="zstd", row_group_size=rows_per_group(table))
+    return sink.sha256.hexdigest()
 
 
 def shard_path(root: str | os.PathLike, source: str, split: str, task: int, seq: int) -> str:

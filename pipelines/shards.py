@@ -29,7 +29,8 @@ from corpus.tokenizer import (
     load_tokenizer,
     tokenizer_hash,
 )
-from manifests import ShardMeta, read_shard_record, shard_path, shard_table, write_shard_atomic
+from manifests import ShardMeta, ShardRecord, shard_path, shard_table, write_shard_atomic
+from manifests.manifest import file_modified
 from pipelines.build_tokenizer import TOKENIZER_DIR
 from pipelines.stats import CountingStep
 
@@ -225,7 +226,9 @@ class ShardWriter(CountingStep):
         records: list[dict[str, Any]] = []
         for doc in data:
             src = doc.metadata["source"]
-            split = "validation" if is_validation(doc.id, self.validation_fraction) else "train"
+            # no split asked for: every document is train, and the per-document hash is skipped
+            valid = self.validation_fraction > 0 and is_validation(doc.id, self.validation_fraction)
+            split = "validation" if valid else "train"
             key = (src, split)
             doc.metadata["tokens"] = np.asarray(doc.metadata["tokens"], dtype=np.uint32)  # 4 bytes a token
             buffers.setdefault(key, []).append(doc)
@@ -255,12 +258,24 @@ class ShardWriter(CountingStep):
                 "candidate": info.candidate,
             }
         )
-        table = shard_table(
-            [d.id for d in docs], [d.text for d in docs], token_lists([d.metadata["tokens"] for d in docs]), meta
-        )
+        tokens = token_lists([d.metadata["tokens"] for d in docs])
+        table = shard_table([d.id for d in docs], [d.text for d in docs], tokens, meta)
         path = shard_path(self.out, src, split, rank, seq)
-        write_shard_atomic(table, path, fs=fs)
-        rec = read_shard_record(path, self.out, fs=fs)
+        # the record comes from what was just written (sha256 hashed on the way out), not from reading the
+        # shard back: the same row `read_shard_record` gives (tests/pipelines/test_tokenize.py)
+        sha256 = write_shard_atomic(table, path, fs=fs)
+        rec = ShardRecord(
+            path=path[len(self.out) + 1 :],  # shard_path joined it onto self.out (a path or URL)
+            source=src,
+            split=split,
+            n_docs=table.num_rows,
+            n_tokens=int(tokens.offsets[-1].as_py()),
+            n_bytes=fs.size(path),
+            sha256=sha256,
+            tokenizer=meta.tokenizer,
+            config_hash=meta.config_hash,
+            created_at=file_modified(fs, path),
+        )
         self.count_in(src, len(docs))
         self.count_out(src, len(docs))
         self.stat_update(f"{src}|split|{split}", value=len(docs))

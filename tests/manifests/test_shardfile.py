@@ -11,11 +11,13 @@ from manifests import (
     SHARD_SCHEMA,
     ManifestError,
     ShardMeta,
+    file_sha256,
     read_shard_record,
     shard_path,
     shard_table,
     write_shard_atomic,
 )
+from manifests.shardfile import rows_per_group
 
 FULL = ShardMeta(
     source="gen_a",
@@ -35,6 +37,18 @@ def write(root, meta: ShardMeta, texts=("café au lait", "数据混合")) -> str
         shard_table([f"d{i}" for i in range(len(texts))], list(texts), [[1, 2, 3]] * len(texts), meta), path
     )
     return path
+
+
+def test_write_returns_the_sha256_of_the_bytes_a_plain_write_gives(tmp_path):
+    """Hashing on the way out changes no byte: the shard equals pyarrow writing the table straight to a file."""
+    texts = [f"doc {i} café 数据 " * (i % 50) for i in range(3000)]
+    table = shard_table([f"d{i}" for i in range(3000)], texts, [list(range(i % 300)) for i in range(3000)], FULL)
+    path = shard_path(tmp_path, "s", "train", 0, 0)
+    sha = write_shard_atomic(table, path)
+    plain = tmp_path / "plain.parquet"
+    pq.write_table(table, plain, compression="zstd", row_group_size=rows_per_group(table))
+    assert open(path, "rb").read() == plain.read_bytes()
+    assert sha == file_sha256(path) == file_sha256(plain)
 
 
 @pytest.mark.parametrize("meta", [FULL, ShardMeta(source="code_a", domain="code", tier="medium")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 
@@ -11,6 +12,7 @@ import pytest
 from pipeline_inputs import code_file, prose
 
 from corpus.tokenizer import load_tokenizer, save_tokenizer, train_bpe
+from manifests import read_shard_record
 from pipelines.readers import ListReader
 from pipelines.shards import ShardInfo, ShardWriter, Tokenize, encode_flat, encode_texts
 
@@ -116,3 +118,24 @@ def test_shards_hold_encode_batch_ids_per_document_id(tok_dir, tmp_path):
             got.update(zip(ids, t["tokens"]))
     assert n_shards > 2
     assert got == want
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.3])
+def test_records_equal_read_shard_record(tok_dir, tmp_path, fraction):
+    """The writer's record rows, made while writing (sha256 on the way out), equal a second read of each shard."""
+    texts = _texts()
+    out = tmp_path / "out"
+    save_tokenizer(load_tokenizer(tok_dir), out / "tokenizer")
+    meta = {"demix.tokenizer": "t", "demix.config_hash": "c0"}
+    writer = ShardWriter(
+        str(out), {"src": ShardInfo("code", "high", "")}, meta, fraction, str(out / "records"), max_shard_tokens=2000
+    )
+    for _ in writer.run(Tokenize(str(out / "tokenizer"), threads=2, batch_docs=5).run(ListReader(texts, "src").run())):
+        pass
+    records = json.loads((out / "records" / "00000.json").read_text())
+    shards = sorted(out.glob("*/src/*.parquet"))
+    assert len(records) == len(shards) > 2
+    want = [read_shard_record(p, out).__dict__ for p in shards]
+    want = [{k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in r.items()} for r in want]
+    assert sorted(records, key=lambda r: r["path"]) == sorted(want, key=lambda r: r["path"])
+    assert {r["split"] for r in records} == ({"train"} if fraction == 0 else {"train", "validation"})
