@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from corpus import RecipeError, UsageError, load_recipe, run_cli  # noqa: E402
 from pipelines.build import build  # noqa: E402
-from pipelines.build_config import BuildConfig, BuildError, out_location  # noqa: E402
+from pipelines.build_config import BuildConfig, BuildError, check_reach, out_location  # noqa: E402
 from pipelines.summary import render  # noqa: E402
 
 EXAMPLES = """examples:
@@ -120,6 +120,7 @@ def _command(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             quiet_logs=not args.verbose,
         )
+        check_reach(cfg)  # memory:// with worker processes: nothing would reach this process
     except (BuildError, RecipeError) as e:  # a bad --out or recipe: nothing was done, exit 2
         raise RecipeRefused(str(e)) from e
     # a private copy of stderr: the build sends fd 2 (datatrove's task logs) to <out>/logs/build.log

@@ -135,6 +135,8 @@ def test_build_corpus_cli_takes_a_url(local_build, memory_out, capsys):
     assert main([*args, "--json"]) == 0
     assert _files(memory_out) == local_build["files"]
     assert f'"out": "{memory_out}"' in capsys.readouterr().out
+    assert main([*args[:-2], "--workers", "2"]) == 2  # refused before any work, as a usage error
+    assert "memory:// lives in this process" in capsys.readouterr().err
 
 
 def test_memory_out_with_worker_processes_is_refused(local_build, memory_out):
