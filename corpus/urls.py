@@ -12,12 +12,18 @@ from contextlib import contextmanager
 
 import fsspec
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def url_protocol(location: str) -> str | None:
+    """The scheme of a URL, lower-cased (``s3``, ``file``, ...), or None for a plain path."""
+    m = _URL.match(location)
+    return m.group(1).lower() if m else None
 
 
 def is_url(location: str) -> bool:
     """True for a URL with a scheme other than file:// (hf://, s3://, memory://, ...)."""
-    return bool(_URL.match(location)) and not location.startswith("file://")
+    return url_protocol(location) is not None and not location.startswith("file://")
 
 
 def join_url(root: str, rel: str) -> str:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass
 
 import fsspec
 
 from corpus import Recipe, RecipeError
 from corpus.errors import DemixError
+from corpus.urls import url_protocol
 
 EXECUTORS = ("local", "slurm", "ray")
 
@@ -61,10 +61,9 @@ def out_location(out: str) -> str:
     text = str(out).strip()
     if not text:
         raise BuildError("--out: '': expected a folder path or URL")
-    scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.\-]*)://", text)
-    if scheme is None:
+    protocol = url_protocol(text)
+    if protocol is None:
         return os.path.abspath(text)
-    protocol = scheme.group(1).lower()
     if protocol == "file":
         path = text[len("file://") :]
         if not path.startswith("/"):
@@ -101,5 +100,5 @@ def check_reach(cfg: BuildConfig) -> None:
 
 
 def work_location(cfg: BuildConfig) -> str:
-    """The build's work folder (prepared parts, dedup runs, drop list): cfg.work, or <out>/work."""
-    return out_location(cfg.work) if cfg.work else f"{cfg.out}/work"
+    """The work folder of a `located` cfg (prepared parts, dedup runs, drop list): cfg.work, or <out>/work."""
+    return cfg.work or f"{cfg.out}/work"

@@ -6,9 +6,7 @@ from typing import Any
 
 from corpus import Recipe
 from corpus.tokens import format_tokens
-from corpus.urls import staged_file
 from manifests import get_meta, open_manifest
-from manifests.manifest import MANIFEST_NAME
 from pipelines.build_config import located
 from pipelines.step_order import step_row_key
 
@@ -16,7 +14,7 @@ from pipelines.step_order import step_row_key
 def summarize(recipe: Recipe, cfg, timings: dict[str, float], wall_s: float) -> dict[str, Any]:
     """A JSON-serialisable summary read back from the manifest (so it also describes resumed runs)."""
     cfg = located(cfg)
-    with staged_file(f"{cfg.out}/{MANIFEST_NAME}", upload="never") as db, open_manifest(db, read_only=True) as con:
+    with open_manifest(cfg.out, read_only=True) as con:  # a URL: open_manifest reads a local copy
         per_split = con.execute("""
             SELECT s.source, src.domain, src.tier, src.candidate, s.split, count(*), sum(s.n_docs), sum(s.n_tokens),
                    sum(s.n_bytes)
