@@ -136,6 +136,13 @@ def write_recipe(root: Path, data: dict) -> Path:
     return path
 
 
+def write_recipe_of(root: Path, sources: tuple[str, ...], **changes) -> Path:
+    """`make_inputs` cut to `sources` (names), with top-level `changes` (e.g. tokenizer=...), written as a recipe."""
+    data = make_inputs(root)
+    data["sources"] = [s for s in data["sources"] if s["name"] in sources]
+    return write_recipe(root, {**data, **changes})
+
+
 def run_build(recipe_path: Path, out: Path, **kw):
     """Build in-process (one worker: no process pool) and return the summary."""
     from corpus import load_recipe

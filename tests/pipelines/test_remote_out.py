@@ -11,7 +11,7 @@ from pathlib import Path
 import fsspec
 import pytest
 from fsspec.implementations.memory import MemoryFileSystem
-from pipeline_inputs import make_inputs, run_build, write_recipe
+from pipeline_inputs import run_build, write_recipe_of
 
 from manifests import ManifestError, open_manifest
 from manifests.verify import verify
@@ -41,9 +41,7 @@ def _shard_rows(db: str) -> list[tuple]:
 @pytest.fixture(scope="module")
 def local_build(tmp_path_factory):
     root = tmp_path_factory.mktemp("remote")
-    data = make_inputs(root)
-    data["sources"] = [s for s in data["sources"] if s["name"] in ("web", "code", "math")]
-    recipe = write_recipe(root, data)
+    recipe = write_recipe_of(root, ("web", "code", "math"))
     out = root / "local"
     summary = run_build(recipe, out)
     return {"root": root, "recipe": recipe, "out": out, "summary": summary, "files": _files(str(out))}

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from pipeline_inputs import make_inputs, run_build, write_recipe
+from pipeline_inputs import run_build, write_recipe_of
 
 from manifests import open_manifest
 
@@ -36,9 +36,7 @@ def _manifest(out: Path) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("resume")
-    data = make_inputs(root)
-    data["sources"] = [s for s in data["sources"] if s["name"] in ("web", "code", "math")]
-    recipe = write_recipe(root, data)
+    recipe = write_recipe_of(root, ("web", "code", "math"))
     out = root / "out"
     run_build(recipe, out)
     return recipe, out, _files(out), _manifest(out)

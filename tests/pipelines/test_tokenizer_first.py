@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from huggingface_hub import constants as hf_constants
-from pipeline_inputs import make_inputs, run_build, write_recipe
+from pipeline_inputs import run_build, write_recipe_of
 
 from corpus import RecipeError
 from corpus.tokenizer import save_tokenizer, tokenizer_hash, train_bpe
@@ -27,10 +27,7 @@ def hub_cache(tmp_path, monkeypatch):
 
 
 def _recipe(tmp_path, tokenizer: dict):
-    data = make_inputs(tmp_path)
-    data["sources"] = [s for s in data["sources"] if s["name"] in ("web", "code")]
-    data["tokenizer"] = tokenizer
-    return write_recipe(tmp_path, data)
+    return write_recipe_of(tmp_path, ("web", "code"), tokenizer=tokenizer)
 
 
 @pytest.mark.parametrize(
